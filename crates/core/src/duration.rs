@@ -1,0 +1,245 @@
+//! Human durations for configuration: `"30s"`, `"250ms"`, `"1m30s"`, `"2h"`.
+//!
+//! A duration is one or more `<number><unit>` parts, optionally separated by
+//! spaces; the number may have a decimal part. Units: `ns`, `us` (or `µs`),
+//! `ms`, `s`, `m`, `h`, `d`. A bare `0` is zero.
+//!
+//! ```
+//! use portcullis_core::duration;
+//! use std::time::Duration;
+//!
+//! assert_eq!(duration::parse("1m30s"), Ok(Duration::from_secs(90)));
+//! assert_eq!(duration::parse("1.5s"), Ok(Duration::from_millis(1500)));
+//! assert_eq!(duration::format(Duration::from_millis(1500)), "1s500ms");
+//! assert!(duration::parse("30").is_err()); // a unit is required
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a duration string was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseDurationError {
+    input: String,
+    reason: &'static str,
+}
+
+/// Parses a human duration.
+pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
+    let fail = |reason| ParseDurationError {
+        input: input.to_owned(),
+        reason,
+    };
+    let text = input.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(fail("is empty"));
+    }
+    let mut total: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| fail("needs a unit (ns, us, ms, s, m, h, d)"))?;
+        let (number, tail) = rest.split_at(digits);
+        if number.is_empty() {
+            return Err(fail("expects a number before each unit"));
+        }
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == ' ')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let nanos_per_unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            _ => {
+                return Err(fail(
+                    "has an unknown unit (expected ns, us, ms, s, m, h, d)",
+                ));
+            }
+        };
+        total = total
+            .checked_add(
+                scale(number, nanos_per_unit).ok_or_else(|| fail("has a malformed number"))?,
+            )
+            .ok_or_else(|| fail("is too large"))?;
+        rest = tail.trim_start();
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| fail("is too large"))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// `number` (with an optional decimal part) times `unit` nanoseconds.
+fn scale(number: &str, unit: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut nanos = whole.checked_mul(unit)?;
+    let mut place = unit;
+    for digit in fraction.bytes().take(18) {
+        place /= 10;
+        nanos = nanos.checked_add(u128::from(digit - b'0') * place)?;
+    }
+    Some(nanos)
+}
+
+/// Formats a duration in the form [`parse`] reads back: `"1m30s"`,
+/// `"250ms"`, `"0s"`.
+pub fn format(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let mut secs = duration.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    let mut nanos = duration.subsec_nanos();
+    for (unit, size) in [("ms", 1_000_000), ("us", 1_000), ("ns", 1)] {
+        if nanos >= size {
+            out.push_str(&format!("{}{unit}", nanos / size));
+            nanos %= size;
+        }
+    }
+    out
+}
+
+impl fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "duration {:?} {}", self.input, self.reason)
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
+
+/// `#[serde(with = "portcullis_core::duration::serde")]` for a `Duration`
+/// field written as a human duration.
+#[cfg(feature = "serde")]
+pub mod serde {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+    use std::time::Duration;
+
+    /// Writes a duration as a human string such as `"1m30s"`.
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format(*value))
+    }
+
+    /// Reads a human duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse(&text).map_err(de::Error::custom)
+    }
+
+    /// The same, for an `Option<Duration>` field.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer, de};
+        use std::time::Duration;
+
+        /// Writes `Some` as a human duration and `None` as nothing.
+        pub fn serialize<S: Serializer>(
+            value: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(value) => serializer.serialize_some(&super::super::format(*value)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        /// Reads an optional human duration string.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Option::<String>::deserialize(deserializer)?
+                .map(|text| super::super::parse(&text).map_err(de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_units_and_sums() {
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("1h 2m 3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse("10µs"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse("7ns"), Ok(Duration::from_nanos(7)));
+        assert_eq!(parse(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read() {
+        for bad in [
+            "",
+            "s",
+            "30",
+            "1x",
+            "1..5s",
+            "1.2.3s",
+            "-1s",
+            "1 s",
+            "99999999999999999999999d",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let error = parse("5 parsecs").unwrap_err().to_string();
+        assert!(error.contains("unknown unit"), "{error}");
+    }
+
+    proptest! {
+        #[test]
+        fn format_round_trips(nanos in 0u64..u64::MAX / 4) {
+            let duration = Duration::from_nanos(nanos);
+            prop_assert_eq!(parse(&format(duration)), Ok(duration));
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_reads_and_writes_human_durations() {
+        #[derive(::serde::Serialize, ::serde::Deserialize, PartialEq, Debug)]
+        struct Config {
+            #[serde(with = "crate::duration::serde")]
+            wait: Duration,
+            #[serde(default, with = "crate::duration::serde::option")]
+            cap: Option<Duration>,
+        }
+        let config: Config = serde_json::from_str(r#"{"wait":"1m30s","cap":"2s"}"#).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                wait: Duration::from_secs(90),
+                cap: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&config).unwrap(),
+            r#"{"wait":"1m30s","cap":"2s"}"#
+        );
+        let error = serde_json::from_str::<Config>(r#"{"wait":"soon"}"#).unwrap_err();
+        assert!(error.to_string().contains("\"soon\""), "{error}");
+    }
+}

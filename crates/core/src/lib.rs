@@ -1,0 +1,69 @@
+//! The shared vocabulary of the Portcullis resilience layers.
+//!
+//! Every Portcullis pattern (circuit breaker, retry, timeout, bulkhead, rate
+//! limiter, fallback) has to answer the same questions about a call: *did it
+//! fail?*, *was it turned away by another Portcullis layer?*, *did the server
+//! say when to come back?* This crate answers them once, so that the layers
+//! agree with each other when they are stacked:
+//!
+//! - [`Outcome`] and [`Classify`]: what a `Result<&Response, &Error>` means to a
+//!   resilience layer. [`DefaultClassifier`] treats any error as a failure,
+//!   except the rejections of inner Portcullis layers, which are
+//!   [`Outcome::Ignored`]: an outer breaker must not open because an inner
+//!   bulkhead was full.
+//! - [`error`]: [`BoxError`], the rejection types ([`BreakerOpen`],
+//!   [`BulkheadFull`], [`RateLimited`], [`Elapsed`]), the [`Rejection`] trait
+//!   that gives each of them an HTTP status hint and an optional `Retry-After`,
+//!   and [`find_in_chain`] to find an error type anywhere in a `source()` chain.
+//! - [`retry_after`]: strict `Retry-After` parsing (delta-seconds and
+//!   HTTP-date); absurd or malformed values are rejected rather than trusted.
+//! - [`duration`]: human durations (`"30s"`, `"250ms"`, `"1m30s"`) for
+//!   configuration files.
+//! - [`sync`]: the atomics facade that switches to `loom` under `cfg(loom)`.
+//!
+//! # Example
+//!
+//! ```
+//! use portcullis_core::{BoxError, BreakerOpen, Classify, DefaultClassifier, Outcome};
+//!
+//! let classify = DefaultClassifier;
+//! let ok: Result<&u32, &BoxError> = Ok(&7);
+//! assert_eq!(Classify::<u32>::classify(&classify, ok), Outcome::Success);
+//!
+//! let io: BoxError = std::io::Error::other("connection reset").into();
+//! assert_eq!(Classify::<u32>::classify(&classify, Err(&io)), Outcome::Failure);
+//!
+//! // A rejection from an inner Portcullis layer is not the callee's fault.
+//! let open: BoxError = BreakerOpen::new("payments", None).into();
+//! assert_eq!(Classify::<u32>::classify(&classify, Err(&open)), Outcome::Ignored);
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `http`  | [`HttpClassifier`]: 5xx, 408 and 429 are failures; `Retry-After` of 429/503 |
+//! | `grpc`  | [`GrpcClassifier`]: `grpc-status` codes that mean the server is in trouble |
+//! | `serde` | [`duration::serde`] for human durations in config files |
+
+mod classify;
+pub mod config;
+pub mod duration;
+pub mod error;
+#[cfg(feature = "grpc")]
+mod grpc;
+#[cfg(feature = "http")]
+mod http;
+pub mod retry_after;
+pub mod sync;
+
+pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use config::ConfigError;
+pub use error::{
+    BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited, Rejection, find_in_chain,
+    find_rejection,
+};
+#[cfg(feature = "grpc")]
+pub use grpc::GrpcClassifier;
+#[cfg(feature = "http")]
+pub use http::HttpClassifier;

@@ -1,0 +1,2 @@
+//! Portcullis placeholder
+pub use portcullis_core as core;
