@@ -1,0 +1,377 @@
+//! The shared handle that owns a breaker's state.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::{BreakerOpen, ConfigError, Outcome};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::BreakerConfig;
+use crate::error::IllegalTransition;
+use crate::event::{BreakerEvent, EventStream, Events};
+use crate::state::{Core, Reading, Signal, State, Ticket, micros};
+use crate::window::{FAILED, RECORDED, SLOW};
+
+/// A circuit breaker: a cheap, cloneable handle to one shared state.
+///
+/// Every clone, every service built from it and every route that uses it
+/// sees and changes the same window and state. Use it with
+/// [`CircuitBreakerLayer::new`](crate::CircuitBreakerLayer::new), or on its
+/// own around any call with [`try_acquire`](Self::try_acquire):
+///
+/// ```
+/// use portcullis_breaker::{Breaker, BreakerConfig, State};
+/// use portcullis_core::Outcome;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let config = BreakerConfig::builder().count_window(4).minimum_calls(2).build().unwrap();
+/// let breaker = Breaker::from_config("inventory", config).unwrap();
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire().expect("closed");
+///     permit.record(Outcome::Failure);
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!(rejected.name(), "inventory");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Breaker {
+    shared: Arc<Shared>,
+}
+
+/// The right to make one call, handed out by [`Breaker::try_acquire`].
+///
+/// Record the call's outcome with [`record`](Self::record). A permit dropped
+/// without an outcome (a cancelled call) records nothing and, in half-open,
+/// gives its probe slot back.
+#[must_use = "a permit records nothing unless its outcome is recorded"]
+pub struct Permit {
+    breaker: Breaker,
+    ticket: Option<Ticket>,
+    started: Option<Instant>,
+}
+
+/// A breaker's figures at one moment, as plain data.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct BreakerSnapshot {
+    /// The breaker's name.
+    pub name: String,
+    /// Its state.
+    pub state: State,
+    /// Failure rate in percent over the window; `None` below the minimum
+    /// number of calls.
+    pub failure_rate: Option<f32>,
+    /// Slow-call rate in percent; `None` below the minimum number of calls.
+    pub slow_call_rate: Option<f32>,
+    /// Calls in the window.
+    pub buffered_calls: u64,
+    /// Failed calls in the window.
+    pub failed_calls: u64,
+    /// Slow calls in the window.
+    pub slow_calls: u64,
+    /// Calls rejected since the breaker was made or reset.
+    pub not_permitted_calls: u64,
+    /// Failures in a row, right now.
+    pub consecutive_failures: u32,
+    /// When an open breaker lets a probe through.
+    #[serde(with = "portcullis_core::duration::serde::option")]
+    pub retry_after: Option<Duration>,
+    /// The configured failure-rate threshold, in percent.
+    pub failure_rate_threshold: f64,
+    /// The configured slow-call-rate threshold, in percent.
+    pub slow_call_rate_threshold: f64,
+    /// The configured minimum number of calls.
+    pub minimum_calls: u32,
+}
+
+struct Shared {
+    name: Arc<str>,
+    config: BreakerConfig,
+    core: Core,
+    epoch: Instant,
+    events: Events,
+    slow_call_duration: Option<Duration>,
+    clock_on_record: bool,
+}
+
+impl Breaker {
+    /// A breaker named `name` with the default configuration.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::build(name.into(), BreakerConfig::default())
+    }
+
+    /// A breaker named `name` with `config`, validated first.
+    pub fn from_config(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(name.into(), config))
+    }
+
+    fn build(name: Arc<str>, config: BreakerConfig) -> Self {
+        let core = Core::new(config.settings(), config.window(), config.seed());
+        let slow_call_duration = config.slow_call_duration();
+        Self {
+            shared: Arc::new(Shared {
+                clock_on_record: core.window.needs_clock() || slow_call_duration.is_some(),
+                slow_call_duration,
+                name,
+                config,
+                core,
+                epoch: Instant::now(),
+                events: Events::new(),
+            }),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.shared.config
+    }
+
+    /// Its current state. An open breaker whose wait is over still reads
+    /// `Open` until the next call makes it half-open.
+    pub fn state(&self) -> State {
+        self.shared.core.state()
+    }
+
+    /// Admits a call, or rejects it with [`BreakerOpen`].
+    ///
+    /// Never waits. In `Closed` this is one atomic load; the clock is read
+    /// only when a slow-call rule is configured or the breaker is open or
+    /// half-open.
+    pub fn try_acquire(&self) -> Result<Permit, BreakerOpen> {
+        let shared = &*self.shared;
+        match shared.core.acquire(|| self.now(), &mut |s| self.emit(s)) {
+            Ok(ticket) => Ok(Permit {
+                breaker: self.clone(),
+                ticket: Some(ticket),
+                started: shared.slow_call_duration.map(|_| Instant::now()),
+            }),
+            Err(retry_after) => {
+                let retry_after = retry_after.map(Duration::from_micros);
+                tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
+                if shared.events.wanted() {
+                    shared.events.send(BreakerEvent::Rejected {
+                        name: shared.name.clone(),
+                        retry_after,
+                    });
+                }
+                Err(BreakerOpen::new(shared.name.clone(), retry_after))
+            }
+        }
+    }
+
+    /// Subscribes to this breaker's events (bounded: a subscriber that falls
+    /// more than 256 events behind loses the oldest).
+    pub fn subscribe(&self) -> EventStream {
+        self.shared.events.subscribe()
+    }
+
+    /// The breaker's figures now.
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let shared = &*self.shared;
+        let Reading {
+            state,
+            counts,
+            not_permitted,
+            consecutive_failures,
+            retry_after,
+        } = shared.core.read(|| self.now());
+        let defined = counts.calls >= u64::from(shared.config.minimum_calls()) && counts.calls > 0;
+        let rate = |part: u64| defined.then(|| (part as f64 * 100.0 / counts.calls as f64) as f32);
+        BreakerSnapshot {
+            name: shared.name.to_string(),
+            state,
+            failure_rate: rate(counts.failures),
+            slow_call_rate: rate(counts.slow),
+            buffered_calls: counts.calls,
+            failed_calls: counts.failures,
+            slow_calls: counts.slow,
+            not_permitted_calls: not_permitted,
+            consecutive_failures,
+            retry_after: retry_after.map(Duration::from_micros),
+            failure_rate_threshold: shared.config.failure_rate_threshold(),
+            slow_call_rate_threshold: shared.config.slow_call_rate_threshold(),
+            minimum_calls: shared.config.minimum_calls(),
+        }
+    }
+
+    /// Closes the breaker (from any state), clearing its window.
+    pub fn close(&self) {
+        self.force(State::Closed, None).expect("closing is always allowed");
+    }
+
+    /// Forces it open: every call is rejected until another manual
+    /// transition.
+    pub fn force_open(&self) {
+        self.force(State::ForcedOpen, None).expect("forcing open is always allowed");
+    }
+
+    /// Disables it: every call passes, nothing is recorded.
+    pub fn disable(&self) {
+        self.force(State::Disabled, None).expect("disabling is always allowed");
+    }
+
+    /// Records without ever rejecting; threshold crossings are reported once
+    /// per episode.
+    pub fn metrics_only(&self) {
+        self.force(State::MetricsOnly, None).expect("metrics-only is always allowed");
+    }
+
+    /// Opens it for `wait`, then it probes as usual. Only from `Closed`,
+    /// `Open` or `HalfOpen`: a breaker under manual control (disabled,
+    /// forced open, metrics-only) must be closed or reset first.
+    pub fn open_for(&self, wait: Duration) -> Result<(), IllegalTransition> {
+        self.force(State::Open, Some(micros(wait)))
+    }
+
+    /// Moves an open breaker to half-open now, without waiting.
+    pub fn half_open(&self) -> Result<(), IllegalTransition> {
+        self.force(State::HalfOpen, None)
+    }
+
+    /// Back to `Closed` with every count cleared (window, rejections,
+    /// consecutive failures, open-wait growth), from any state.
+    pub fn reset(&self) {
+        self.shared.core.reset(&mut |s| self.emit(s));
+    }
+
+    fn force(&self, to: State, open_for: Option<u64>) -> Result<(), IllegalTransition> {
+        self.shared
+            .core
+            .force(to, open_for, || self.now(), &mut |s| self.emit(s))
+            .map_err(|illegal| IllegalTransition::new(self.shared.name.clone(), illegal.from, to))
+    }
+
+    fn now(&self) -> u64 {
+        micros(Instant::now().saturating_duration_since(self.shared.epoch))
+    }
+
+    fn emit(&self, signal: Signal) {
+        let shared = &*self.shared;
+        let event = match signal {
+            Signal::Transition { from, to, reason } => {
+                tracing::info!(breaker = %shared.name, ?from, ?to, %reason, "circuit breaker state changed");
+                BreakerEvent::Transition {
+                    name: shared.name.clone(),
+                    from,
+                    to,
+                    reason,
+                }
+            }
+            Signal::Crossed(threshold) => {
+                tracing::info!(breaker = %shared.name, ?threshold, "circuit breaker threshold reached");
+                BreakerEvent::ThresholdCrossed {
+                    name: shared.name.clone(),
+                    threshold,
+                }
+            }
+            Signal::Reset => {
+                tracing::info!(breaker = %shared.name, "circuit breaker reset");
+                BreakerEvent::Reset {
+                    name: shared.name.clone(),
+                }
+            }
+        };
+        if shared.events.wanted() {
+            shared.events.send(event);
+        }
+    }
+}
+
+impl Permit {
+    /// Records the call's outcome. `Ignored` records nothing and gives a
+    /// half-open probe slot back.
+    pub fn record(self, outcome: Outcome) {
+        self.record_with(outcome, None);
+    }
+
+    /// Records the outcome with a server-directed wait (see
+    /// [`BreakerConfig::max_retry_after`]).
+    pub fn record_with(mut self, outcome: Outcome, retry_after: Option<Duration>) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let breaker = &self.breaker;
+        let shared = &*breaker.shared;
+        let mut bits = RECORDED;
+        match outcome {
+            Outcome::Ignored => return shared.core.release(ticket),
+            Outcome::Failure => bits |= FAILED,
+            Outcome::Success => {}
+        }
+        if shared.clock_on_record {
+            // One clock read serves the slow-call rule and the time window.
+            let now = Instant::now();
+            if let (Some(started), Some(slow)) = (self.started, shared.slow_call_duration)
+                && now.saturating_duration_since(started) > slow
+            {
+                bits |= SLOW;
+            }
+            let now = micros(now.saturating_duration_since(shared.epoch));
+            shared
+                .core
+                .record(ticket, bits, retry_after.map(micros), || now, &mut |s| breaker.emit(s));
+        } else {
+            shared.core.record(
+                ticket,
+                bits,
+                retry_after.map(micros),
+                || breaker.now(),
+                &mut |s| breaker.emit(s),
+            );
+        }
+    }
+
+    /// Records a success.
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Records a failure.
+    pub fn failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Whether the breaker wants a server-directed wait with the outcome
+    /// (it does only when configured to open on one).
+    pub(crate) fn wants_retry_after(&self) -> bool {
+        self.breaker.shared.config.max_retry_after().is_some()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.shared.core.release(ticket);
+        }
+    }
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .field("config", &self.shared.config)
+            .field("events", &self.shared.events)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.breaker.shared.name)
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}

@@ -1,0 +1,257 @@
+//! Events: transitions with their reasons, rejections and threshold
+//! crossings, to `tracing` and to subscribers.
+//!
+//! Subscribers get a bounded broadcast stream ([`Breaker::subscribe`]); a
+//! subscriber that falls behind loses the oldest events (and is told how
+//! many), it never slows a call down. With no subscriber no event value is
+//! even built: the hot path checks one counter.
+//!
+//! [`Breaker::subscribe`]: crate::Breaker::subscribe
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::State;
+
+/// Why a breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// The failure rate reached its threshold.
+    FailureRate {
+        /// The failure rate, in percent.
+        rate: f32,
+    },
+    /// The slow-call rate reached its threshold.
+    SlowCallRate {
+        /// The slow-call rate, in percent.
+        rate: f32,
+    },
+    /// The configured number of failures came in a row.
+    ConsecutiveFailures {
+        /// How many.
+        count: u32,
+    },
+    /// A failed response asked for a wait (e.g. `Retry-After` on a 503).
+    RetryAfter {
+        /// The wait, capped by the configuration.
+        wait: Duration,
+    },
+    /// The open wait is over: the next call is a probe.
+    OpenWaitElapsed,
+    /// The half-open probes did well enough.
+    ProbesSucceeded,
+    /// The half-open probes did badly.
+    ProbesFailed {
+        /// Failure rate over the probes, in percent.
+        failure_rate: f32,
+        /// Slow-call rate over the probes, in percent.
+        slow_call_rate: f32,
+    },
+    /// The probes did not finish within `max_wait_in_half_open`.
+    HalfOpenTimeout,
+    /// A manual transition through the handle.
+    Manual,
+}
+
+/// A threshold that the window's figures reached.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Threshold {
+    /// The failure rate, in percent.
+    FailureRate {
+        /// The rate.
+        rate: f32,
+    },
+    /// The slow-call rate, in percent.
+    SlowCallRate {
+        /// The rate.
+        rate: f32,
+    },
+    /// Failures in a row.
+    ConsecutiveFailures {
+        /// How many.
+        count: u32,
+    },
+}
+
+/// Something that happened to a breaker.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum BreakerEvent {
+    /// The breaker changed state.
+    Transition {
+        /// The breaker's name.
+        name: Arc<str>,
+        /// The state it left.
+        from: State,
+        /// The state it entered.
+        to: State,
+        /// Why.
+        reason: TransitionReason,
+    },
+    /// A call was rejected.
+    Rejected {
+        /// The breaker's name.
+        name: Arc<str>,
+        /// When a probe may pass, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A threshold was reached. In `Closed` the breaker opens at the same
+    /// moment; in `MetricsOnly` this is reported once per episode (until the
+    /// figures fall below the thresholds again).
+    ThresholdCrossed {
+        /// The breaker's name.
+        name: Arc<str>,
+        /// Which threshold, and the figure.
+        threshold: Threshold,
+    },
+    /// The breaker was reset: closed, with every count cleared.
+    Reset {
+        /// The breaker's name.
+        name: Arc<str>,
+    },
+}
+
+/// A subscription to a breaker's events; see [`Breaker::subscribe`].
+///
+/// [`Breaker::subscribe`]: crate::Breaker::subscribe
+pub struct EventStream {
+    receiver: broadcast::Receiver<BreakerEvent>,
+    listeners: Arc<Listeners>,
+}
+
+/// Why [`EventStream::recv`] returned no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// The breaker is gone.
+    Closed,
+    /// The subscriber fell behind and this many events were dropped; the
+    /// next call goes on with the oldest event still kept.
+    Lagged(u64),
+}
+
+/// The sending side, kept by the breaker.
+pub(crate) struct Events {
+    sender: broadcast::Sender<BreakerEvent>,
+    listeners: Arc<Listeners>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Listeners(AtomicUsize);
+
+/// How many events a slow subscriber may fall behind by.
+const CAPACITY: usize = 256;
+
+impl From<Threshold> for TransitionReason {
+    fn from(threshold: Threshold) -> Self {
+        match threshold {
+            Threshold::FailureRate { rate } => Self::FailureRate { rate },
+            Threshold::SlowCallRate { rate } => Self::SlowCallRate { rate },
+            Threshold::ConsecutiveFailures { count } => Self::ConsecutiveFailures { count },
+        }
+    }
+}
+
+impl fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FailureRate { rate } => write!(f, "failure rate {rate:.1}% reached the threshold"),
+            Self::SlowCallRate { rate } => write!(f, "slow-call rate {rate:.1}% reached the threshold"),
+            Self::ConsecutiveFailures { count } => write!(f, "{count} failures in a row"),
+            Self::RetryAfter { wait } => write!(f, "the callee asked for a wait of {wait:?}"),
+            Self::OpenWaitElapsed => f.write_str("the open wait is over"),
+            Self::ProbesSucceeded => f.write_str("the half-open probes succeeded"),
+            Self::ProbesFailed { failure_rate, slow_call_rate } => write!(
+                f,
+                "the half-open probes failed (failure rate {failure_rate:.1}%, slow-call rate {slow_call_rate:.1}%)"
+            ),
+            Self::HalfOpenTimeout => f.write_str("the half-open probes took too long"),
+            Self::Manual => f.write_str("manual transition"),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event, waiting for one if need be.
+    pub async fn recv(&mut self) -> Result<BreakerEvent, RecvError> {
+        self.receiver.recv().await.map_err(|error| match error {
+            broadcast::error::RecvError::Closed => RecvError::Closed,
+            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
+        })
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<BreakerEvent, RecvError>> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(Ok(event)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.listeners.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("pending", &self.receiver.len())
+            .finish()
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the breaker is gone"),
+            Self::Lagged(n) => write!(f, "fell behind and missed {n} events"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+impl Events {
+    pub(crate) fn new() -> Self {
+        Self {
+            sender: broadcast::Sender::new(CAPACITY),
+            listeners: Arc::default(),
+        }
+    }
+
+    /// Whether anybody listens; when not, no event is built.
+    pub(crate) fn wanted(&self) -> bool {
+        self.listeners.0.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn send(&self, event: BreakerEvent) {
+        // An error only means every subscriber left in the meantime.
+        let _ = self.sender.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> EventStream {
+        self.listeners.0.fetch_add(1, Ordering::AcqRel);
+        EventStream {
+            receiver: self.sender.subscribe(),
+            listeners: self.listeners.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("subscribers", &self.listeners.0.load(Ordering::Relaxed))
+            .finish()
+    }
+}

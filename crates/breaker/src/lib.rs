@@ -1,0 +1,133 @@
+//! A circuit breaker for `tower`: lock-free, allocation-free on the closed
+//! path, and strict about what it counts.
+//!
+//! A breaker watches the outcomes of the calls to one dependency. When too
+//! many fail (or are slow), it *opens*: calls are rejected at once with
+//! [`BreakerOpen`] instead of piling onto a dependency that is down. After a
+//! wait it lets a few *probe* calls through (*half-open*); their outcomes
+//! decide whether it closes again or waits longer.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use portcullis_breaker::{Breaker, BreakerConfig, BreakerOpen, CircuitBreakerLayer, State};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = BreakerConfig::builder()
+//!     .count_window(10)
+//!     .minimum_calls(5)
+//!     .failure_rate_threshold(50.0)
+//!     .wait_in_open(Duration::from_secs(5))
+//!     .build()
+//!     .expect("a valid configuration");
+//! let breaker = Breaker::from_config("flaky", config).unwrap();
+//!
+//! let mut service = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .service(service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) }));
+//!
+//! for _ in 0..5 {
+//!     let error = service.ready().await.unwrap().call(()).await.unwrap_err();
+//!     assert!(error.is::<std::io::Error>());
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//!
+//! // Now calls fail fast, without reaching the service.
+//! let error = service.ready().await.unwrap().call(()).await.unwrap_err();
+//! let open = error.downcast_ref::<BreakerOpen>().expect("rejected");
+//! assert_eq!(open.name(), "flaky");
+//! assert!(open.retry_after().unwrap() <= Duration::from_secs(5));
+//! # }
+//! ```
+//!
+//! # The rules
+//!
+//! - **Windows.** Rates are computed over a [`SlidingWindow`]: the last N
+//!   calls, or the calls of the last span of time in buckets (calls leave a
+//!   bucket at a time). Both cost O(1) per call and O(window) memory whatever
+//!   the traffic: a million calls in a time window cost what a thousand do.
+//! - **Trip rules**, any of which opens the breaker: the failure rate is at
+//!   or above its threshold; the slow-call rate is at or above its threshold,
+//!   a call being slow when it takes *longer* than the slow-call duration;
+//!   N failures in a row. Rates are undefined (`None` in a
+//!   [`BreakerSnapshot`]) below `minimum_calls`, and then never trip.
+//! - **Outcomes** come from a [`Classify`](portcullis_core::Classify)
+//!   implementation: by default any error is a failure, except the
+//!   rejections of inner Portcullis layers, which are ignored. An `Ignored`
+//!   outcome is counted nowhere. For HTTP use
+//!   [`HttpClassifier`](portcullis_core::HttpClassifier) (feature `http`):
+//!   5xx, 408 and 429 responses are failures.
+//! - **Open** rejects at once with [`BreakerOpen`], carrying the breaker's
+//!   name and `retry_after`. The wait is `wait_in_open`, optionally growing by
+//!   a multiplier each time the probes fail (capped, with jitter), back to the
+//!   base when the breaker closes. A failure that carries a server-directed
+//!   wait (`Retry-After` on a 429 or 503) can open it for that wait
+//!   ([`BreakerConfigBuilder::open_on_retry_after`]).
+//! - **Half-open** comes lazily, on the first call after the wait (no timer
+//!   task). It lets `permitted_calls_in_half_open` probes through and decides
+//!   over exactly their outcomes. A probe permit is a guard: a cancelled call
+//!   or an ignored outcome gives it back, so the breaker cannot be stuck
+//!   half-open; `max_wait_in_half_open` bounds slow probes too.
+//! - **Stale outcomes** are dropped: each admission is tagged with the
+//!   generation of the state it was made in, and an outcome that arrives
+//!   after a transition is not counted into the new state.
+//! - **Manual control** on the handle: [`Breaker::force_open`],
+//!   [`Breaker::disable`], [`Breaker::metrics_only`], [`Breaker::close`],
+//!   [`Breaker::reset`], [`Breaker::open_for`], [`Breaker::half_open`].
+//!   A transition to the current state is silent; one the state does not
+//!   allow is an [`IllegalTransition`].
+//! - **Events**: transitions with their [`TransitionReason`], rejections and
+//!   threshold crossings go to `tracing` and to [`Breaker::subscribe`]rs; no
+//!   event is built when nobody subscribes.
+//!
+//! # Shared or per route
+//!
+//! All state lives in the [`Breaker`] handle. A [`CircuitBreakerLayer`]
+//! built with [`CircuitBreakerLayer::new`] from a handle gives every service
+//! it makes (every clone, every route) that one breaker. One built with
+//! [`CircuitBreakerLayer::per_service`] makes a new breaker each time
+//! `layer` is called; axum calls it once per route, so that is one breaker
+//! per route.
+//!
+//! # Where it goes in a stack
+//!
+//! Inside a retry, the breaker sees every attempt and the retry skips the
+//! attempts that it rejects (Portcullis retries never retry a
+//! [`BreakerOpen`]). Outside a retry it sees one outcome per request, after
+//! all the attempts: it opens later, but a request that succeeded on its
+//! second attempt counts as a success.
+//!
+//! # Cost
+//!
+//! In `Closed`, admission is one atomic load and recording a success in a
+//! count window is one `fetch_add`; no lock, no allocation, no boxed future.
+//! The clock is read once per call only for a time window or a slow-call
+//! rule. The state machine is checked with `loom` (run with
+//! `RUSTFLAGS="--cfg loom"`).
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `http`  | the HTTP classifier of `portcullis-core` |
+//! | `grpc`  | the gRPC classifier of `portcullis-core` |
+
+mod breaker;
+mod config;
+pub mod error;
+pub mod event;
+pub mod future;
+mod layer;
+mod service;
+mod state;
+mod window;
+
+pub use breaker::{Breaker, BreakerSnapshot, Permit};
+pub use config::{BreakerConfig, BreakerConfigBuilder, SlidingWindow};
+pub use error::{BreakerOpen, IllegalTransition};
+pub use event::{BreakerEvent, EventStream, Threshold, TransitionReason};
+pub use layer::CircuitBreakerLayer;
+pub use service::CircuitBreaker;
+pub use state::State;

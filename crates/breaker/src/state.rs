@@ -1,0 +1,743 @@
+//! The breaker's state machine: a handful of atomic words, no lock.
+//!
+//! - `state`: `generation << 3 | kind`. Every transition is one
+//!   compare-and-swap that bumps the generation, so of all the callers that
+//!   see the same threshold crossing exactly one moves the breaker, and every
+//!   admission can be tagged with the generation it was made in: an outcome
+//!   that comes back after a transition is dropped, not counted.
+//! - `deadline`: for `Open`, when it may let a probe through; for `HalfOpen`,
+//!   when it gives up waiting for its probes. Tagged with the low 16 bits of
+//!   the generation it belongs to, written right after the transition.
+//! - `probes`: the half-open bookkeeping (permits handed out, outcomes in,
+//!   failures and slow calls among them), tagged the same way.
+//!
+//! Time is a plain `u64` of microseconds since the breaker was made, passed
+//! in by the caller, and read only when the state needs it: the closed path
+//! of a count window never reads the clock.
+
+use std::time::Duration;
+
+use portcullis_core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Threshold, TransitionReason};
+use crate::window::{Counts, FAILED, SLOW, Window};
+
+/// The state of a circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Calls flow and their outcomes are recorded.
+    Closed,
+    /// Calls are rejected with [`BreakerOpen`](crate::BreakerOpen) until the
+    /// open wait is over.
+    Open,
+    /// A few probe calls are let through; their outcomes decide whether the
+    /// breaker closes or opens again.
+    HalfOpen,
+    /// Manual: every call passes and nothing is recorded.
+    Disabled,
+    /// Manual: every call is rejected; the breaker never leaves by itself.
+    ForcedOpen,
+    /// Manual: outcomes are recorded and threshold crossings reported, but no
+    /// call is ever rejected.
+    MetricsOnly,
+}
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const DISABLED: u64 = 3;
+const FORCED_OPEN: u64 = 4;
+const METRICS_ONLY: u64 = 5;
+const KIND_BITS: u32 = 3;
+const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
+
+const TAG_SHIFT: u32 = 48;
+const LOW_48: u64 = (1 << TAG_SHIFT) - 1;
+const ADMITTED_ONE: u64 = 1 << 36;
+const DONE_ONE: u64 = 1 << 24;
+const FAILED_ONE: u64 = 1 << 12;
+const SLOW_ONE: u64 = 1;
+const FIELD_12: u64 = (1 << 12) - 1;
+
+/// The numbers of the configuration, in the units the state machine uses.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Thresholds in hundredths of a percent.
+    pub(crate) failure_bp: u64,
+    pub(crate) slow_bp: u64,
+    pub(crate) minimum_calls: u64,
+    /// 0: no consecutive-failure rule.
+    pub(crate) consecutive_failures: u32,
+    pub(crate) permitted_in_half_open: u64,
+    pub(crate) wait_in_open: u64,
+    pub(crate) multiplier: f64,
+    pub(crate) max_wait_in_open: u64,
+    pub(crate) jitter: f64,
+    pub(crate) max_wait_in_half_open: Option<u64>,
+    /// The cap of a server-directed open wait; `None` ignores them.
+    pub(crate) max_retry_after: Option<u64>,
+}
+
+/// What a caller was admitted as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// Closed in generation `.0`: the outcome goes to the window.
+    Closed(u64),
+    /// A half-open probe of generation `.0`.
+    Probe(u64),
+    /// Metrics-only in generation `.0`: recorded, never rejected.
+    Metrics(u64),
+    /// Disabled: nothing is recorded.
+    Free,
+}
+
+/// Something the handle turns into events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Signal {
+    Transition {
+        from: State,
+        to: State,
+        reason: TransitionReason,
+    },
+    Crossed(Threshold),
+    Reset,
+}
+
+/// A state-machine transition that the current state does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Illegal {
+    pub(crate) from: State,
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) settings: Settings,
+    pub(crate) window: Window,
+    state: AtomicU64,
+    deadline: AtomicU64,
+    probes: AtomicU64,
+    reopens: AtomicU32,
+    consecutive: AtomicU32,
+    not_permitted: AtomicU64,
+    /// A crossing was reported in the current metrics-only episode.
+    crossed: AtomicBool,
+    rng: AtomicU64,
+}
+
+/// What the handle reads for a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reading {
+    pub(crate) state: State,
+    pub(crate) counts: Counts,
+    pub(crate) not_permitted: u64,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) retry_after: Option<u64>,
+}
+
+fn kind(word: u64) -> u64 {
+    word & KIND_MASK
+}
+
+fn generation(word: u64) -> u64 {
+    word >> KIND_BITS
+}
+
+fn word(generation: u64, kind: u64) -> u64 {
+    generation << KIND_BITS | kind
+}
+
+fn tag(generation: u64) -> u64 {
+    (generation & 0xFFFF) << TAG_SHIFT
+}
+
+fn state_of(kind: u64) -> State {
+    match kind {
+        CLOSED => State::Closed,
+        OPEN => State::Open,
+        HALF_OPEN => State::HalfOpen,
+        DISABLED => State::Disabled,
+        FORCED_OPEN => State::ForcedOpen,
+        _ => State::MetricsOnly,
+    }
+}
+
+fn kind_of(state: State) -> u64 {
+    match state {
+        State::Closed => CLOSED,
+        State::Open => OPEN,
+        State::HalfOpen => HALF_OPEN,
+        State::Disabled => DISABLED,
+        State::ForcedOpen => FORCED_OPEN,
+        State::MetricsOnly => METRICS_ONLY,
+    }
+}
+
+fn rate(part: u64, whole: u64) -> f32 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 * 100.0 / whole as f64) as f32
+    }
+}
+
+pub(crate) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).min(LOW_48)
+}
+
+impl Core {
+    pub(crate) fn new(settings: Settings, window: Window, seed: u64) -> Self {
+        Self {
+            settings,
+            window,
+            state: AtomicU64::new(word(0, CLOSED)),
+            deadline: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+            reopens: AtomicU32::new(0),
+            consecutive: AtomicU32::new(0),
+            not_permitted: AtomicU64::new(0),
+            crossed: AtomicBool::new(false),
+            rng: AtomicU64::new(seed),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        state_of(kind(self.state.load(Ordering::Acquire)))
+    }
+
+    /// Admits a call or rejects it with the wait until a probe may pass
+    /// (`Err(None)` when it is unknown or never). Reads the clock only when
+    /// the breaker is open or half-open.
+    pub(crate) fn acquire(
+        &self,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) -> Result<Ticket, Option<u64>> {
+        loop {
+            let current = self.state.load(Ordering::Acquire);
+            let generation = generation(current);
+            match kind(current) {
+                CLOSED => return Ok(Ticket::Closed(generation)),
+                METRICS_ONLY => return Ok(Ticket::Metrics(generation)),
+                DISABLED => return Ok(Ticket::Free),
+                FORCED_OPEN => return Err(self.reject(None)),
+                OPEN => {
+                    let now = now();
+                    match self.deadline_of(generation) {
+                        Some(until) if now >= until => {
+                            let deadline = self
+                                .settings
+                                .max_wait_in_half_open
+                                .map_or(LOW_48, |wait| now.saturating_add(wait));
+                            self.transition(
+                                current,
+                                HALF_OPEN,
+                                TransitionReason::OpenWaitElapsed,
+                                Some(deadline),
+                                signal,
+                            );
+                        }
+                        Some(until) => return Err(self.reject(Some(until - now))),
+                        // The transition is a moment old and its deadline not
+                        // written yet.
+                        None => return Err(self.reject(Some(self.settings.wait_in_open))),
+                    }
+                }
+                _ => {
+                    let now = now();
+                    if let Some(until) = self.deadline_of(generation)
+                        && now >= until
+                    {
+                        let wait = self.open_wait(self.reopens.load(Ordering::Acquire) + 1);
+                        if self.transition(
+                            current,
+                            OPEN,
+                            TransitionReason::HalfOpenTimeout,
+                            Some(now.saturating_add(wait)),
+                            signal,
+                        ) {
+                            self.reopens.fetch_add(1, Ordering::AcqRel);
+                        }
+                        continue;
+                    }
+                    return match self.admit_probe(generation) {
+                        true => Ok(Ticket::Probe(generation)),
+                        false => Err(self.reject(None)),
+                    };
+                }
+            }
+        }
+    }
+
+    fn reject(&self, retry_after: Option<u64>) -> Option<u64> {
+        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+        retry_after
+    }
+
+    fn deadline_of(&self, generation: u64) -> Option<u64> {
+        let deadline = self.deadline.load(Ordering::Acquire);
+        (deadline & !LOW_48 == tag(generation)).then_some(deadline & LOW_48)
+    }
+
+    fn admit_probe(&self, generation: u64) -> bool {
+        let mut probes = self.probes.load(Ordering::Acquire);
+        loop {
+            let next = if probes & !LOW_48 != tag(generation) {
+                // The first probe of this half-open episode starts the count.
+                tag(generation) | ADMITTED_ONE
+            } else if (probes >> 36) & FIELD_12 < self.settings.permitted_in_half_open {
+                probes + ADMITTED_ONE
+            } else {
+                return false;
+            };
+            match self
+                .probes
+                .compare_exchange(probes, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => probes = actual,
+            }
+        }
+    }
+
+    /// Gives a permit back without an outcome: the call was cancelled or its
+    /// outcome was ignored.
+    pub(crate) fn release(&self, ticket: Ticket) {
+        let Ticket::Probe(generation) = ticket else {
+            return;
+        };
+        let mut probes = self.probes.load(Ordering::Acquire);
+        while probes & !LOW_48 == tag(generation) && (probes >> 36) & FIELD_12 > 0 {
+            match self.probes.compare_exchange(
+                probes,
+                probes - ADMITTED_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => probes = actual,
+            }
+        }
+    }
+
+    /// Records the outcome of an admitted call: `outcome` has `FAILED` and
+    /// `SLOW` set as they apply. `retry_after` is a server-directed wait that
+    /// came with a failure. Ignored outcomes are released, not recorded.
+    pub(crate) fn record(
+        &self,
+        ticket: Ticket,
+        outcome: u8,
+        retry_after: Option<u64>,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
+        let (generation, recording) = match ticket {
+            Ticket::Free => return,
+            Ticket::Probe(generation) => return self.record_probe(generation, outcome, retry_after, now, signal),
+            Ticket::Closed(generation) => (generation, CLOSED),
+            Ticket::Metrics(generation) => (generation, METRICS_ONLY),
+        };
+        let current = word(generation, recording);
+        if self.state.load(Ordering::Acquire) != current {
+            return; // admitted before a transition: stale
+        }
+        let counts = self.window.record(outcome, &now);
+        let mut crossed = None;
+        if outcome & FAILED != 0 {
+            let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+            let limit = self.settings.consecutive_failures;
+            if limit > 0 && run >= limit {
+                crossed = Some(Threshold::ConsecutiveFailures { count: run });
+            }
+        } else if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Release);
+        }
+        let crossed = crossed.or_else(|| self.crossing(counts));
+        if recording == METRICS_ONLY {
+            match crossed {
+                Some(threshold) if !self.crossed.swap(true, Ordering::AcqRel) => {
+                    signal(Signal::Crossed(threshold));
+                }
+                Some(_) => {}
+                None if self.crossed.load(Ordering::Relaxed) => {
+                    self.crossed.store(false, Ordering::Release);
+                }
+                None => {}
+            }
+            return;
+        }
+        if let Some(threshold) = crossed {
+            let wait = self.open_wait(0);
+            let until = now().saturating_add(wait);
+            self.trip(current, threshold, until, signal);
+        } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after)
+            && outcome & FAILED != 0
+            && wait > 0
+        {
+            let wait = wait.min(cap);
+            self.transition(
+                current,
+                OPEN,
+                TransitionReason::RetryAfter { wait: Duration::from_micros(wait) },
+                Some(now().saturating_add(wait)),
+                signal,
+            );
+        }
+    }
+
+    /// Opens the breaker from `current` for a threshold crossing; reports the
+    /// crossing only if this caller made the transition.
+    fn trip(&self, current: u64, threshold: Threshold, until: u64, signal: &mut impl FnMut(Signal)) {
+        let mut crossed = false;
+        self.transition(current, OPEN, threshold.into(), Some(until), &mut |s| {
+            if !crossed {
+                crossed = true;
+                signal(Signal::Crossed(threshold));
+            }
+            signal(s);
+        });
+    }
+
+    /// The threshold that `counts` crosses, if any.
+    fn crossing(&self, counts: Counts) -> Option<Threshold> {
+        let Counts { calls, failures, slow } = counts;
+        if calls < self.settings.minimum_calls || calls == 0 {
+            return None;
+        }
+        if failures * 10_000 >= self.settings.failure_bp * calls {
+            return Some(Threshold::FailureRate { rate: rate(failures, calls) });
+        }
+        if slow * 10_000 >= self.settings.slow_bp * calls {
+            return Some(Threshold::SlowCallRate { rate: rate(slow, calls) });
+        }
+        None
+    }
+
+    fn record_probe(
+        &self,
+        generation: u64,
+        outcome: u8,
+        retry_after: Option<u64>,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
+        let add = DONE_ONE
+            + if outcome & FAILED != 0 { FAILED_ONE } else { 0 }
+            + if outcome & SLOW != 0 { SLOW_ONE } else { 0 };
+        let mut probes = self.probes.load(Ordering::Acquire);
+        let done = loop {
+            if probes & !LOW_48 != tag(generation) {
+                return; // stale
+            }
+            match self.probes.compare_exchange(
+                probes,
+                probes + add,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break probes + add,
+                Err(actual) => probes = actual,
+            }
+        };
+        let current = word(generation, HALF_OPEN);
+        if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after)
+            && outcome & FAILED != 0
+            && wait > 0
+        {
+            let wait = wait.min(cap);
+            let reason = TransitionReason::RetryAfter { wait: Duration::from_micros(wait) };
+            if self.transition(current, OPEN, reason, Some(now().saturating_add(wait)), signal) {
+                self.reopens.fetch_add(1, Ordering::AcqRel);
+            }
+            return;
+        }
+        let permitted = self.settings.permitted_in_half_open;
+        if (done >> 24) & FIELD_12 < permitted {
+            return;
+        }
+        let failed = (done >> 12) & FIELD_12;
+        let slow = done & FIELD_12;
+        if failed * 10_000 >= self.settings.failure_bp * permitted
+            || slow * 10_000 >= self.settings.slow_bp * permitted
+        {
+            let reopens = self.reopens.load(Ordering::Acquire) + 1;
+            let reason = TransitionReason::ProbesFailed {
+                failure_rate: rate(failed, permitted),
+                slow_call_rate: rate(slow, permitted),
+            };
+            let until = now().saturating_add(self.open_wait(reopens));
+            if self.transition(current, OPEN, reason, Some(until), signal) {
+                self.reopens.store(reopens, Ordering::Release);
+            }
+        } else {
+            self.transition(current, CLOSED, TransitionReason::ProbesSucceeded, None, signal);
+        }
+    }
+
+    /// Moves from `current` to `to`; `false` if another caller moved first.
+    /// The window is cleared before a recording state is entered (it is not
+    /// in use in the states that lead there).
+    fn transition(
+        &self,
+        current: u64,
+        to: u64,
+        reason: TransitionReason,
+        deadline: Option<u64>,
+        signal: &mut impl FnMut(Signal),
+    ) -> bool {
+        let entering_recording = matches!(to, CLOSED | METRICS_ONLY);
+        if entering_recording {
+            self.window.reset();
+            self.consecutive.store(0, Ordering::Release);
+            self.crossed.store(false, Ordering::Release);
+        }
+        let next_generation = generation(current) + 1;
+        if self
+            .state
+            .compare_exchange(
+                current,
+                word(next_generation, to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        if let Some(deadline) = deadline {
+            self.deadline
+                .store(tag(next_generation) | deadline.min(LOW_48), Ordering::Release);
+        }
+        if to == CLOSED {
+            self.reopens.store(0, Ordering::Release);
+        }
+        if kind(current) != to {
+            signal(Signal::Transition {
+                from: state_of(kind(current)),
+                to: state_of(to),
+                reason,
+            });
+        }
+        true
+    }
+
+    /// The open wait after `reopens` consecutive re-openings: the base wait
+    /// times `multiplier^reopens`, capped, with proportional jitter.
+    fn open_wait(&self, reopens: u32) -> u64 {
+        let settings = &self.settings;
+        let grown = settings.wait_in_open as f64 * settings.multiplier.powi(reopens.min(64) as i32);
+        let mut wait = grown.min(settings.max_wait_in_open as f64);
+        if settings.jitter > 0.0 {
+            let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
+            wait *= 1.0 - settings.jitter + 2.0 * settings.jitter * unit;
+            wait = wait.min(settings.max_wait_in_open as f64);
+        }
+        (wait as u64).max(1)
+    }
+
+    /// splitmix64 over an atomic counter: lock-free and seedable.
+    fn next_random(&self) -> u64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A manual transition to `to`; `open_for` is the wait for `Open`.
+    /// Transitions to the current state are silent.
+    pub(crate) fn force(
+        &self,
+        to: State,
+        open_for: Option<u64>,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) -> Result<(), Illegal> {
+        let to = kind_of(to);
+        loop {
+            let current = self.state.load(Ordering::Acquire);
+            let from = kind(current);
+            let legal = match to {
+                OPEN => matches!(from, CLOSED | OPEN | HALF_OPEN),
+                HALF_OPEN => matches!(from, OPEN | HALF_OPEN),
+                _ => true,
+            };
+            if !legal {
+                return Err(Illegal { from: state_of(from) });
+            }
+            if from == to && to != OPEN {
+                return Ok(());
+            }
+            let deadline = match to {
+                OPEN => Some(now().saturating_add(open_for.unwrap_or(self.settings.wait_in_open))),
+                HALF_OPEN => Some(
+                    self.settings
+                        .max_wait_in_half_open
+                        .map_or(LOW_48, |wait| now().saturating_add(wait)),
+                ),
+                _ => None,
+            };
+            if self.transition(current, to, TransitionReason::Manual, deadline, signal) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Back to `Closed` with every count cleared, from any state.
+    pub(crate) fn reset(&self, signal: &mut impl FnMut(Signal)) {
+        loop {
+            let current = self.state.load(Ordering::Acquire);
+            if self.transition(current, CLOSED, TransitionReason::Manual, None, signal) {
+                self.not_permitted.store(0, Ordering::Relaxed);
+                signal(Signal::Reset);
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn read(&self, now: impl Fn() -> u64) -> Reading {
+        let current = self.state.load(Ordering::Acquire);
+        let retry_after = match kind(current) {
+            OPEN => self
+                .deadline_of(generation(current))
+                .map(|until| until.saturating_sub(now())),
+            _ => None,
+        };
+        Reading {
+            state: state_of(kind(current)),
+            counts: self.window.counts(&now),
+            not_permitted: self.not_permitted.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            retry_after,
+        }
+    }
+
+    /// The generation of the current state (for tests and models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn generation(&self) -> u64 {
+        generation(self.state.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::window::{CountWindow, RECORDED};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    fn core(permitted: u64, minimum_calls: u64, failure_bp: u64) -> Core {
+        let settings = Settings {
+            failure_bp,
+            slow_bp: 10_000,
+            minimum_calls,
+            consecutive_failures: 0,
+            permitted_in_half_open: permitted,
+            wait_in_open: 1_000,
+            multiplier: 1.0,
+            max_wait_in_open: 1_000,
+            jitter: 0.0,
+            max_wait_in_half_open: None,
+            max_retry_after: None,
+        };
+        Core::new(settings, Window::Count(CountWindow::new(4)), 1)
+    }
+
+    fn transitions(signals: &[Signal]) -> usize {
+        signals
+            .iter()
+            .filter(|s| matches!(s, Signal::Transition { .. }))
+            .count()
+    }
+
+    /// Two failures recorded at once cross a 100 % threshold with a minimum
+    /// of two calls: exactly one of the recorders opens the breaker, whatever
+    /// the interleaving (and neither misses the crossing).
+    #[test]
+    fn a_crossing_opens_exactly_once() {
+        loom::model(|| {
+            let core = Arc::new(core(1, 2, 10_000));
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let core = core.clone();
+                    thread::spawn(move || {
+                        let mut signals = Vec::new();
+                        let ticket = core.acquire(|| 0, &mut |s| signals.push(s)).unwrap();
+                        core.record(ticket, RECORDED | FAILED, None, || 0, &mut |s| signals.push(s));
+                        transitions(&signals)
+                    })
+                })
+                .collect();
+            let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(total, 1);
+            assert_eq!(core.state(), State::Open);
+            assert_eq!(core.generation(), 1);
+        });
+    }
+
+    /// Three callers race for two half-open permits: at most two are
+    /// admitted, and a permit given back (a cancelled probe) can be taken
+    /// again.
+    #[test]
+    fn half_open_admits_at_most_the_permitted_probes() {
+        loom::model(|| {
+            let core = Arc::new(core(2, 1, 5_000));
+            core.force(State::Open, Some(10), || 0, &mut |_| {}).unwrap();
+            let handles: Vec<_> = (0..3)
+                .map(|i| {
+                    let core = core.clone();
+                    thread::spawn(move || {
+                        let admitted = core.acquire(|| 100, &mut |_| {});
+                        match admitted {
+                            Ok(ticket) if i == 0 => {
+                                // The first caller cancels its probe.
+                                core.release(ticket);
+                                0
+                            }
+                            Ok(_) => 1,
+                            Err(_) => 0,
+                        }
+                    })
+                })
+                .collect();
+            let held: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            let probes = core.probes.load(Ordering::Acquire);
+            let admitted = (probes >> 36) & FIELD_12;
+            assert!(admitted <= 2);
+            assert_eq!(admitted, held, "the permit count matches the holders");
+            assert_eq!(core.state(), State::HalfOpen);
+        });
+    }
+
+    /// The last probe outcome closes the breaker exactly once, and an
+    /// outcome of the earlier closed generation is dropped, not counted.
+    #[test]
+    fn probes_close_once_and_stale_outcomes_are_dropped() {
+        loom::model(|| {
+            let core = Arc::new(core(2, 1, 5_000));
+            let stale = core.acquire(|| 0, &mut |_| {}).unwrap();
+            core.force(State::Open, Some(10), || 0, &mut |_| {}).unwrap();
+            let first = core.acquire(|| 100, &mut |_| {}).unwrap();
+            let second = core.acquire(|| 100, &mut |_| {}).unwrap();
+            let handles: Vec<_> = [first, second, stale]
+                .into_iter()
+                .map(|ticket| {
+                    let core = core.clone();
+                    thread::spawn(move || {
+                        let mut signals = Vec::new();
+                        let outcome = if ticket == stale { RECORDED | FAILED } else { RECORDED };
+                        core.record(ticket, outcome, None, || 100, &mut |s| signals.push(s));
+                        transitions(&signals)
+                    })
+                })
+                .collect();
+            let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(total, 1);
+            assert_eq!(core.state(), State::Closed);
+            assert_eq!(core.window.counts(|| 100).failures, 0);
+        });
+    }
+}
