@@ -1,2 +1,40 @@
-//! Portcullis placeholder
+//! Portcullis: resilience middleware for [`tower`](https://docs.rs/tower).
+//!
+//! Services call things that fail. Portcullis gives them the classic
+//! defences as `tower` layers, each in its own crate and re-exported here
+//! behind a feature, sharing one vocabulary of outcomes, classifiers and
+//! rejection errors ([`core`]).
+//!
+//! | feature   | crate | what it is |
+//! |-----------|-------|------------|
+//! | `breaker` (default) | [`breaker`] | circuit breaker: count and time windows, half-open probes, manual control, events |
+//! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) |
+//! | `grpc`    | | gRPC classifier (`grpc-status`) |
+//! | `full`    | | everything |
+//!
+//! # Example
+//!
+//! ```
+//! use portcullis::breaker::{Breaker, CircuitBreakerLayer, State};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let breaker = Breaker::new("search");
+//! let service = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .service(service_fn(|q: &'static str| async move { Ok::<_, std::io::Error>(q.len()) }));
+//! assert_eq!(service.oneshot("tower").await.unwrap(), 5);
+//! assert_eq!(breaker.state(), State::Closed);
+//! # }
+//! ```
+
 pub use portcullis_core as core;
+
+/// The circuit breaker (feature `breaker`).
+#[cfg(feature = "breaker")]
+pub use portcullis_breaker as breaker;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

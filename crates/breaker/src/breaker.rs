@@ -105,7 +105,10 @@ impl Breaker {
     }
 
     /// A breaker named `name` with `config`, validated first.
-    pub fn from_config(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(
+        name: impl Into<Arc<str>>,
+        config: BreakerConfig,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::build(name.into(), config))
     }
@@ -206,24 +209,28 @@ impl Breaker {
 
     /// Closes the breaker (from any state), clearing its window.
     pub fn close(&self) {
-        self.force(State::Closed, None).expect("closing is always allowed");
+        self.force(State::Closed, None)
+            .expect("closing is always allowed");
     }
 
     /// Forces it open: every call is rejected until another manual
     /// transition.
     pub fn force_open(&self) {
-        self.force(State::ForcedOpen, None).expect("forcing open is always allowed");
+        self.force(State::ForcedOpen, None)
+            .expect("forcing open is always allowed");
     }
 
     /// Disables it: every call passes, nothing is recorded.
     pub fn disable(&self) {
-        self.force(State::Disabled, None).expect("disabling is always allowed");
+        self.force(State::Disabled, None)
+            .expect("disabling is always allowed");
     }
 
     /// Records without ever rejecting; threshold crossings are reported once
     /// per episode.
     pub fn metrics_only(&self) {
-        self.force(State::MetricsOnly, None).expect("metrics-only is always allowed");
+        self.force(State::MetricsOnly, None)
+            .expect("metrics-only is always allowed");
     }
 
     /// Opens it for `wait`, then it probes as usual. Only from `Closed`,
@@ -319,7 +326,9 @@ impl Permit {
             let now = micros(now.saturating_duration_since(shared.epoch));
             shared
                 .core
-                .record(ticket, bits, retry_after.map(micros), || now, &mut |s| breaker.emit(s));
+                .record(ticket, bits, retry_after.map(micros), || now, &mut |s| {
+                    breaker.emit(s)
+                });
         } else {
             shared.core.record(
                 ticket,

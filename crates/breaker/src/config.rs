@@ -62,20 +62,32 @@ pub struct BreakerConfig {
     minimum_calls: u32,
     failure_rate_threshold: f64,
     slow_call_rate_threshold: f64,
-    #[serde(with = "duration::serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "duration::serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     slow_call_duration: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     consecutive_failures: Option<u32>,
     #[serde(with = "duration::serde")]
     wait_in_open: Duration,
     open_wait_multiplier: f64,
-    #[serde(with = "duration::serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "duration::serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     max_wait_in_open: Option<Duration>,
     open_wait_jitter: f64,
     permitted_calls_in_half_open: u32,
-    #[serde(with = "duration::serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "duration::serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     max_wait_in_half_open: Option<Duration>,
-    #[serde(with = "duration::serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "duration::serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     max_retry_after: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jitter_seed: Option<u64>,
@@ -168,11 +180,12 @@ impl BreakerConfig {
     /// The cap of the grown open wait (default: ten times the base wait
     /// when it grows, else the base wait).
     pub fn max_wait_in_open(&self) -> Duration {
-        self.max_wait_in_open.unwrap_or(if self.open_wait_multiplier > 1.0 {
-            self.wait_in_open.saturating_mul(10).min(MAX_WAIT)
-        } else {
-            self.wait_in_open
-        })
+        self.max_wait_in_open
+            .unwrap_or(if self.open_wait_multiplier > 1.0 {
+                self.wait_in_open.saturating_mul(10).min(MAX_WAIT)
+            } else {
+                self.wait_in_open
+            })
     }
 
     /// Proportional jitter of the open wait: a wait `w` becomes uniform in
@@ -238,7 +251,9 @@ impl BreakerConfig {
             in_range("consecutive_failures", u64::from(count), 1, 1_000_000)?;
         }
         positive("wait_in_open", self.wait_in_open)?;
-        if !(self.open_wait_multiplier.is_finite() && (1.0..=100.0).contains(&self.open_wait_multiplier)) {
+        if !(self.open_wait_multiplier.is_finite()
+            && (1.0..=100.0).contains(&self.open_wait_multiplier))
+        {
             return Err(ConfigError::new(
                 "open_wait_multiplier",
                 format!("must be in [1, 100], got {}", self.open_wait_multiplier),
@@ -316,7 +331,10 @@ fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), C
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(ConfigError::new(field, format!("must be in [{min}, {max}], got {value}")))
+        Err(ConfigError::new(
+            field,
+            format!("must be in [{min}, {max}], got {value}"),
+        ))
     }
 }
 
@@ -324,7 +342,10 @@ fn percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 && value <= 100.0 {
         Ok(())
     } else {
-        Err(ConfigError::new(field, format!("must be in (0, 100], got {value}")))
+        Err(ConfigError::new(
+            field,
+            format!("must be in (0, 100], got {value}"),
+        ))
     }
 }
 
@@ -448,16 +469,34 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         BreakerConfig::default().validate().unwrap();
-        assert_eq!(BreakerConfig::builder().build().unwrap(), BreakerConfig::default());
+        assert_eq!(
+            BreakerConfig::builder().build().unwrap(),
+            BreakerConfig::default()
+        );
     }
 
     #[test]
     fn errors_name_the_field_and_range() {
-        let error = BreakerConfig::builder().failure_rate_threshold(0.0).build().unwrap_err();
-        assert_eq!(error.to_string(), "failure_rate_threshold: must be in (0, 100], got 0");
-        let error = BreakerConfig::builder().failure_rate_threshold(150.0).build().unwrap_err();
-        assert_eq!(error.to_string(), "failure_rate_threshold: must be in (0, 100], got 150");
-        assert_eq!(field_of(BreakerConfig::builder().count_window(0)), "sliding_window.size");
+        let error = BreakerConfig::builder()
+            .failure_rate_threshold(0.0)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "failure_rate_threshold: must be in (0, 100], got 0"
+        );
+        let error = BreakerConfig::builder()
+            .failure_rate_threshold(150.0)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "failure_rate_threshold: must be in (0, 100], got 150"
+        );
+        assert_eq!(
+            field_of(BreakerConfig::builder().count_window(0)),
+            "sliding_window.size"
+        );
         assert_eq!(
             field_of(BreakerConfig::builder().time_window(Duration::ZERO, 10)),
             "sliding_window.span"
@@ -470,12 +509,18 @@ mod tests {
             field_of(BreakerConfig::builder().permitted_calls_in_half_open(0)),
             "permitted_calls_in_half_open"
         );
-        assert_eq!(field_of(BreakerConfig::builder().minimum_calls(0)), "minimum_calls");
+        assert_eq!(
+            field_of(BreakerConfig::builder().minimum_calls(0)),
+            "minimum_calls"
+        );
         assert_eq!(
             field_of(BreakerConfig::builder().count_window(10).minimum_calls(11)),
             "minimum_calls"
         );
-        assert_eq!(field_of(BreakerConfig::builder().wait_in_open(Duration::ZERO)), "wait_in_open");
+        assert_eq!(
+            field_of(BreakerConfig::builder().wait_in_open(Duration::ZERO)),
+            "wait_in_open"
+        );
         assert_eq!(
             field_of(BreakerConfig::builder().open_wait_backoff(0.5, Duration::from_secs(60))),
             "open_wait_multiplier"
@@ -484,7 +529,10 @@ mod tests {
             field_of(BreakerConfig::builder().open_wait_backoff(2.0, Duration::from_secs(1))),
             "max_wait_in_open"
         );
-        assert_eq!(field_of(BreakerConfig::builder().open_wait_jitter(1.0)), "open_wait_jitter");
+        assert_eq!(
+            field_of(BreakerConfig::builder().open_wait_jitter(1.0)),
+            "open_wait_jitter"
+        );
         assert_eq!(
             field_of(BreakerConfig::builder().slow_call_rate_threshold(f64::NAN)),
             "slow_call_rate_threshold"
@@ -493,7 +541,10 @@ mod tests {
             field_of(BreakerConfig::builder().slow_call_duration(Duration::ZERO)),
             "slow_call_duration"
         );
-        assert_eq!(field_of(BreakerConfig::builder().consecutive_failures(0)), "consecutive_failures");
+        assert_eq!(
+            field_of(BreakerConfig::builder().consecutive_failures(0)),
+            "consecutive_failures"
+        );
     }
 
     #[test]
@@ -515,7 +566,10 @@ mod tests {
     #[test]
     fn unknown_fields_are_errors() {
         let error = toml::from_str::<BreakerConfig>("failure_rate = 50.0").unwrap_err();
-        assert!(error.to_string().contains("unknown field `failure_rate`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `failure_rate`"),
+            "{error}"
+        );
         let error = toml::from_str::<BreakerConfig>("wait_in_open = \"soon\"").unwrap_err();
         assert!(error.to_string().contains("\"soon\""), "{error}");
     }

@@ -160,13 +160,20 @@ impl From<Threshold> for TransitionReason {
 impl fmt::Display for TransitionReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::FailureRate { rate } => write!(f, "failure rate {rate:.1}% reached the threshold"),
-            Self::SlowCallRate { rate } => write!(f, "slow-call rate {rate:.1}% reached the threshold"),
+            Self::FailureRate { rate } => {
+                write!(f, "failure rate {rate:.1}% reached the threshold")
+            }
+            Self::SlowCallRate { rate } => {
+                write!(f, "slow-call rate {rate:.1}% reached the threshold")
+            }
             Self::ConsecutiveFailures { count } => write!(f, "{count} failures in a row"),
             Self::RetryAfter { wait } => write!(f, "the callee asked for a wait of {wait:?}"),
             Self::OpenWaitElapsed => f.write_str("the open wait is over"),
             Self::ProbesSucceeded => f.write_str("the half-open probes succeeded"),
-            Self::ProbesFailed { failure_rate, slow_call_rate } => write!(
+            Self::ProbesFailed {
+                failure_rate,
+                slow_call_rate,
+            } => write!(
                 f,
                 "the half-open probes failed (failure rate {failure_rate:.1}%, slow-call rate {slow_call_rate:.1}%)"
             ),

@@ -12,8 +12,14 @@ use crate::{Breaker, BreakerConfig, CircuitBreaker};
 /// makes shares that one breaker: use this to protect one upstream however
 /// many routes or clients call it. Built from a configuration with
 /// [`per_service`](Self::per_service), each call to [`Layer::layer`] makes a
-/// fresh breaker: under axum, where `layer` is called once per route, that
-/// is one breaker per route.
+/// fresh breaker: one breaker per route when axum applies the layer once per
+/// route.
+///
+/// **Under axum**, a layer on a handler (`get(handler).layer(..)`) is applied
+/// when the router is given its state. Call `Router::with_state` (with `()`
+/// if it has none) before serving: a `Router` served without it is given its
+/// state once per connection, and a per-service breaker would then live for
+/// one connection only. A layer built from a handle is immune to this.
 ///
 /// ```
 /// use portcullis_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer};
@@ -37,7 +43,10 @@ pub struct CircuitBreakerLayer<C = DefaultClassifier> {
 #[derive(Clone)]
 enum Source {
     Shared(Breaker),
-    PerService { name: Arc<str>, config: BreakerConfig },
+    PerService {
+        name: Arc<str>,
+        config: BreakerConfig,
+    },
 }
 
 impl CircuitBreakerLayer {
@@ -51,7 +60,10 @@ impl CircuitBreakerLayer {
 
     /// Every call to `layer` makes a new breaker named `name` with `config`
     /// (validated here, so that `layer` cannot fail).
-    pub fn per_service(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, ConfigError> {
+    pub fn per_service(
+        name: impl Into<Arc<str>>,
+        config: BreakerConfig,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             source: Source::PerService {
@@ -87,8 +99,10 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         let breaker = match &self.source {
             Source::Shared(breaker) => breaker.clone(),
-            Source::PerService { name, config } => Breaker::from_config(name.clone(), config.clone())
-                .expect("the configuration was validated when the layer was built"),
+            Source::PerService { name, config } => {
+                Breaker::from_config(name.clone(), config.clone())
+                    .expect("the configuration was validated when the layer was built")
+            }
         };
         CircuitBreaker::new(inner, breaker).with_classifier(self.classifier.clone())
     }
@@ -99,7 +113,9 @@ impl<C: fmt::Debug> fmt::Debug for CircuitBreakerLayer<C> {
         let mut debug = f.debug_struct("CircuitBreakerLayer");
         match &self.source {
             Source::Shared(breaker) => debug.field("breaker", breaker),
-            Source::PerService { name, config } => debug.field("per_service", name).field("config", config),
+            Source::PerService { name, config } => {
+                debug.field("per_service", name).field("config", config)
+            }
         };
         debug.field("classifier", &self.classifier).finish()
     }

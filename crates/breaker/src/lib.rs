@@ -88,8 +88,10 @@
 //! built with [`CircuitBreakerLayer::new`] from a handle gives every service
 //! it makes (every clone, every route) that one breaker. One built with
 //! [`CircuitBreakerLayer::per_service`] makes a new breaker each time
-//! `layer` is called; axum calls it once per route, so that is one breaker
-//! per route.
+//! `layer` is called, which in axum is once per route — provided the router
+//! is given its state (`Router::with_state`, with `()` if it has none) before
+//! it is served; otherwise axum applies handler layers once per connection.
+//! When in doubt, build from a handle.
 //!
 //! # Where it goes in a stack
 //!

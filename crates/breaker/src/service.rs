@@ -79,7 +79,9 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         match self.breaker.try_acquire() {
-            Ok(permit) => ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone()),
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
+            }
             Err(open) => ResponseFuture::rejected(open),
         }
     }

@@ -183,7 +183,9 @@ fn rate(part: u64, whole: u64) -> f32 {
 }
 
 pub(crate) fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).min(LOW_48)
+    u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(LOW_48)
 }
 
 impl Core {
@@ -334,7 +336,9 @@ impl Core {
     ) {
         let (generation, recording) = match ticket {
             Ticket::Free => return,
-            Ticket::Probe(generation) => return self.record_probe(generation, outcome, retry_after, now, signal),
+            Ticket::Probe(generation) => {
+                return self.record_probe(generation, outcome, retry_after, now, signal);
+            }
             Ticket::Closed(generation) => (generation, CLOSED),
             Ticket::Metrics(generation) => (generation, METRICS_ONLY),
         };
@@ -379,7 +383,9 @@ impl Core {
             self.transition(
                 current,
                 OPEN,
-                TransitionReason::RetryAfter { wait: Duration::from_micros(wait) },
+                TransitionReason::RetryAfter {
+                    wait: Duration::from_micros(wait),
+                },
                 Some(now().saturating_add(wait)),
                 signal,
             );
@@ -388,7 +394,13 @@ impl Core {
 
     /// Opens the breaker from `current` for a threshold crossing; reports the
     /// crossing only if this caller made the transition.
-    fn trip(&self, current: u64, threshold: Threshold, until: u64, signal: &mut impl FnMut(Signal)) {
+    fn trip(
+        &self,
+        current: u64,
+        threshold: Threshold,
+        until: u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
         let mut crossed = false;
         self.transition(current, OPEN, threshold.into(), Some(until), &mut |s| {
             if !crossed {
@@ -401,15 +413,23 @@ impl Core {
 
     /// The threshold that `counts` crosses, if any.
     fn crossing(&self, counts: Counts) -> Option<Threshold> {
-        let Counts { calls, failures, slow } = counts;
+        let Counts {
+            calls,
+            failures,
+            slow,
+        } = counts;
         if calls < self.settings.minimum_calls || calls == 0 {
             return None;
         }
         if failures * 10_000 >= self.settings.failure_bp * calls {
-            return Some(Threshold::FailureRate { rate: rate(failures, calls) });
+            return Some(Threshold::FailureRate {
+                rate: rate(failures, calls),
+            });
         }
         if slow * 10_000 >= self.settings.slow_bp * calls {
-            return Some(Threshold::SlowCallRate { rate: rate(slow, calls) });
+            return Some(Threshold::SlowCallRate {
+                rate: rate(slow, calls),
+            });
         }
         None
     }
@@ -446,8 +466,16 @@ impl Core {
             && wait > 0
         {
             let wait = wait.min(cap);
-            let reason = TransitionReason::RetryAfter { wait: Duration::from_micros(wait) };
-            if self.transition(current, OPEN, reason, Some(now().saturating_add(wait)), signal) {
+            let reason = TransitionReason::RetryAfter {
+                wait: Duration::from_micros(wait),
+            };
+            if self.transition(
+                current,
+                OPEN,
+                reason,
+                Some(now().saturating_add(wait)),
+                signal,
+            ) {
                 self.reopens.fetch_add(1, Ordering::AcqRel);
             }
             return;
@@ -471,7 +499,13 @@ impl Core {
                 self.reopens.store(reopens, Ordering::Release);
             }
         } else {
-            self.transition(current, CLOSED, TransitionReason::ProbesSucceeded, None, signal);
+            self.transition(
+                current,
+                CLOSED,
+                TransitionReason::ProbesSucceeded,
+                None,
+                signal,
+            );
         }
     }
 
@@ -506,8 +540,10 @@ impl Core {
             return false;
         }
         if let Some(deadline) = deadline {
-            self.deadline
-                .store(tag(next_generation) | deadline.min(LOW_48), Ordering::Release);
+            self.deadline.store(
+                tag(next_generation) | deadline.min(LOW_48),
+                Ordering::Release,
+            );
         }
         if to == CLOSED {
             self.reopens.store(0, Ordering::Release);
@@ -566,7 +602,9 @@ impl Core {
                 _ => true,
             };
             if !legal {
-                return Err(Illegal { from: state_of(from) });
+                return Err(Illegal {
+                    from: state_of(from),
+                });
             }
             if from == to && to != OPEN {
                 return Ok(());
@@ -666,7 +704,9 @@ mod loom_models {
                     thread::spawn(move || {
                         let mut signals = Vec::new();
                         let ticket = core.acquire(|| 0, &mut |s| signals.push(s)).unwrap();
-                        core.record(ticket, RECORDED | FAILED, None, || 0, &mut |s| signals.push(s));
+                        core.record(ticket, RECORDED | FAILED, None, || 0, &mut |s| {
+                            signals.push(s)
+                        });
                         transitions(&signals)
                     })
                 })
@@ -685,7 +725,8 @@ mod loom_models {
     fn half_open_admits_at_most_the_permitted_probes() {
         loom::model(|| {
             let core = Arc::new(core(2, 1, 5_000));
-            core.force(State::Open, Some(10), || 0, &mut |_| {}).unwrap();
+            core.force(State::Open, Some(10), || 0, &mut |_| {})
+                .unwrap();
             let handles: Vec<_> = (0..3)
                 .map(|i| {
                     let core = core.clone();
@@ -719,7 +760,8 @@ mod loom_models {
         loom::model(|| {
             let core = Arc::new(core(2, 1, 5_000));
             let stale = core.acquire(|| 0, &mut |_| {}).unwrap();
-            core.force(State::Open, Some(10), || 0, &mut |_| {}).unwrap();
+            core.force(State::Open, Some(10), || 0, &mut |_| {})
+                .unwrap();
             let first = core.acquire(|| 100, &mut |_| {}).unwrap();
             let second = core.acquire(|| 100, &mut |_| {}).unwrap();
             let handles: Vec<_> = [first, second, stale]
@@ -728,7 +770,11 @@ mod loom_models {
                     let core = core.clone();
                     thread::spawn(move || {
                         let mut signals = Vec::new();
-                        let outcome = if ticket == stale { RECORDED | FAILED } else { RECORDED };
+                        let outcome = if ticket == stale {
+                            RECORDED | FAILED
+                        } else {
+                            RECORDED
+                        };
                         core.record(ticket, outcome, None, || 100, &mut |s| signals.push(s));
                         transitions(&signals)
                     })

@@ -187,7 +187,10 @@ impl CountWindow {
 impl TimeWindow {
     /// A window of `buckets` spans of `bucket_micros` each (both `>= 1`).
     pub(crate) fn new(bucket_micros: u64, buckets: u32) -> Self {
-        assert!(bucket_micros > 0 && buckets > 0, "a time window has at least one bucket");
+        assert!(
+            bucket_micros > 0 && buckets > 0,
+            "a time window has at least one bucket"
+        );
         Self {
             bucket_micros,
             buckets: u64::from(buckets),
@@ -228,7 +231,9 @@ impl TimeWindow {
         Counts {
             calls,
             failures: (in_window >> 32).min(calls),
-            slow: slow.wrapping_sub(self.base.1.load(Ordering::SeqCst)).min(calls),
+            slow: slow
+                .wrapping_sub(self.base.1.load(Ordering::SeqCst))
+                .min(calls),
         }
     }
 
@@ -256,10 +261,16 @@ impl TimeWindow {
             mark.1.store(slow, Ordering::SeqCst);
         }
         let mark = &self.marks[(oldest % self.buckets) as usize];
-        self.base.0.store(mark.0.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.base.1.store(mark.1.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.next_rotation
-            .store((bucket + 1).saturating_mul(self.bucket_micros), Ordering::Release);
+        self.base
+            .0
+            .store(mark.0.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.base
+            .1
+            .store(mark.1.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.next_rotation.store(
+            (bucket + 1).saturating_mul(self.bucket_micros),
+            Ordering::Release,
+        );
     }
 
     fn reset(&self) {
@@ -289,7 +300,14 @@ mod tests {
         for _ in 0..1_000 {
             window.record(S);
         }
-        assert_eq!(window.counts(), Counts { calls: 10, failures: 0, slow: 0 });
+        assert_eq!(
+            window.counts(),
+            Counts {
+                calls: 10,
+                failures: 0,
+                slow: 0
+            }
+        );
         for _ in 0..5 {
             window.record(F);
         }
@@ -306,7 +324,14 @@ mod tests {
         assert_eq!(window.record(F).calls, 1);
         assert_eq!(window.record(S).calls, 2);
         assert_eq!(window.record(S | SLOW).calls, 3);
-        assert_eq!(window.record(S), Counts { calls: 3, failures: 0, slow: 1 });
+        assert_eq!(
+            window.record(S),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            }
+        );
         window.reset();
         assert_eq!(window.counts(), Counts::default());
     }
@@ -322,12 +347,33 @@ mod tests {
         for _ in 0..6 {
             window.record(S, 105 * second);
         }
-        assert_eq!(window.counts(109 * second + 999_999), Counts { calls: 10, failures: 4, slow: 0 });
+        assert_eq!(
+            window.counts(109 * second + 999_999),
+            Counts {
+                calls: 10,
+                failures: 4,
+                slow: 0
+            }
+        );
         // At 110s the bucket of 100s leaves the window.
-        assert_eq!(window.counts(110 * second), Counts { calls: 6, failures: 0, slow: 0 });
+        assert_eq!(
+            window.counts(110 * second),
+            Counts {
+                calls: 6,
+                failures: 0,
+                slow: 0
+            }
+        );
         // At 115s everything is gone.
         assert_eq!(window.counts(115 * second), Counts::default());
-        assert_eq!(window.record(F | SLOW, 200 * second), Counts { calls: 1, failures: 1, slow: 1 });
+        assert_eq!(
+            window.record(F | SLOW, 200 * second),
+            Counts {
+                calls: 1,
+                failures: 1,
+                slow: 1
+            }
+        );
     }
 
     #[test]
@@ -382,7 +428,15 @@ mod tests {
     fn fastmod_is_modulo() {
         for size in [1u32, 2, 3, 7, 10, 100, 1_000_000] {
             let window = CountWindow::new(size.min(1000));
-            for index in [0u64, 1, 5, 99, 1_000, u64::from(u32::MAX), u64::from(u32::MAX) + 1] {
+            for index in [
+                0u64,
+                1,
+                5,
+                99,
+                1_000,
+                u64::from(u32::MAX),
+                u64::from(u32::MAX) + 1,
+            ] {
                 let slot = window.slot(index) as *const AtomicU8 as usize;
                 let base = window.slots.as_ptr() as usize;
                 assert_eq!(slot - base, (index as u32 % window.size) as usize);

@@ -1,0 +1,78 @@
+//! The closed path allocates nothing: counted with an instrumented global
+//! allocator. (One test in this binary, so nothing else allocates meanwhile.)
+#![cfg(not(loom))]
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::{Future, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use portcullis_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::{Layer, Service, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn call<S: Service<u64, Response = u64>>(service: &mut S, request: u64) -> u64
+where
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    let mut future = pin!(service.call(request));
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(result) => result.expect("success"),
+        Poll::Pending => panic!("the inner service is always ready"),
+    }
+}
+
+#[test]
+fn no_allocation_per_call_on_the_closed_path() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let configs = [
+        ("count", BreakerConfig::builder().count_window(100)),
+        (
+            "time",
+            BreakerConfig::builder().time_window(Duration::from_secs(60), 60),
+        ),
+        (
+            "count+slow",
+            BreakerConfig::builder()
+                .count_window(100)
+                .slow_call_duration(Duration::from_secs(1)),
+        ),
+    ];
+    for (name, config) in configs {
+        let breaker = Breaker::from_config(name, config.build().unwrap()).unwrap();
+        let inner = service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)));
+        let mut service = CircuitBreakerLayer::new(breaker.clone()).layer(inner);
+        assert_eq!(call(&mut service, 1), 1); // warm up (lazy statics, first rotation)
+
+        let region = Region::new(GLOBAL);
+        let mut sum = 0;
+        for i in 0..10_000 {
+            sum += call(&mut service, i);
+            breaker.try_acquire().expect("closed").success();
+        }
+        let change = region.change();
+        assert_eq!(sum, (0..10_000).sum::<u64>());
+        assert_eq!(
+            (change.allocations, change.reallocations),
+            (0, 0),
+            "{name}: the closed path allocated"
+        );
+        let expected = if name == "time" { 20_001 } else { 100 };
+        assert_eq!(
+            breaker.snapshot().buffered_calls,
+            expected,
+            "{name}: every call was recorded"
+        );
+    }
+}
