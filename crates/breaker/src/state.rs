@@ -241,8 +241,10 @@ impl Core {
                             );
                         }
                         Some(until) => return Err(self.reject(Some(until - now))),
-                        // The transition is a moment old and its deadline not
-                        // written yet.
+                        // Either the state moved on since it was loaded (look
+                        // again), or this transition is a moment old and its
+                        // deadline not written yet.
+                        None if self.state.load(Ordering::Acquire) != current => continue,
                         None => return Err(self.reject(Some(self.settings.wait_in_open))),
                     }
                 }
