@@ -8,7 +8,8 @@
 //! | feature   | crate | what it is |
 //! |-----------|-------|------------|
 //! | `breaker` (default) | [`breaker`] | circuit breaker: count and time windows, half-open probes, manual control, events |
-//! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) |
+//! | `timeout` | [`timeout`] | timeouts: typed `Elapsed`, HTTP 504 flavour, per-request overrides, deadline propagation |
+//! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`), HTTP timeout |
 //! | `grpc`    | | gRPC classifier (`grpc-status`) |
 //! | `full`    | | everything |
 //!
@@ -33,6 +34,10 @@ pub use portcullis_core as core;
 /// The circuit breaker (feature `breaker`).
 #[cfg(feature = "breaker")]
 pub use portcullis_breaker as breaker;
+
+/// Timeouts (feature `timeout`).
+#[cfg(feature = "timeout")]
+pub use portcullis_timeout as timeout;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,3 @@
+//! The timeout's public error.
+
+pub use portcullis_core::Elapsed;
