@@ -1,7 +1,7 @@
 //! The shared handle that owns a breaker's state.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_core::{BreakerOpen, ConfigError, Outcome};
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::config::BreakerConfig;
 use crate::error::IllegalTransition;
 use crate::event::{BreakerEvent, EventStream, Events};
+use crate::settings::Settings;
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
 use crate::window::{FAILED, RECORDED, SLOW};
 
@@ -90,12 +91,12 @@ pub struct BreakerSnapshot {
 
 struct Shared {
     name: Arc<str>,
-    config: BreakerConfig,
+    /// The configuration as given; read by `config()` and replaced by
+    /// `reconfigure()`, never on the call path (which reads `core.settings`).
+    config: Mutex<BreakerConfig>,
     core: Core,
     epoch: Instant,
     events: Events,
-    slow_call_duration: Option<Duration>,
-    clock_on_record: bool,
 }
 
 impl Breaker {
@@ -114,14 +115,11 @@ impl Breaker {
     }
 
     fn build(name: Arc<str>, config: BreakerConfig) -> Self {
-        let core = Core::new(config.settings(), config.window(), config.seed());
-        let slow_call_duration = config.slow_call_duration();
+        let core = Core::new(Settings::new(&config), config.window(), config.seed());
         Self {
             shared: Arc::new(Shared {
-                clock_on_record: core.window.needs_clock() || slow_call_duration.is_some(),
-                slow_call_duration,
                 name,
-                config,
+                config: Mutex::new(config),
                 core,
                 epoch: Instant::now(),
                 events: Events::new(),
@@ -135,8 +133,59 @@ impl Breaker {
     }
 
     /// Its configuration.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.shared.config
+    pub fn config(&self) -> BreakerConfig {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the configuration of this live breaker, keeping its window,
+    /// state, permits and counts: thresholds, minimum calls, waits, probe
+    /// count and the slow-call duration take effect from the next call.
+    ///
+    /// The window's shape cannot change under live traffic: a `config` with
+    /// another [`SlidingWindow`](crate::SlidingWindow) is refused with an
+    /// error on `sliding_window` (make a new breaker instead).
+    ///
+    /// ```
+    /// use portcullis_breaker::{Breaker, BreakerConfig, State};
+    /// use portcullis_core::Outcome;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let strict = BreakerConfig::builder().count_window(10).minimum_calls(4).build().unwrap();
+    /// let breaker = Breaker::from_config("db", strict).unwrap();
+    /// for _ in 0..3 {
+    ///     breaker.try_acquire().unwrap().record(Outcome::Failure);
+    /// }
+    /// let relaxed = BreakerConfig::builder().count_window(10).minimum_calls(3).build().unwrap();
+    /// breaker.reconfigure(relaxed).unwrap();
+    /// // The three failures are still in the window: one more opens it.
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure);
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let mut current = self
+            .shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if config.sliding_window() != current.sliding_window() {
+            return Err(ConfigError::new(
+                "sliding_window",
+                format!(
+                    "cannot change on a live breaker (from {:?} to {:?}); make a new breaker instead",
+                    current.sliding_window(),
+                    config.sliding_window()
+                ),
+            ));
+        }
+        self.shared.core.settings.update(&config);
+        *current = config;
+        Ok(())
     }
 
     /// Its current state. An open breaker whose wait is over still reads
@@ -156,7 +205,11 @@ impl Breaker {
             Ok(ticket) => Ok(Permit {
                 breaker: self.clone(),
                 ticket: Some(ticket),
-                started: shared.slow_call_duration.map(|_| Instant::now()),
+                started: shared
+                    .core
+                    .settings
+                    .slow_call_duration()
+                    .map(|_| Instant::now()),
             }),
             Err(retry_after) => {
                 let retry_after = retry_after.map(Duration::from_micros);
@@ -188,7 +241,8 @@ impl Breaker {
             consecutive_failures,
             retry_after,
         } = shared.core.read(|| self.now());
-        let defined = counts.calls >= u64::from(shared.config.minimum_calls()) && counts.calls > 0;
+        let settings = &shared.core.settings;
+        let defined = counts.calls >= settings.minimum_calls() && counts.calls > 0;
         let rate = |part: u64| defined.then(|| (part as f64 * 100.0 / counts.calls as f64) as f32);
         BreakerSnapshot {
             name: shared.name.to_string(),
@@ -201,9 +255,9 @@ impl Breaker {
             not_permitted_calls: not_permitted,
             consecutive_failures,
             retry_after: retry_after.map(Duration::from_micros),
-            failure_rate_threshold: shared.config.failure_rate_threshold(),
-            slow_call_rate_threshold: shared.config.slow_call_rate_threshold(),
-            minimum_calls: shared.config.minimum_calls(),
+            failure_rate_threshold: settings.failure_bp() as f64 / 100.0,
+            slow_call_rate_threshold: settings.slow_bp() as f64 / 100.0,
+            minimum_calls: settings.minimum_calls() as u32,
         }
     }
 
@@ -315,10 +369,11 @@ impl Permit {
             Outcome::Failure => bits |= FAILED,
             Outcome::Success => {}
         }
-        if shared.clock_on_record {
+        let slow_call_duration = shared.core.settings.slow_call_duration();
+        if shared.core.window.needs_clock() || slow_call_duration.is_some() {
             // One clock read serves the slow-call rule and the time window.
             let now = Instant::now();
-            if let (Some(started), Some(slow)) = (self.started, shared.slow_call_duration)
+            if let (Some(started), Some(slow)) = (self.started, slow_call_duration)
                 && now.saturating_duration_since(started) > slow
             {
                 bits |= SLOW;
@@ -353,7 +408,12 @@ impl Permit {
     /// Whether the breaker wants a server-directed wait with the outcome
     /// (it does only when configured to open on one).
     pub(crate) fn wants_retry_after(&self) -> bool {
-        self.breaker.shared.config.max_retry_after().is_some()
+        self.breaker
+            .shared
+            .core
+            .settings
+            .max_retry_after()
+            .is_some()
     }
 }
 
@@ -370,7 +430,7 @@ impl fmt::Debug for Breaker {
         f.debug_struct("Breaker")
             .field("name", &self.shared.name)
             .field("state", &self.state())
-            .field("config", &self.shared.config)
+            .field("config", &self.config())
             .field("events", &self.shared.events)
             .finish()
     }

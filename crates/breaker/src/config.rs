@@ -7,7 +7,7 @@ use portcullis_core::ConfigError;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Settings, micros};
+use crate::state::micros;
 use crate::window::{CountWindow, TimeWindow, Window};
 
 /// The sliding window over which rates are computed.
@@ -291,23 +291,6 @@ impl BreakerConfig {
             positive("max_retry_after", wait)?;
         }
         Ok(())
-    }
-
-    pub(crate) fn settings(&self) -> Settings {
-        let bp = |percent: f64| (percent * 100.0).round() as u64;
-        Settings {
-            failure_bp: bp(self.failure_rate_threshold),
-            slow_bp: bp(self.slow_call_rate_threshold),
-            minimum_calls: u64::from(self.minimum_calls),
-            consecutive_failures: self.consecutive_failures.unwrap_or(0),
-            permitted_in_half_open: u64::from(self.permitted_calls_in_half_open),
-            wait_in_open: micros(self.wait_in_open),
-            multiplier: self.open_wait_multiplier,
-            max_wait_in_open: micros(self.max_wait_in_open()),
-            jitter: self.open_wait_jitter,
-            max_wait_in_half_open: self.max_wait_in_half_open.map(micros),
-            max_retry_after: self.max_retry_after.map(micros),
-        }
     }
 
     pub(crate) fn window(&self) -> Window {

@@ -123,6 +123,7 @@ pub mod event;
 pub mod future;
 mod layer;
 mod service;
+mod settings;
 mod state;
 mod window;
 

@@ -21,6 +21,7 @@ use portcullis_core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Threshold, TransitionReason};
+use crate::settings::Settings;
 use crate::window::{Counts, FAILED, SLOW, Window};
 
 /// The state of a circuit breaker.
@@ -60,25 +61,6 @@ const DONE_ONE: u64 = 1 << 24;
 const FAILED_ONE: u64 = 1 << 12;
 const SLOW_ONE: u64 = 1;
 const FIELD_12: u64 = (1 << 12) - 1;
-
-/// The numbers of the configuration, in the units the state machine uses.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    /// Thresholds in hundredths of a percent.
-    pub(crate) failure_bp: u64,
-    pub(crate) slow_bp: u64,
-    pub(crate) minimum_calls: u64,
-    /// 0: no consecutive-failure rule.
-    pub(crate) consecutive_failures: u32,
-    pub(crate) permitted_in_half_open: u64,
-    pub(crate) wait_in_open: u64,
-    pub(crate) multiplier: f64,
-    pub(crate) max_wait_in_open: u64,
-    pub(crate) jitter: f64,
-    pub(crate) max_wait_in_half_open: Option<u64>,
-    /// The cap of a server-directed open wait; `None` ignores them.
-    pub(crate) max_retry_after: Option<u64>,
-}
 
 /// What a caller was admitted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,7 +212,7 @@ impl Core {
                         Some(until) if now >= until => {
                             let deadline = self
                                 .settings
-                                .max_wait_in_half_open
+                                .max_wait_in_half_open()
                                 .map_or(LOW_48, |wait| now.saturating_add(wait));
                             self.transition(
                                 current,
@@ -245,7 +227,7 @@ impl Core {
                         // again), or this transition is a moment old and its
                         // deadline not written yet.
                         None if self.state.load(Ordering::Acquire) != current => continue,
-                        None => return Err(self.reject(Some(self.settings.wait_in_open))),
+                        None => return Err(self.reject(Some(self.settings.wait_in_open()))),
                     }
                 }
                 _ => {
@@ -290,7 +272,7 @@ impl Core {
             let next = if probes & !LOW_48 != tag(generation) {
                 // The first probe of this half-open episode starts the count.
                 tag(generation) | ADMITTED_ONE
-            } else if (probes >> 36) & FIELD_12 < self.settings.permitted_in_half_open {
+            } else if (probes >> 36) & FIELD_12 < self.settings.permitted_in_half_open() {
                 probes + ADMITTED_ONE
             } else {
                 return false;
@@ -348,18 +330,20 @@ impl Core {
         if self.state.load(Ordering::Acquire) != current {
             return; // admitted before a transition: stale
         }
-        let counts = self.window.record(outcome, &now);
+        let counts = self
+            .window
+            .record(outcome, &now, self.settings.minimum_calls());
         let mut crossed = None;
         if outcome & FAILED != 0 {
             let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-            let limit = self.settings.consecutive_failures;
+            let limit = self.settings.consecutive_failures();
             if limit > 0 && run >= limit {
                 crossed = Some(Threshold::ConsecutiveFailures { count: run });
             }
         } else if self.consecutive.load(Ordering::Relaxed) != 0 {
             self.consecutive.store(0, Ordering::Release);
         }
-        let crossed = crossed.or_else(|| self.crossing(counts));
+        let crossed = crossed.or_else(|| counts.and_then(|counts| self.crossing(counts)));
         if recording == METRICS_ONLY {
             match crossed {
                 Some(threshold) if !self.crossed.swap(true, Ordering::AcqRel) => {
@@ -377,7 +361,7 @@ impl Core {
             let wait = self.open_wait(0);
             let until = now().saturating_add(wait);
             self.trip(current, threshold, until, signal);
-        } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after)
+        } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
         {
@@ -420,15 +404,15 @@ impl Core {
             failures,
             slow,
         } = counts;
-        if calls < self.settings.minimum_calls || calls == 0 {
+        if calls < self.settings.minimum_calls() || calls == 0 {
             return None;
         }
-        if failures * 10_000 >= self.settings.failure_bp * calls {
+        if failures * 10_000 >= self.settings.failure_bp() * calls {
             return Some(Threshold::FailureRate {
                 rate: rate(failures, calls),
             });
         }
-        if slow * 10_000 >= self.settings.slow_bp * calls {
+        if slow * 10_000 >= self.settings.slow_bp() * calls {
             return Some(Threshold::SlowCallRate {
                 rate: rate(slow, calls),
             });
@@ -463,7 +447,7 @@ impl Core {
             }
         };
         let current = word(generation, HALF_OPEN);
-        if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after)
+        if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
         {
@@ -482,14 +466,14 @@ impl Core {
             }
             return;
         }
-        let permitted = self.settings.permitted_in_half_open;
+        let permitted = self.settings.permitted_in_half_open();
         if (done >> 24) & FIELD_12 < permitted {
             return;
         }
         let failed = (done >> 12) & FIELD_12;
         let slow = done & FIELD_12;
-        if failed * 10_000 >= self.settings.failure_bp * permitted
-            || slow * 10_000 >= self.settings.slow_bp * permitted
+        if failed * 10_000 >= self.settings.failure_bp() * permitted
+            || slow * 10_000 >= self.settings.slow_bp() * permitted
         {
             let reopens = self.reopens.load(Ordering::Acquire) + 1;
             let reason = TransitionReason::ProbesFailed {
@@ -564,12 +548,13 @@ impl Core {
     /// times `multiplier^reopens`, capped, with proportional jitter.
     fn open_wait(&self, reopens: u32) -> u64 {
         let settings = &self.settings;
-        let grown = settings.wait_in_open as f64 * settings.multiplier.powi(reopens.min(64) as i32);
-        let mut wait = grown.min(settings.max_wait_in_open as f64);
-        if settings.jitter > 0.0 {
+        let grown =
+            settings.wait_in_open() as f64 * settings.multiplier().powi(reopens.min(64) as i32);
+        let mut wait = grown.min(settings.max_wait_in_open() as f64);
+        if settings.jitter() > 0.0 {
             let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
-            wait *= 1.0 - settings.jitter + 2.0 * settings.jitter * unit;
-            wait = wait.min(settings.max_wait_in_open as f64);
+            wait *= 1.0 - settings.jitter() + 2.0 * settings.jitter() * unit;
+            wait = wait.min(settings.max_wait_in_open() as f64);
         }
         (wait as u64).max(1)
     }
@@ -612,10 +597,12 @@ impl Core {
                 return Ok(());
             }
             let deadline = match to {
-                OPEN => Some(now().saturating_add(open_for.unwrap_or(self.settings.wait_in_open))),
+                OPEN => {
+                    Some(now().saturating_add(open_for.unwrap_or(self.settings.wait_in_open())))
+                }
                 HALF_OPEN => Some(
                     self.settings
-                        .max_wait_in_half_open
+                        .max_wait_in_half_open()
                         .map_or(LOW_48, |wait| now().saturating_add(wait)),
                 ),
                 _ => None,
@@ -670,19 +657,15 @@ mod loom_models {
     use loom::thread;
 
     fn core(permitted: u64, minimum_calls: u64, failure_bp: u64) -> Core {
-        let settings = Settings {
-            failure_bp,
-            slow_bp: 10_000,
-            minimum_calls,
-            consecutive_failures: 0,
-            permitted_in_half_open: permitted,
-            wait_in_open: 1_000,
-            multiplier: 1.0,
-            max_wait_in_open: 1_000,
-            jitter: 0.0,
-            max_wait_in_half_open: None,
-            max_retry_after: None,
-        };
+        let config = crate::BreakerConfig::builder()
+            .count_window(4)
+            .minimum_calls(minimum_calls as u32)
+            .failure_rate_threshold(failure_bp as f64 / 100.0)
+            .permitted_calls_in_half_open(permitted as u32)
+            .wait_in_open(std::time::Duration::from_millis(1))
+            .build()
+            .unwrap();
+        let settings = Settings::new(&config);
         Core::new(settings, Window::Count(CountWindow::new(4)), 1)
     }
 

@@ -93,12 +93,21 @@ fn slow(outcome: u8) -> i64 {
 
 impl Window {
     /// Records an outcome (a combination of `RECORDED`, `FAILED`, `SLOW`)
-    /// and returns the totals that include it. `now` is read only by time
-    /// windows.
-    pub(crate) fn record(&self, outcome: u8, now: impl FnOnce() -> u64) -> Counts {
+    /// and returns the totals that include it, or `None` when the outcome
+    /// cannot have made any rate cross a threshold: a plain success in a
+    /// count window that does not bring the calls up to `minimum_calls`
+    /// (it can only lower the rates). `now` is read only by time windows,
+    /// where a success may also evict older failures' successes and so is
+    /// always judged.
+    pub(crate) fn record(
+        &self,
+        outcome: u8,
+        now: impl FnOnce() -> u64,
+        minimum_calls: u64,
+    ) -> Option<Counts> {
         match self {
-            Self::Count(window) => window.record(outcome),
-            Self::Time(window) => window.record(outcome, now()),
+            Self::Count(window) => window.record(outcome, minimum_calls),
+            Self::Time(window) => Some(window.record(outcome, now())),
         }
     }
 
@@ -145,7 +154,7 @@ impl CountWindow {
         &self.slots[slot]
     }
 
-    fn record(&self, outcome: u8) -> Counts {
+    fn record(&self, outcome: u8, minimum_calls: u64) -> Option<Counts> {
         let index = self.head.fetch_add(1, Ordering::SeqCst);
         let slot = self.slot(index);
         let evicted = if slot.load(Ordering::Relaxed) == outcome {
@@ -161,7 +170,10 @@ impl CountWindow {
         if slows != 0 {
             self.slow.fetch_add(slows, Ordering::SeqCst);
         }
-        self.counts()
+        if outcome == RECORDED && index + 1 != minimum_calls {
+            return None;
+        }
+        Some(self.counts())
     }
 
     fn counts(&self) -> Counts {
@@ -298,7 +310,7 @@ mod tests {
     fn count_window_slides() {
         let window = CountWindow::new(10);
         for _ in 0..1_000 {
-            window.record(S);
+            window.record(S, 0);
         }
         assert_eq!(
             window.counts(),
@@ -309,11 +321,11 @@ mod tests {
             }
         );
         for _ in 0..5 {
-            window.record(F);
+            window.record(F, 0);
         }
         assert_eq!(window.counts().failures, 5);
         for _ in 0..10 {
-            window.record(S);
+            window.record(S, 0);
         }
         assert_eq!(window.counts().failures, 0);
     }
@@ -321,11 +333,16 @@ mod tests {
     #[test]
     fn count_window_fills_then_holds_size() {
         let window = CountWindow::new(3);
-        assert_eq!(window.record(F).calls, 1);
-        assert_eq!(window.record(S).calls, 2);
-        assert_eq!(window.record(S | SLOW).calls, 3);
+        assert_eq!(window.record(F, 0).unwrap().calls, 1);
         assert_eq!(
-            window.record(S),
+            window.record(S, 2).unwrap().calls,
+            2,
+            "reaching the minimum is judged"
+        );
+        assert_eq!(window.record(S | SLOW, 0).unwrap().calls, 3);
+        assert_eq!(window.record(S, 0), None, "a plain success is not judged");
+        assert_eq!(
+            window.counts(),
             Counts {
                 calls: 3,
                 failures: 0,
@@ -398,7 +415,8 @@ mod tests {
                 if model.len() > size as usize {
                     model.pop_front();
                 }
-                let counts = window.record(outcome);
+                prop_assert!(window.record(outcome, 0).is_some() || outcome == RECORDED);
+                let counts = window.counts();
                 prop_assert_eq!(counts.calls, model.len() as u64);
                 prop_assert_eq!(counts.failures, model.iter().filter(|o| *o & FAILED != 0).count() as u64);
                 prop_assert_eq!(counts.slow, model.iter().filter(|o| *o & SLOW != 0).count() as u64);

@@ -514,3 +514,44 @@ async fn snapshots_are_plain_serde_data() {
     assert_eq!(json["retry_after"], "30s");
     assert_eq!(json["minimum_calls"], 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reconfigure_keeps_the_window_and_refuses_a_new_window_shape() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(10)
+            .wait_in_open(Duration::from_secs(5)),
+    );
+    record(&b, Outcome::Failure, 4);
+    let looser = BreakerConfig::builder()
+        .count_window(10)
+        .minimum_calls(5)
+        .wait_in_open(Duration::from_secs(9))
+        .build()
+        .unwrap();
+    b.reconfigure(looser.clone()).unwrap();
+    assert_eq!(b.config(), looser);
+    assert_eq!(b.snapshot().minimum_calls, 5);
+    assert_eq!(b.state(), State::Closed);
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "the four earlier failures were kept"
+    );
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(9))
+    );
+
+    let other_shape = BreakerConfig::builder().count_window(20).build().unwrap();
+    let error = b.reconfigure(other_shape).unwrap_err();
+    assert_eq!(error.field(), "sliding_window");
+    assert_eq!(b.config(), looser, "a refused update changes nothing");
+    let invalid: BreakerConfig = toml::from_str("failure_rate_threshold = 101.0").unwrap();
+    assert_eq!(
+        b.reconfigure(invalid).unwrap_err().field(),
+        "failure_rate_threshold"
+    );
+}

@@ -1,0 +1,147 @@
+//! The numbers of a breaker's configuration, in the units the state
+//! machine uses, held in atomics so that a live breaker can be reconfigured
+//! without a lock on the call path and without losing its window or state.
+//!
+//! They are plain `std` atomics even under loom: they are not part of the
+//! protocol the models check, only its parameters.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::BreakerConfig;
+use crate::state::micros;
+
+/// `None` in an optional field.
+const NONE: u64 = u64::MAX;
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// Thresholds in hundredths of a percent.
+    failure_bp: AtomicU64,
+    slow_bp: AtomicU64,
+    minimum_calls: AtomicU64,
+    /// 0: no consecutive-failure rule.
+    consecutive_failures: AtomicU64,
+    permitted_in_half_open: AtomicU64,
+    /// Waits in microseconds.
+    wait_in_open: AtomicU64,
+    /// `f64` bits.
+    multiplier: AtomicU64,
+    max_wait_in_open: AtomicU64,
+    /// `f64` bits.
+    jitter: AtomicU64,
+    max_wait_in_half_open: AtomicU64,
+    /// The cap of a server-directed open wait; `NONE` ignores them.
+    max_retry_after: AtomicU64,
+    /// Nanoseconds; `NONE`: no slow-call rule.
+    slow_call_nanos: AtomicU64,
+}
+
+fn optional(value: u64) -> Option<u64> {
+    (value != NONE).then_some(value)
+}
+
+impl Settings {
+    pub(crate) fn new(config: &BreakerConfig) -> Self {
+        let settings = Self {
+            failure_bp: AtomicU64::new(0),
+            slow_bp: AtomicU64::new(0),
+            minimum_calls: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+            permitted_in_half_open: AtomicU64::new(0),
+            wait_in_open: AtomicU64::new(0),
+            multiplier: AtomicU64::new(0),
+            max_wait_in_open: AtomicU64::new(0),
+            jitter: AtomicU64::new(0),
+            max_wait_in_half_open: AtomicU64::new(NONE),
+            max_retry_after: AtomicU64::new(NONE),
+            slow_call_nanos: AtomicU64::new(NONE),
+        };
+        settings.update(config);
+        settings
+    }
+
+    /// Takes the numbers of `config` (already validated). Each field changes
+    /// on its own: a call racing the update sees each number old or new.
+    pub(crate) fn update(&self, config: &BreakerConfig) {
+        let bp = |percent: f64| (percent * 100.0).round() as u64;
+        self.failure_bp
+            .store(bp(config.failure_rate_threshold()), Relaxed);
+        self.slow_bp
+            .store(bp(config.slow_call_rate_threshold()), Relaxed);
+        self.minimum_calls
+            .store(u64::from(config.minimum_calls()), Relaxed);
+        self.consecutive_failures.store(
+            u64::from(config.consecutive_failures().unwrap_or(0)),
+            Relaxed,
+        );
+        self.permitted_in_half_open
+            .store(u64::from(config.permitted_calls_in_half_open()), Relaxed);
+        self.wait_in_open
+            .store(micros(config.wait_in_open()), Relaxed);
+        self.multiplier
+            .store(config.open_wait_multiplier().to_bits(), Relaxed);
+        self.max_wait_in_open
+            .store(micros(config.max_wait_in_open()), Relaxed);
+        self.jitter
+            .store(config.open_wait_jitter().to_bits(), Relaxed);
+        self.max_wait_in_half_open
+            .store(config.max_wait_in_half_open().map_or(NONE, micros), Relaxed);
+        self.max_retry_after
+            .store(config.max_retry_after().map_or(NONE, micros), Relaxed);
+        self.slow_call_nanos.store(
+            config
+                .slow_call_duration()
+                .map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1)),
+            Relaxed,
+        );
+    }
+
+    pub(crate) fn failure_bp(&self) -> u64 {
+        self.failure_bp.load(Relaxed)
+    }
+
+    pub(crate) fn slow_bp(&self) -> u64 {
+        self.slow_bp.load(Relaxed)
+    }
+
+    pub(crate) fn minimum_calls(&self) -> u64 {
+        self.minimum_calls.load(Relaxed)
+    }
+
+    pub(crate) fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Relaxed) as u32
+    }
+
+    pub(crate) fn permitted_in_half_open(&self) -> u64 {
+        self.permitted_in_half_open.load(Relaxed)
+    }
+
+    pub(crate) fn wait_in_open(&self) -> u64 {
+        self.wait_in_open.load(Relaxed)
+    }
+
+    pub(crate) fn multiplier(&self) -> f64 {
+        f64::from_bits(self.multiplier.load(Relaxed))
+    }
+
+    pub(crate) fn max_wait_in_open(&self) -> u64 {
+        self.max_wait_in_open.load(Relaxed)
+    }
+
+    pub(crate) fn jitter(&self) -> f64 {
+        f64::from_bits(self.jitter.load(Relaxed))
+    }
+
+    pub(crate) fn max_wait_in_half_open(&self) -> Option<u64> {
+        optional(self.max_wait_in_half_open.load(Relaxed))
+    }
+
+    pub(crate) fn max_retry_after(&self) -> Option<u64> {
+        optional(self.max_retry_after.load(Relaxed))
+    }
+
+    pub(crate) fn slow_call_duration(&self) -> Option<Duration> {
+        optional(self.slow_call_nanos.load(Relaxed)).map(Duration::from_nanos)
+    }
+}
