@@ -9,6 +9,8 @@
 //! |-----------|-------|------------|
 //! | `breaker` (default) | [`breaker`] | circuit breaker: count and time windows, half-open probes, manual control, events |
 //! | `timeout` | [`timeout`] | timeouts: typed `Elapsed`, HTTP 504 flavour, per-request overrides, deadline propagation |
+//! | `fallback` | [`fallback`] | fallbacks: a value, a closure, secondary services, the last good response |
+//! | `chaos` | [`chaos`] | fault injection: latency, errors, responses at seeded rates, outage windows |
 //! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`), HTTP timeout |
 //! | `grpc`    | | gRPC classifier (`grpc-status`) |
 //! | `full`    | | everything |
@@ -38,6 +40,14 @@ pub use portcullis_breaker as breaker;
 /// Timeouts (feature `timeout`).
 #[cfg(feature = "timeout")]
 pub use portcullis_timeout as timeout;
+
+/// Fallbacks: a value, a closure, secondary services, the last good response (feature `fallback`).
+#[cfg(feature = "fallback")]
+pub use portcullis_fallback as fallback;
+
+/// Fault injection: latency, errors, responses at seeded rates, outage windows (feature `chaos`).
+#[cfg(feature = "chaos")]
+pub use portcullis_chaos as chaos;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
