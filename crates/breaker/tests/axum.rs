@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use portcullis_breaker::{Breaker, BreakerConfig, BreakerOpen, CircuitBreakerLayer, State};
 use portcullis_core::{BoxError, HttpClassifier};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use portcullis_testing as client;
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 async fn rejection(error: BoxError) -> Response {
@@ -29,21 +29,6 @@ async fn rejection(error: BoxError) -> Response {
         }
         None => StatusCode::BAD_GATEWAY.into_response(),
     }
-}
-
-/// Sends `GET path` and returns the status and the `Retry-After` header.
-async fn get_status(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let retry_after = raw
-        .lines()
-        .find_map(|line| line.strip_prefix("retry-after: "))
-        .map(str::to_owned);
-    (status, retry_after)
 }
 
 #[tokio::test]
@@ -84,23 +69,26 @@ async fn a_breaker_shared_by_two_routes_trips_for_both() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    assert_eq!(get_status(addr, "/stock").await.0, 200);
+    assert_eq!(client::get(addr, "/stock").await.status, 200);
     for _ in 0..3 {
-        assert_eq!(get_status(addr, "/orders").await.0, 500);
+        assert_eq!(client::get(addr, "/orders").await.status, 500);
     }
     assert_eq!(shared.state(), State::Open, "3 of 4 calls failed");
 
-    let (status, retry_after) = get_status(addr, "/stock").await;
-    assert_eq!(status, 503, "the healthy route shares the open breaker");
-    assert_eq!(retry_after.as_deref(), Some("30"));
-    assert_eq!(get_status(addr, "/orders").await.0, 503);
+    let response = client::get(addr, "/stock").await;
+    assert_eq!(
+        response.status, 503,
+        "the healthy route shares the open breaker"
+    );
+    assert_eq!(response.header("retry-after"), Some("30"));
+    assert_eq!(client::get(addr, "/orders").await.status, 503);
 
     // A per-route breaker is its own: it does not see the shared one.
     for _ in 0..4 {
-        assert_eq!(get_status(addr, "/own").await.0, 500);
+        assert_eq!(client::get(addr, "/own").await.status, 500);
     }
     assert_eq!(
-        get_status(addr, "/own").await.0,
+        client::get(addr, "/own").await.status,
         503,
         "and it trips on its own failures"
     );

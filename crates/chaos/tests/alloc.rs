@@ -5,29 +5,15 @@
 
 use std::alloc::System;
 use std::convert::Infallible;
-use std::future::{Future, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::future::ready;
 
 use portcullis_chaos::{Chaos, ChaosConfig, ChaosLayer};
+use portcullis_testing::call_ready as call;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn call<S: Service<u64, Response = u64>>(service: &mut S, request: u64) -> u64
-where
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(service.poll_ready(&mut cx).is_ready());
-    let mut future = pin!(service.call(request));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(result) => result.expect("success"),
-        Poll::Pending => panic!("nothing is delayed"),
-    }
-}
 
 #[test]
 fn no_allocation_per_call_when_off_or_at_rate_zero() {

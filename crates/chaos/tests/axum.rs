@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use portcullis_chaos::{Chaos, ChaosConfig, ChaosError, ChaosLayer};
 use portcullis_core::BoxError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 async fn injected(error: BoxError) -> Response {
@@ -21,17 +20,9 @@ async fn injected(error: BoxError) -> Response {
 
 /// Sends `GET path`; returns the status, the chaos mark and the body.
 async fn get_page(addr: std::net::SocketAddr, path: &str) -> (u16, bool, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let marked = raw
-        .lines()
-        .any(|line| line == "x-portcullis-chaos: injected");
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, marked, body)
+    let response = portcullis_testing::get(addr, path).await;
+    let marked = response.header("x-portcullis-chaos") == Some("injected");
+    (response.status, marked, response.body)
 }
 
 #[tokio::test]

@@ -4,29 +4,15 @@
 #![cfg(not(loom))]
 
 use std::alloc::System;
-use std::future::{Future, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::future::ready;
 
 use portcullis_fallback::{Cause, FallbackLayer, OnRejection};
+use portcullis_testing::call_ready as call;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn call<S: Service<u64, Response = u64>>(service: &mut S, request: u64) -> u64
-where
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(service.poll_ready(&mut cx).is_ready());
-    let mut future = pin!(service.call(request));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(result) => result.expect("an answer"),
-        Poll::Pending => panic!("the inner service is always ready"),
-    }
-}
 
 /// An error that needs no allocation: a unit struct boxes for free.
 #[derive(Debug)]

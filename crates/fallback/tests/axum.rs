@@ -10,23 +10,14 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use portcullis_core::{BoxError, BreakerOpen, HttpClassifier};
 use portcullis_fallback::{Failure, FallbackLayer, StaleCache};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::{ServiceBuilder, service_fn};
 
 /// Sends `GET path`; returns the status, the stale mark and the body.
 async fn get_page(addr: std::net::SocketAddr, path: &str) -> (u16, bool, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let stale = raw
-        .lines()
-        .any(|line| line == "x-portcullis-fallback: stale");
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, stale, body)
+    let response = portcullis_testing::get(addr, path).await;
+    let marked = response.header("x-portcullis-fallback") == Some("stale");
+    (response.status, marked, response.body)
 }
 
 #[tokio::test]

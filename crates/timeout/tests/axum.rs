@@ -6,18 +6,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use portcullis_testing as client;
 use portcullis_timeout::HttpTimeoutLayer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    raw[9..12].parse().unwrap()
-}
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn a_handler_that_never_answers_gets_a_504() {
@@ -30,7 +21,7 @@ async fn a_handler_that_never_answers_gets_a_504() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    assert_eq!(status_of(addr, "/fast").await, 200);
-    assert_eq!(status_of(addr, "/hang").await, 504);
+    assert_eq!(client::get(addr, "/fast").await.status, 200);
+    assert_eq!(client::get(addr, "/hang").await.status, 504);
     server.abort();
 }
