@@ -11,6 +11,8 @@
 //! | `timeout` | [`timeout`] | timeouts: typed `Elapsed`, HTTP 504 flavour, per-request overrides, deadline propagation |
 //! | `fallback` | [`fallback`] | fallbacks: a value, a closure, secondary services, the last good response |
 //! | `chaos` | [`chaos`] | fault injection: latency, errors, responses at seeded rates, outage windows |
+//! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
+//! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`), HTTP timeout |
 //! | `grpc`    | | gRPC classifier (`grpc-status`) |
 //! | `full`    | | everything |
@@ -48,6 +50,14 @@ pub use portcullis_fallback as fallback;
 /// Fault injection: latency, errors, responses at seeded rates, outage windows (feature `chaos`).
 #[cfg(feature = "chaos")]
 pub use portcullis_chaos as chaos;
+
+/// Bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends (feature `bulkhead`).
+#[cfg(feature = "bulkhead")]
+pub use portcullis_bulkhead as bulkhead;
+
+/// Retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay (feature `retry`).
+#[cfg(feature = "retry")]
+pub use portcullis_retry as retry;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,239 @@
+//! Events and counters: each retry, each success after retries and each
+//! give-up, to `tracing` and to subscribers; and Resilience4j's four
+//! counters.
+//!
+//! Subscribers get a bounded broadcast stream ([`RetryLayer::subscribe`]);
+//! a subscriber that falls behind loses the oldest events (and is told how
+//! many), it never slows a call down. With no subscriber no event value is
+//! built: the retry path checks one counter, and the path of a first attempt
+//! that succeeds builds no event at all.
+//!
+//! [`RetryLayer::subscribe`]: crate::RetryLayer::subscribe
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Why a retry returned a failure instead of trying again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GiveUpReason {
+    /// Every attempt allowed by `max_attempts` was made.
+    MaxAttempts,
+    /// The next delay would end past the total deadline.
+    Deadline,
+    /// The retry budget had no retry left.
+    Budget,
+    /// The callee asked for a wait (`Retry-After`) longer than
+    /// `max_retry_after`.
+    RetryAfterTooLong {
+        /// The wait asked for.
+        wait: Duration,
+    },
+    /// The request could not be sent again: a non-idempotent HTTP request
+    /// without an `Idempotency-Key`, or a body larger than the replay limit.
+    NotReplayable,
+}
+
+/// Something that happened to a call under a retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryEvent {
+    /// An attempt failed and another one will be made after `delay`.
+    Retry {
+        /// The retry layer's name.
+        name: Arc<str>,
+        /// The number of the attempt about to be made (2 for the first
+        /// retry).
+        attempt: u32,
+        /// The wait before it.
+        delay: Duration,
+        /// Whether the callee set the delay (`Retry-After`).
+        server_directed: bool,
+    },
+    /// A call succeeded after at least one retry.
+    Succeeded {
+        /// The retry layer's name.
+        name: Arc<str>,
+        /// Attempts made, the successful one included.
+        attempts: u32,
+    },
+    /// A retryable failure was returned without a further attempt.
+    GaveUp {
+        /// The retry layer's name.
+        name: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+        /// Why no further attempt was made.
+        reason: GiveUpReason,
+    },
+}
+
+/// The counters of a retry layer, as plain data (Resilience4j's four, and
+/// the retries made).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RetryMetrics {
+    /// Calls whose first attempt succeeded.
+    pub successful_without_retry: u64,
+    /// Calls that succeeded after one or more retries.
+    pub successful_with_retry: u64,
+    /// Calls that failed and were not retried (not retryable, or not
+    /// replayable, or out of budget at once).
+    pub failed_without_retry: u64,
+    /// Calls that failed after one or more retries.
+    pub failed_with_retry: u64,
+    /// Retries made, over all calls.
+    pub retries: u64,
+}
+
+/// A subscription to a retry layer's events; see
+/// [`RetryLayer::subscribe`](crate::RetryLayer::subscribe).
+pub struct EventStream {
+    receiver: broadcast::Receiver<RetryEvent>,
+    listeners: Arc<AtomicUsize>,
+}
+
+/// Why [`EventStream::recv`] returned no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// The retry layer and all its services are gone.
+    Closed,
+    /// The subscriber fell behind and this many events were dropped.
+    Lagged(u64),
+}
+
+/// The sending side.
+pub(crate) struct Events {
+    sender: broadcast::Sender<RetryEvent>,
+    listeners: Arc<AtomicUsize>,
+}
+
+/// The counters behind [`RetryMetrics`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) successful_without_retry: AtomicU64,
+    pub(crate) successful_with_retry: AtomicU64,
+    pub(crate) failed_without_retry: AtomicU64,
+    pub(crate) failed_with_retry: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+/// How many events a slow subscriber may fall behind by.
+const CAPACITY: usize = 256;
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MaxAttempts => f.write_str("max attempts reached"),
+            Self::Deadline => f.write_str("total deadline reached"),
+            Self::Budget => f.write_str("retry budget spent"),
+            Self::RetryAfterTooLong { wait } => {
+                write!(f, "the callee asked for a wait of {wait:?}, too long")
+            }
+            Self::NotReplayable => f.write_str("the request cannot be sent again"),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event, waiting for one if need be.
+    pub async fn recv(&mut self) -> Result<RetryEvent, RecvError> {
+        self.receiver.recv().await.map_err(|error| match error {
+            broadcast::error::RecvError::Closed => RecvError::Closed,
+            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
+        })
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<RetryEvent, RecvError>> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(Ok(event)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.listeners.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("pending", &self.receiver.len())
+            .finish()
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the retry layer is gone"),
+            Self::Lagged(n) => write!(f, "fell behind and missed {n} events"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+impl Events {
+    pub(crate) fn new() -> Self {
+        Self {
+            sender: broadcast::Sender::new(CAPACITY),
+            listeners: Arc::default(),
+        }
+    }
+
+    /// Whether anybody listens; when not, no event is built.
+    pub(crate) fn wanted(&self) -> bool {
+        self.listeners.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn send(&self, event: RetryEvent) {
+        // An error only means every subscriber left in the meantime.
+        let _ = self.sender.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> EventStream {
+        self.listeners.fetch_add(1, Ordering::AcqRel);
+        EventStream {
+            receiver: self.sender.subscribe(),
+            listeners: self.listeners.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("subscribers", &self.listeners.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> RetryMetrics {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RetryMetrics {
+            successful_without_retry: read(&self.successful_without_retry),
+            successful_with_retry: read(&self.successful_with_retry),
+            failed_without_retry: read(&self.failed_without_retry),
+            failed_with_retry: read(&self.failed_with_retry),
+            retries: read(&self.retries),
+        }
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
