@@ -13,6 +13,7 @@
 //! | `chaos` | [`chaos`] | fault injection: latency, errors, responses at seeded rates, outage windows |
 //! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
+//! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
 //! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`), HTTP timeout |
 //! | `grpc`    | | gRPC classifier (`grpc-status`) |
 //! | `full`    | | everything |
@@ -58,6 +59,10 @@ pub use portcullis_bulkhead as bulkhead;
 /// Retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay (feature `retry`).
 #[cfg(feature = "retry")]
 pub use portcullis_retry as retry;
+
+/// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
+#[cfg(feature = "ratelimit")]
+pub use portcullis_ratelimit as ratelimit;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
