@@ -9,8 +9,8 @@ use std::future::ready;
 use std::time::Duration;
 
 use portcullis_ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use portcullis_testing::call_ready as call;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
