@@ -1,0 +1,224 @@
+//! The registry's figures as metric families: one list, rendered as
+//! Prometheus text by `GET /metrics` and published to the `metrics` crate
+//! by the `metrics` feature, so both speak the same names.
+//!
+//! Names follow Resilience4j's (`resilience4j_circuitbreaker_state` becomes
+//! `portcullis_circuitbreaker_state`); every breaker series has the labels
+//! `name` and, for a keyed breaker, `key`.
+
+use portcullis_breaker::State;
+
+use crate::registry::Registry;
+
+/// Whether a family goes up and down or only up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricKind {
+    Gauge,
+    Counter,
+}
+
+/// A metric's name, help and kind.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) kind: MetricKind,
+}
+
+/// A metric and its series.
+#[derive(Clone, Debug)]
+pub(crate) struct Family {
+    pub(crate) meta: Meta,
+    pub(crate) samples: Vec<Sample>,
+}
+
+/// One series: its labels and its value now.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) labels: Vec<(&'static str, String)>,
+    pub(crate) value: f64,
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Meta {
+    Meta {
+        name,
+        help,
+        kind: MetricKind::Gauge,
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Meta {
+    Meta {
+        name,
+        help,
+        kind: MetricKind::Counter,
+    }
+}
+
+pub(crate) const BREAKER_STATE: Meta = gauge(
+    "portcullis_circuitbreaker_state",
+    "1 for the state the circuit breaker is in, 0 for each other state.",
+);
+pub(crate) const BREAKER_BUFFERED: Meta = gauge(
+    "portcullis_circuitbreaker_buffered_calls",
+    "Calls in the circuit breaker's sliding window.",
+);
+pub(crate) const BREAKER_CALLS: Meta = gauge(
+    "portcullis_circuitbreaker_calls",
+    "Calls in the circuit breaker's sliding window, by outcome (successful or failed).",
+);
+pub(crate) const BREAKER_SLOW: Meta = gauge(
+    "portcullis_circuitbreaker_slow_calls",
+    "Slow calls in the circuit breaker's sliding window.",
+);
+pub(crate) const BREAKER_NOT_PERMITTED: Meta = counter(
+    "portcullis_circuitbreaker_not_permitted_calls_total",
+    "Calls the circuit breaker rejected since it was made or reset.",
+);
+pub(crate) const BREAKER_FAILURE_RATE: Meta = gauge(
+    "portcullis_circuitbreaker_failure_rate",
+    "Failure rate over the sliding window, in percent; -1 below the minimum number of calls.",
+);
+pub(crate) const BREAKER_SLOW_RATE: Meta = gauge(
+    "portcullis_circuitbreaker_slow_call_rate",
+    "Slow-call rate over the sliding window, in percent; -1 below the minimum number of calls.",
+);
+pub(crate) const BREAKER_CONSECUTIVE: Meta = gauge(
+    "portcullis_circuitbreaker_consecutive_failures",
+    "Failures in a row, now.",
+);
+pub(crate) const BREAKER_FAILURE_THRESHOLD: Meta = gauge(
+    "portcullis_circuitbreaker_failure_rate_threshold",
+    "The failure rate, in percent, at which the circuit breaker opens.",
+);
+pub(crate) const BREAKER_SLOW_THRESHOLD: Meta = gauge(
+    "portcullis_circuitbreaker_slow_call_rate_threshold",
+    "The slow-call rate, in percent, at which the circuit breaker opens.",
+);
+pub(crate) const EVENT_SUBSCRIBERS: Meta = gauge(
+    "portcullis_registry_event_subscribers",
+    "Subscribers to the registry's events, including GET /events clients.",
+);
+pub(crate) const EVENT_DROPPED: Meta = counter(
+    "portcullis_registry_event_subscribers_dropped_total",
+    "Event subscribers dropped for falling behind.",
+);
+pub(crate) const EVENT_LAGGED: Meta = counter(
+    "portcullis_registry_events_lagged_total",
+    "Instance events the registry fell behind on and missed.",
+);
+
+/// Every family, in the order they are rendered.
+pub(crate) const ALL: [Meta; 13] = [
+    BREAKER_STATE,
+    BREAKER_BUFFERED,
+    BREAKER_CALLS,
+    BREAKER_SLOW,
+    BREAKER_NOT_PERMITTED,
+    BREAKER_FAILURE_RATE,
+    BREAKER_SLOW_RATE,
+    BREAKER_CONSECUTIVE,
+    BREAKER_FAILURE_THRESHOLD,
+    BREAKER_SLOW_THRESHOLD,
+    EVENT_SUBSCRIBERS,
+    EVENT_DROPPED,
+    EVENT_LAGGED,
+];
+
+/// Every state, with its label value.
+pub(crate) const STATES: [(State, &str); 6] = [
+    (State::Closed, "closed"),
+    (State::Open, "open"),
+    (State::HalfOpen, "half_open"),
+    (State::Disabled, "disabled"),
+    (State::ForcedOpen, "forced_open"),
+    (State::MetricsOnly, "metrics_only"),
+];
+
+/// The registry's figures now.
+pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
+    let mut families: Vec<Family> = ALL
+        .iter()
+        .map(|&meta| Family {
+            meta,
+            samples: Vec::new(),
+        })
+        .collect();
+    let mut push = |meta: Meta, labels: Vec<(&'static str, String)>, value: f64| {
+        let family = families
+            .iter_mut()
+            .find(|family| family.meta.name == meta.name)
+            .expect("every family is listed");
+        family.samples.push(Sample { labels, value });
+    };
+    for keyed in registry.breakers() {
+        let figures = &keyed.snapshot;
+        let mut labels = vec![("name", figures.name.clone())];
+        if let Some(key) = &keyed.key {
+            labels.push(("key", key.clone()));
+        }
+        let with = |extra: (&'static str, &str)| {
+            let mut labels = labels.clone();
+            labels.push((extra.0, extra.1.to_owned()));
+            labels
+        };
+        for (state, label) in STATES {
+            push(
+                BREAKER_STATE,
+                with(("state", label)),
+                f64::from(u8::from(figures.state == state)),
+            );
+        }
+        push(
+            BREAKER_BUFFERED,
+            labels.clone(),
+            figures.buffered_calls as f64,
+        );
+        push(
+            BREAKER_CALLS,
+            with(("kind", "successful")),
+            figures.buffered_calls.saturating_sub(figures.failed_calls) as f64,
+        );
+        push(
+            BREAKER_CALLS,
+            with(("kind", "failed")),
+            figures.failed_calls as f64,
+        );
+        push(BREAKER_SLOW, labels.clone(), figures.slow_calls as f64);
+        push(
+            BREAKER_NOT_PERMITTED,
+            labels.clone(),
+            figures.not_permitted_calls as f64,
+        );
+        push(
+            BREAKER_FAILURE_RATE,
+            labels.clone(),
+            figures.failure_rate.map_or(-1.0, f64::from),
+        );
+        push(
+            BREAKER_SLOW_RATE,
+            labels.clone(),
+            figures.slow_call_rate.map_or(-1.0, f64::from),
+        );
+        push(
+            BREAKER_CONSECUTIVE,
+            labels.clone(),
+            f64::from(figures.consecutive_failures),
+        );
+        push(
+            BREAKER_FAILURE_THRESHOLD,
+            labels.clone(),
+            figures.failure_rate_threshold,
+        );
+        push(
+            BREAKER_SLOW_THRESHOLD,
+            labels,
+            figures.slow_call_rate_threshold,
+        );
+    }
+    let stats = registry.event_stats();
+    push(EVENT_SUBSCRIBERS, Vec::new(), stats.subscribers as f64);
+    push(EVENT_DROPPED, Vec::new(), stats.dropped as f64);
+    push(EVENT_LAGGED, Vec::new(), stats.lagged as f64);
+    families
+}

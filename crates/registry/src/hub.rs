@@ -1,0 +1,390 @@
+//! The fan-out of events: one sequence, a ring of recent events, and a
+//! bounded buffer per subscriber that is dropped when it fills up.
+//!
+//! Publishing never waits: it takes a short lock, serializes the event once,
+//! and offers the shared frame to each subscriber with `try_send`. The
+//! forwarder tasks that feed it read each instance's own bounded broadcast,
+//! so a call never waits on an event either.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::event::{Event, EventFeed, EventKind};
+use crate::kind::{Forward, Source};
+
+/// A cheap handle to the hub, shared by the registry and its forwarders.
+#[derive(Clone)]
+pub(crate) struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// How events are collected and fanned out.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Whether instances' own events are forwarded at all.
+    pub(crate) collect: bool,
+    /// Events a subscriber may have waiting before it is dropped.
+    pub(crate) buffer: usize,
+    /// Events kept for `recent` and for replay.
+    pub(crate) recent: usize,
+    /// How often a breaker's rejections are reported (zero: each one).
+    pub(crate) rejection_interval: Duration,
+}
+
+/// One published event, with its server-sent-event framing, serialized
+/// once and shared by every subscriber.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) event: Event,
+    pub(crate) sse: Bytes,
+}
+
+/// The forwarder task of one instance; dropping it stops the task.
+#[derive(Debug, Default)]
+pub(crate) struct Task {
+    abort: Mutex<Option<AbortHandle>>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    settings: Settings,
+    dropped: AtomicU64,
+    lagged: AtomicU64,
+    has_pending: AtomicBool,
+    pending: Mutex<Vec<(Weak<Task>, Forward)>>,
+}
+
+struct State {
+    next_id: u64,
+    recent: VecDeque<Arc<Frame>>,
+    subscribers: Vec<Subscriber>,
+}
+
+struct Subscriber {
+    sender: mpsc::Sender<Arc<Frame>>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            collect: true,
+            buffer: 256,
+            recent: 100,
+            rejection_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    next_id: 1,
+                    recent: VecDeque::with_capacity(settings.recent),
+                    subscribers: Vec::new(),
+                }),
+                settings,
+                dropped: AtomicU64::new(0),
+                lagged: AtomicU64::new(0),
+                has_pending: AtomicBool::new(false),
+                pending: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Publishes `what` about `source` to the ring and every subscriber.
+    pub(crate) fn publish(&self, source: &Source, what: EventKind) {
+        if let EventKind::Lagged { missed } = what {
+            self.inner.lagged.fetch_add(missed, Ordering::Relaxed);
+        }
+        let mut state = lock(&self.inner.state);
+        let id = state.next_id;
+        state.next_id += 1;
+        let event = Event {
+            id,
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
+            kind: source.kind,
+            name: source.name.to_string(),
+            key: source.key.as_deref().map(str::to_owned),
+            what,
+        };
+        let json = serde_json::to_string(&event).expect("an event serializes");
+        let sse = format!("id: {id}\nevent: {}\ndata: {json}\n\n", event.what.as_str());
+        let frame = Arc::new(Frame {
+            event,
+            sse: Bytes::from(sse),
+        });
+        if self.inner.settings.recent > 0 {
+            if state.recent.len() == self.inner.settings.recent {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(frame.clone());
+        }
+        let dropped = &self.inner.dropped;
+        state.subscribers.retain(
+            |subscriber| match subscriber.sender.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.dropped.store(true, Ordering::Release);
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        "an event subscriber fell {} events behind and was dropped",
+                        subscriber.sender.max_capacity()
+                    );
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        );
+    }
+
+    /// A new subscriber, first replayed the recent events numbered after
+    /// `after` (for a client that reconnects with `Last-Event-ID`).
+    pub(crate) fn subscribe(&self, after: Option<u64>) -> EventFeed {
+        let mut state = lock(&self.inner.state);
+        let replay: Vec<_> = match after {
+            Some(after) => state
+                .recent
+                .iter()
+                .filter(|frame| frame.event.id > after)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        let (sender, receiver) = mpsc::channel(self.inner.settings.buffer + replay.len());
+        for frame in replay {
+            sender
+                .try_send(frame)
+                .expect("the buffer has room for the replay");
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        state.subscribers.push(Subscriber {
+            sender,
+            dropped: dropped.clone(),
+        });
+        EventFeed::new(receiver, dropped)
+    }
+
+    /// The events in the ring, oldest first.
+    pub(crate) fn recent(&self) -> Vec<Event> {
+        lock(&self.inner.state)
+            .recent
+            .iter()
+            .map(|frame| frame.event.clone())
+            .collect()
+    }
+
+    /// Subscribers connected now (counting those that left but were not
+    /// yet noticed, until the next event).
+    pub(crate) fn subscribers(&self) -> usize {
+        let mut state = lock(&self.inner.state);
+        state
+            .subscribers
+            .retain(|subscriber| !subscriber.sender.is_closed());
+        state.subscribers.len()
+    }
+
+    /// Subscribers dropped so far for falling behind.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Instance events that the forwarders missed so far.
+    pub(crate) fn lagged(&self) -> u64 {
+        self.inner.lagged.load(Ordering::Relaxed)
+    }
+
+    /// The number the next event will get.
+    pub(crate) fn next_id(&self) -> u64 {
+        lock(&self.inner.state).next_id
+    }
+
+    /// Runs a forwarder: at once when there is a Tokio runtime, else at the
+    /// next [`start_pending`](Self::start_pending) from within one.
+    pub(crate) fn spawn(&self, forward: Forward) -> Arc<Task> {
+        let task = Arc::new(Task::default());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => task.set(runtime.spawn(forward).abort_handle()),
+            Err(_) => {
+                lock(&self.inner.pending).push((Arc::downgrade(&task), forward));
+                self.inner.has_pending.store(true, Ordering::Release);
+            }
+        }
+        task
+    }
+
+    /// Starts the forwarders of instances made outside a runtime, if this
+    /// is called within one.
+    pub(crate) fn start_pending(&self) {
+        if !self.inner.has_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pending = {
+            let mut pending = lock(&self.inner.pending);
+            self.inner.has_pending.store(false, Ordering::Release);
+            std::mem::take(&mut *pending)
+        };
+        for (task, forward) in pending {
+            if let Some(task) = task.upgrade() {
+                task.set(runtime.spawn(forward).abort_handle());
+            }
+        }
+    }
+}
+
+impl Task {
+    fn set(&self, handle: AbortHandle) {
+        *lock(&self.abort) = Some(handle);
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(handle) = self
+            .abort
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            handle.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.inner.state);
+        f.debug_struct("Hub")
+            .field("next_id", &state.next_id)
+            .field("recent", &state.recent.len())
+            .field("subscribers", &state.subscribers.len())
+            .field("dropped", &self.dropped())
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::InstanceKind;
+
+    fn source() -> Source {
+        Source::new(InstanceKind::Breaker, "db".into(), None)
+    }
+
+    fn hub(buffer: usize, recent: usize) -> Hub {
+        Hub::new(Settings {
+            buffer,
+            recent,
+            ..Settings::default()
+        })
+    }
+
+    #[test]
+    fn events_are_numbered_and_framed() {
+        let hub = hub(8, 8);
+        let mut feed = hub.subscribe(None);
+        hub.publish(&source(), EventKind::Added);
+        hub.publish(&source(), EventKind::Reset);
+        let first = feed.try_recv().unwrap();
+        assert_eq!((first.id, &first.what), (1, &EventKind::Added));
+        let second = feed.try_recv().unwrap();
+        assert_eq!((second.id, &second.what), (2, &EventKind::Reset));
+        assert_eq!(hub.next_id(), 3);
+        let frame = lock(&hub.inner.state).recent[1].clone();
+        let text = std::str::from_utf8(&frame.sse).unwrap();
+        assert!(text.starts_with("id: 2\nevent: reset\ndata: {"), "{text}");
+        assert!(text.ends_with("}\n\n"), "{text}");
+        assert!(text.contains(r#""type":"reset""#), "{text}");
+        assert!(text.contains(r#""name":"db""#), "{text}");
+    }
+
+    #[test]
+    fn a_full_subscriber_is_dropped_and_the_others_keep_going() {
+        let hub = hub(2, 0);
+        let mut slow = hub.subscribe(None);
+        let mut fast = hub.subscribe(None);
+        for round in 0..5 {
+            hub.publish(&source(), EventKind::Changed);
+            assert_eq!(fast.try_recv().unwrap().id, round + 1);
+        }
+        assert!(slow.was_dropped());
+        assert!(!fast.was_dropped());
+        assert_eq!(hub.dropped(), 1);
+        assert_eq!(hub.subscribers(), 1);
+        // The slow one still gets what was buffered, then nothing.
+        assert_eq!(slow.try_recv().unwrap().id, 1);
+        assert_eq!(slow.try_recv().unwrap().id, 2);
+        assert_eq!(slow.try_recv(), None);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_events_and_replays_after_an_id() {
+        let hub = hub(4, 3);
+        for _ in 0..5 {
+            hub.publish(&source(), EventKind::Changed);
+        }
+        let ids: Vec<_> = hub.recent().iter().map(|event| event.id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        let mut feed = hub.subscribe(Some(3));
+        assert_eq!(feed.try_recv().unwrap().id, 4);
+        assert_eq!(feed.try_recv().unwrap().id, 5);
+        assert_eq!(feed.try_recv(), None);
+        hub.publish(&source(), EventKind::Changed);
+        assert_eq!(feed.try_recv().unwrap().id, 6);
+    }
+
+    #[test]
+    fn a_closed_subscriber_is_forgotten() {
+        let hub = hub(4, 0);
+        let feed = hub.subscribe(None);
+        assert_eq!(hub.subscribers(), 1);
+        drop(feed);
+        assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[test]
+    fn a_forwarder_made_outside_a_runtime_starts_inside_one() {
+        let hub = hub(4, 4);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let task = hub.spawn(Box::pin(async move {
+            sender.send(()).unwrap();
+        }));
+        assert!(
+            receiver.try_recv().is_err(),
+            "nothing runs without a runtime"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            hub.start_pending();
+            tokio::task::yield_now().await;
+        });
+        receiver.try_recv().expect("it ran");
+        drop(task);
+    }
+}

@@ -1,0 +1,750 @@
+//! The registry: named configs, live instances, snapshots and events.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
+use portcullis_core::ConfigError;
+
+use crate::config::{Overrides, RegistryConfig};
+use crate::error::{AlreadyRegistered, KeyLimitReached};
+use crate::event::{Event, EventFeed};
+use crate::hub::{self, Hub};
+use crate::snapshot::{Keyed, RegistrySnapshot};
+use crate::store::Store;
+
+/// The shared place where Portcullis instances are made, found, changed
+/// and watched: a cheap handle, cloned freely.
+///
+/// - **Configs with inheritance.** Each kind has a default config and named
+///   configs ([`Overrides`]) that set only what differs; an instance named
+///   `payments` is made with the config named `payments` if there is one,
+///   else with the default.
+/// - **Get-or-create.** [`breaker`](Self::breaker) returns the same handle
+///   to every caller, making it on first use. Keyed instances
+///   ([`breaker_for`](Self::breaker_for): one breaker per upstream host,
+///   say) share the config of their name, and a name has at most
+///   [`max_keys`](RegistryBuilder::max_keys) of them: past that the least
+///   recently used closed one is evicted.
+/// - **Live updates.** [`update_breaker_config`](Self::update_breaker_config)
+///   applies to the live instances without losing their window, state or
+///   permits; an update they cannot take (a new window shape) changes
+///   nothing and says why.
+/// - **Snapshots** of everything as serde data, **events** of every
+///   instance in one numbered feed ([`watch`](Self::watch),
+///   [`recent_events`](Self::recent_events)), and the HTTP face
+///   [`RegistryService`](crate::RegistryService).
+///
+/// ```
+/// use portcullis_breaker::State;
+/// use portcullis_registry::{Overrides, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let registry = Registry::builder()
+///     .breaker_config("payments", Overrides::new().set("minimum_calls", 5))
+///     .build()
+///     .unwrap();
+/// let payments = registry.breaker("payments");
+/// assert_eq!(payments.config().minimum_calls(), 5);
+///
+/// // Everybody gets the same breaker.
+/// payments.force_open();
+/// assert_eq!(registry.breaker("payments").state(), State::ForcedOpen);
+/// assert_eq!(registry.snapshot().breakers[0].snapshot.state, State::ForcedOpen);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+/// Builds a [`Registry`].
+#[derive(Clone, Debug)]
+pub struct RegistryBuilder {
+    breaker_default: BreakerConfig,
+    breakers: BTreeMap<String, Overrides>,
+    max_keys: usize,
+    events: hub::Settings,
+}
+
+/// Figures of the registry's event fan-out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventStats {
+    /// Subscribers (in-process feeds and `GET /events` clients) now.
+    pub subscribers: usize,
+    /// Subscribers dropped so far for letting their buffer fill up.
+    pub dropped: u64,
+    /// Instance events the registry fell behind on and missed (each
+    /// instance buffers its own; this stays 0 unless one floods it).
+    pub lagged: u64,
+    /// The number of the last event published (0 before the first).
+    pub last_id: u64,
+}
+
+struct Shared {
+    breakers: Store<Breaker>,
+    hub: Hub,
+}
+
+const DEFAULT_MAX_KEYS: usize = 1024;
+
+impl Registry {
+    /// A registry with the default configs.
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default configuration is valid")
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// A registry built from a config file's data.
+    pub fn from_config(config: &RegistryConfig) -> Result<Self, ConfigError> {
+        Self::builder().config(config).build()
+    }
+
+    /// The breaker named `name`, made on first use with the config named
+    /// `name` (or the default). Every caller gets the same breaker.
+    ///
+    /// Looking up a breaker that exists takes a read lock and allocates
+    /// nothing; still, keep the handle rather than looking it up per call.
+    pub fn breaker(&self, name: &str) -> Breaker {
+        self.shared.hub.start_pending();
+        self.shared.breakers.get_or_create(name, &self.shared.hub)
+    }
+
+    /// The breaker named `name` for `key` (an upstream host, a tenant),
+    /// made on first use with the config named `name`.
+    ///
+    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
+    /// When it has that many, the least recently used closed breaker among
+    /// them is evicted (its handles keep working, unregistered); if none is
+    /// closed, this fails.
+    pub fn breaker_for(&self, name: &str, key: &str) -> Result<Breaker, KeyLimitReached> {
+        self.shared.hub.start_pending();
+        self.shared
+            .breakers
+            .get_or_create_keyed(name, key, &self.shared.hub)
+    }
+
+    /// The breaker named `name` (with `key`), if it exists; never makes one.
+    pub fn find_breaker(&self, name: &str, key: Option<&str>) -> Option<Breaker> {
+        self.shared.breakers.get(name, key)
+    }
+
+    /// Registers a breaker made elsewhere, under its own name, so that the
+    /// registry serves, watches and controls it. Config updates do not
+    /// touch it: it keeps the config it was made with.
+    pub fn register_breaker(&self, breaker: Breaker) -> Result<(), AlreadyRegistered> {
+        self.shared.hub.start_pending();
+        self.shared.breakers.register(breaker, &self.shared.hub)
+    }
+
+    /// Removes the breaker named `name` (with `key`) and returns it. Its
+    /// handles keep working, but the registry forgets it; asking for the
+    /// name again makes a new breaker.
+    pub fn remove_breaker(&self, name: &str, key: Option<&str>) -> Option<Breaker> {
+        self.shared.breakers.remove(name, key, &self.shared.hub)
+    }
+
+    /// The config a breaker named `name` is (or would be) made with.
+    pub fn breaker_config(&self, name: &str) -> BreakerConfig {
+        self.shared.breakers.config(name)
+    }
+
+    /// The overrides of the breaker config named `name`, if it has any.
+    pub fn breaker_overrides(&self, name: &str) -> Option<Overrides> {
+        self.shared.breakers.overrides(name)
+    }
+
+    /// The default breaker config.
+    pub fn default_breaker_config(&self) -> BreakerConfig {
+        self.shared.breakers.default_config()
+    }
+
+    /// Replaces the overrides of the breaker config named `name` (they are
+    /// laid over the default, not over the previous overrides) and applies
+    /// the result to the live breakers of that name — plain and keyed —
+    /// keeping their window, state and permits. Returns how many breakers
+    /// changed.
+    ///
+    /// All or nothing: an invalid config, or one a live breaker cannot take
+    /// (another window shape), is an error naming the field, such as
+    /// `breakers.payments.sliding_window`, and changes nothing. With the
+    /// name `default`, the overrides are laid over the built-in defaults
+    /// and become the default that every name inherits.
+    pub fn update_breaker_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<usize, ConfigError> {
+        self.shared
+            .breakers
+            .set_overrides(name, Some(overrides), &self.shared.hub)
+    }
+
+    /// Drops the overrides of the breaker config named `name`: its breakers
+    /// go back to the default config, keeping their state.
+    pub fn clear_breaker_config(&self, name: &str) -> Result<usize, ConfigError> {
+        self.shared
+            .breakers
+            .set_overrides(name, None, &self.shared.hub)
+    }
+
+    /// Replaces the default breaker config and applies the resulting
+    /// configs to the live breakers whose config changes. All or nothing.
+    pub fn update_default_breaker_config(
+        &self,
+        config: BreakerConfig,
+    ) -> Result<usize, ConfigError> {
+        self.shared.breakers.set_default(config, &self.shared.hub)
+    }
+
+    /// Every breaker's figures, sorted by name then key.
+    pub fn breakers(&self) -> Vec<Keyed<BreakerSnapshot>> {
+        self.shared.breakers.snapshots()
+    }
+
+    /// Every instance's figures.
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        RegistrySnapshot {
+            breakers: self.breakers(),
+        }
+    }
+
+    /// Subscribes to the registry's events: every instance's transitions,
+    /// rejections (counted per interval), threshold crossings and resets,
+    /// and instances added, removed and reconfigured.
+    ///
+    /// The feed's buffer holds [`event_buffer`](RegistryBuilder::event_buffer)
+    /// events; a subscriber that lets it fill up is dropped (its feed ends)
+    /// instead of holding anybody up.
+    pub fn watch(&self) -> EventFeed {
+        self.shared.hub.start_pending();
+        self.shared.hub.subscribe(None)
+    }
+
+    /// The last events (up to [`recent_events`](RegistryBuilder::recent_events)),
+    /// oldest first.
+    pub fn recent_events(&self) -> Vec<Event> {
+        self.shared.hub.recent()
+    }
+
+    /// Figures of the event fan-out.
+    pub fn event_stats(&self) -> EventStats {
+        let hub = &self.shared.hub;
+        EventStats {
+            subscribers: hub.subscribers(),
+            dropped: hub.dropped(),
+            lagged: hub.lagged(),
+            last_id: hub.next_id() - 1,
+        }
+    }
+
+    pub(crate) fn breakers_named(&self, name: &str) -> Vec<Keyed<BreakerSnapshot>> {
+        self.shared.breakers.snapshots_named(name)
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// How many instances of every kind there are.
+    pub fn len(&self) -> usize {
+        self.shared.breakers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("breakers", &self.shared.breakers)
+            .field("events", &self.shared.hub)
+            .finish()
+    }
+}
+
+impl Default for RegistryBuilder {
+    fn default() -> Self {
+        Self {
+            breaker_default: BreakerConfig::default(),
+            breakers: BTreeMap::new(),
+            max_keys: DEFAULT_MAX_KEYS,
+            events: hub::Settings::default(),
+        }
+    }
+}
+
+impl RegistryBuilder {
+    /// The default breaker config, which named configs inherit from
+    /// (default: [`BreakerConfig::default`]).
+    pub fn breaker_default(mut self, config: BreakerConfig) -> Self {
+        self.breaker_default = config;
+        self
+    }
+
+    /// A named breaker config: `overrides` laid over the default. The name
+    /// `default` lays them over the default itself.
+    pub fn breaker_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.breakers.insert(name.into(), overrides);
+        self
+    }
+
+    /// Every section of a config file's data (replacing named configs of
+    /// the same names given before).
+    pub fn config(mut self, config: &RegistryConfig) -> Self {
+        self.breakers.extend(
+            config
+                .breakers
+                .iter()
+                .map(|(name, overrides)| (name.clone(), overrides.clone())),
+        );
+        if let Some(max_keys) = config.max_keys {
+            self.max_keys = max_keys;
+        }
+        self
+    }
+
+    /// How many keys one name may have (1 to 1,000,000; default 1,024).
+    pub fn max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = keys;
+        self
+    }
+
+    /// How many events a subscriber may have waiting before it is dropped
+    /// (1 to 1,000,000; default 256).
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.events.buffer = events;
+        self
+    }
+
+    /// How many past events are kept, for `GET /events/recent` and for a
+    /// client that reconnects (0 to 100,000; default 100).
+    pub fn recent_events(mut self, events: usize) -> Self {
+        self.events.recent = events;
+        self
+    }
+
+    /// How often a breaker's rejections are reported, as one event with
+    /// their count (default 1 s; zero reports each rejection, which under
+    /// load means an event per rejected call).
+    pub fn rejection_report_interval(mut self, interval: Duration) -> Self {
+        self.events.rejection_interval = interval;
+        self
+    }
+
+    /// Whether to forward the instances' own events (default true). When
+    /// false, only the registry's own events (added, removed, changed) are
+    /// published, and instances never build an event.
+    pub fn collect_events(mut self, collect: bool) -> Self {
+        self.events.collect = collect;
+        self
+    }
+
+    /// The registry, with every config validated.
+    pub fn build(self) -> Result<Registry, ConfigError> {
+        in_range("max_keys", self.max_keys, 1, 1_000_000)?;
+        in_range("event_buffer", self.events.buffer, 1, 1_000_000)?;
+        in_range("recent_events", self.events.recent, 0, 100_000)?;
+        Ok(Registry {
+            shared: Arc::new(Shared {
+                breakers: Store::new(self.breaker_default, self.breakers, self.max_keys)?,
+                hub: Hub::new(self.events),
+            }),
+        })
+    }
+}
+
+fn in_range(field: &'static str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be in [{min}, {max}], got {value}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_breaker::State;
+    use portcullis_core::Outcome;
+
+    use super::*;
+    use crate::event::EventKind;
+
+    fn fail(breaker: &Breaker, times: usize) {
+        for _ in 0..times {
+            breaker.try_acquire().unwrap().record(Outcome::Failure);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_caller_gets_the_same_breaker() {
+        let registry = Registry::new();
+        let a = registry.breaker("db");
+        let b = registry.clone().breaker("db");
+        a.force_open();
+        assert_eq!(b.state(), State::ForcedOpen);
+        assert_eq!(registry.len(), 1);
+        assert!(registry.find_breaker("db", None).is_some());
+        assert!(registry.find_breaker("other", None).is_none());
+        assert_eq!(registry.len(), 1, "find never makes one");
+    }
+
+    #[tokio::test]
+    async fn named_configs_inherit_from_the_default() {
+        let registry = Registry::builder()
+            .breaker_default(
+                BreakerConfig::builder()
+                    .count_window(40)
+                    .minimum_calls(8)
+                    .build()
+                    .unwrap(),
+            )
+            .breaker_config(
+                "payments",
+                Overrides::new().set("failure_rate_threshold", 20.0),
+            )
+            .build()
+            .unwrap();
+        let payments = registry.breaker("payments").config();
+        assert_eq!(payments.failure_rate_threshold(), 20.0);
+        assert_eq!(payments.minimum_calls(), 8);
+        let other = registry.breaker("search").config();
+        assert_eq!(other, registry.default_breaker_config());
+        assert_eq!(
+            registry.breaker_overrides("payments"),
+            Some(Overrides::new().set("failure_rate_threshold", 20.0))
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_named_by_path() {
+        let error = Registry::builder()
+            .breaker_config(
+                "payments",
+                Overrides::new().set("failure_rate_threshold", 0.0),
+            )
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "breakers.payments.failure_rate_threshold: must be in (0, 100], got 0"
+        );
+        let error = Registry::builder()
+            .breaker_config("payments", Overrides::new().set("failure_rate", 10.0))
+            .build()
+            .unwrap_err();
+        assert_eq!(error.field(), "breakers.payments.failure_rate");
+        let error = Registry::builder()
+            .breaker_config("default", Overrides::new().set("minimum_calls", 0))
+            .build()
+            .unwrap_err();
+        assert_eq!(error.field(), "breakers.default.minimum_calls");
+        let error = Registry::builder().max_keys(0).build().unwrap_err();
+        assert_eq!(error.field(), "max_keys");
+        let error = Registry::builder().event_buffer(0).build().unwrap_err();
+        assert_eq!(error.field(), "event_buffer");
+    }
+
+    #[tokio::test]
+    async fn an_update_keeps_the_window_of_the_live_breaker() {
+        let registry = Registry::builder()
+            .breaker_config(
+                "db",
+                Overrides::new()
+                    .set(
+                        "sliding_window",
+                        serde_json::json!({"type": "count", "size": 10}),
+                    )
+                    .set("minimum_calls", 10),
+            )
+            .build()
+            .unwrap();
+        let db = registry.breaker("db");
+        fail(&db, 4);
+        let changed = registry
+            .update_breaker_config(
+                "db",
+                Overrides::new()
+                    .set(
+                        "sliding_window",
+                        serde_json::json!({"type": "count", "size": 10}),
+                    )
+                    .set("minimum_calls", 5),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(db.config().minimum_calls(), 5);
+        assert_eq!(db.state(), State::Closed, "four calls are below five");
+        fail(&db, 1);
+        assert_eq!(
+            db.state(),
+            State::Open,
+            "the four earlier failures were kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_a_live_breaker_cannot_take_changes_nothing() {
+        let registry = Registry::new();
+        let db = registry.breaker("db");
+        let error = registry
+            .update_breaker_config(
+                "db",
+                Overrides::new().set(
+                    "sliding_window",
+                    serde_json::json!({"type": "time", "span": "10s"}),
+                ),
+            )
+            .unwrap_err();
+        assert_eq!(error.field(), "breakers.db.sliding_window");
+        assert_eq!(registry.breaker_overrides("db"), None);
+        assert_eq!(db.config(), BreakerConfig::default());
+        // Without a live breaker, the same update is fine.
+        registry.remove_breaker("db", None).unwrap();
+        registry
+            .update_breaker_config(
+                "db",
+                Overrides::new().set(
+                    "sliding_window",
+                    serde_json::json!({"type": "time", "span": "10s"}),
+                ),
+            )
+            .unwrap();
+        assert!(matches!(
+            registry.breaker("db").config().sliding_window(),
+            portcullis_breaker::SlidingWindow::Time { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_default_update_reaches_the_breakers_that_inherit_it() {
+        let registry = Registry::builder()
+            .breaker_config("own", Overrides::new().set("minimum_calls", 3))
+            .build()
+            .unwrap();
+        let plain = registry.breaker("plain");
+        let own = registry.breaker("own");
+        let outside = Breaker::new("outside");
+        registry.register_breaker(outside.clone()).unwrap();
+        let new_default = BreakerConfig::builder()
+            .minimum_calls(7)
+            .failure_rate_threshold(30.0)
+            .build()
+            .unwrap();
+        assert_eq!(
+            registry.update_default_breaker_config(new_default).unwrap(),
+            2,
+            "plain and own change; the registered one is left alone"
+        );
+        assert_eq!(plain.config().minimum_calls(), 7);
+        assert_eq!(own.config().minimum_calls(), 3);
+        assert_eq!(own.config().failure_rate_threshold(), 30.0);
+        assert_eq!(outside.config(), BreakerConfig::default());
+        registry.clear_breaker_config("own").unwrap();
+        assert_eq!(own.config().minimum_calls(), 7);
+    }
+
+    #[tokio::test]
+    async fn keys_are_bounded_and_the_least_recently_used_closed_one_goes() {
+        let registry = Registry::builder().max_keys(3).build().unwrap();
+        let a = registry.breaker_for("upstream", "a").unwrap();
+        registry.breaker_for("upstream", "b").unwrap();
+        registry.breaker_for("upstream", "c").unwrap();
+        // `a` is used again: `b` is now the least recently used.
+        assert!(registry.breaker_for("upstream", "a").is_ok());
+        registry.breaker_for("upstream", "d").unwrap();
+        assert!(registry.find_breaker("upstream", Some("b")).is_none());
+        assert!(registry.find_breaker("upstream", Some("a")).is_some());
+        assert_eq!(registry.len(), 3);
+
+        // Open ones are not evicted.
+        a.force_open();
+        registry
+            .find_breaker("upstream", Some("c"))
+            .unwrap()
+            .force_open();
+        registry
+            .find_breaker("upstream", Some("d"))
+            .unwrap()
+            .force_open();
+        let error = registry.breaker_for("upstream", "e").unwrap_err();
+        assert_eq!(error.limit(), 3);
+        assert_eq!(error.name(), "upstream");
+        // Another name has its own keys.
+        assert!(registry.breaker_for("other", "e").is_ok());
+        // A keyed breaker and the plain one of the same name are distinct.
+        assert_eq!(registry.breaker("upstream").state(), State::Closed);
+    }
+
+    #[tokio::test]
+    async fn registering_twice_is_an_error() {
+        let registry = Registry::new();
+        registry.register_breaker(Breaker::new("x")).unwrap();
+        let error = registry.register_breaker(Breaker::new("x")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "circuit breaker 'x' is already registered"
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_events_say_added_changed_removed() {
+        let registry = Registry::new();
+        let mut feed = registry.watch();
+        registry.breaker("db");
+        registry.breaker_for("db", "eu").unwrap();
+        registry
+            .update_breaker_config("db", Overrides::new().set("minimum_calls", 2))
+            .unwrap();
+        registry.remove_breaker("db", Some("eu")).unwrap();
+        let mut seen = Vec::new();
+        while let Some(event) = feed.try_recv() {
+            seen.push((event.what.as_str(), event.key));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("added", None),
+                ("added", Some("eu".to_owned())),
+                ("changed", None),
+                ("changed", Some("eu".to_owned())),
+                ("removed", Some("eu".to_owned())),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_breakers_own_events_are_forwarded_and_rejections_counted() {
+        let registry = Registry::builder()
+            .breaker_default(
+                BreakerConfig::builder()
+                    .count_window(2)
+                    .minimum_calls(2)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let db = registry.breaker("db");
+        let mut feed = registry.watch();
+        fail(&db, 2);
+        for _ in 0..5 {
+            assert!(db.try_acquire().is_err());
+        }
+        // The crossing that opened it, the transition, then the
+        // rejections, counted into one event.
+        let crossed = feed.recv().await.unwrap();
+        assert_eq!(
+            crossed.what,
+            EventKind::ThresholdCrossed {
+                threshold: "failure_rate",
+                value: 100.0
+            }
+        );
+        let transition = feed.recv().await.unwrap();
+        assert_eq!(
+            transition.what,
+            EventKind::Transition {
+                from: State::Closed,
+                to: State::Open,
+                reason: "failure rate 100.0% reached the threshold".to_owned()
+            }
+        );
+        let next = feed.recv().await.unwrap();
+        assert_eq!(
+            next.what,
+            EventKind::Rejected {
+                count: 5,
+                retry_after: Some(Duration::from_secs(30))
+            }
+        );
+        assert_eq!(next.name, "db");
+        assert_eq!(
+            (crossed.id + 1, transition.id + 1),
+            (transition.id, next.id),
+            "numbered in order"
+        );
+        assert_eq!(registry.recent_events().last().unwrap().id, next.id);
+    }
+
+    #[tokio::test]
+    async fn without_collection_no_instance_event_is_forwarded() {
+        let registry = Registry::builder().collect_events(false).build().unwrap();
+        let mut feed = registry.watch();
+        let db = registry.breaker("db");
+        db.force_open();
+        tokio::task::yield_now().await;
+        assert_eq!(feed.try_recv().unwrap().what, EventKind::Added);
+        assert_eq!(feed.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn the_default_can_be_updated_by_name() {
+        let registry = Registry::builder()
+            .breaker_config("own", Overrides::new().set("minimum_calls", 3))
+            .build()
+            .unwrap();
+        let plain = registry.breaker("plain");
+        let own = registry.breaker("own");
+        let changed = registry
+            .update_breaker_config(
+                "default",
+                Overrides::new().set("failure_rate_threshold", 40.0),
+            )
+            .unwrap();
+        assert_eq!(changed, 2);
+        assert_eq!(plain.config().failure_rate_threshold(), 40.0);
+        assert_eq!(own.config().failure_rate_threshold(), 40.0);
+        assert_eq!(own.config().minimum_calls(), 3);
+        let error = registry
+            .update_breaker_config("default", Overrides::new().set("minimum_calls", 0))
+            .unwrap_err();
+        assert_eq!(error.field(), "breakers.default.minimum_calls");
+        assert_eq!(plain.config().failure_rate_threshold(), 40.0, "unchanged");
+    }
+
+    #[test]
+    fn breakers_made_outside_a_runtime_are_watched_once_inside_one() {
+        let registry = Registry::new();
+        let db = registry.breaker("db");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut feed = registry.watch();
+            // The forwarder subscribed when the breaker was made; it runs now.
+            db.force_open();
+            let event = feed.recv().await.unwrap();
+            assert_eq!(
+                event.what,
+                EventKind::Transition {
+                    from: State::Closed,
+                    to: State::ForcedOpen,
+                    reason: "manual transition".to_owned()
+                }
+            );
+        });
+    }
+}

@@ -1,0 +1,716 @@
+//! The registry over HTTP: health, figures, metrics, events, the dashboard
+//! and guarded control.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use portcullis_breaker::{Breaker, State};
+use portcullis_core::{BoxError, ConfigError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::body::ResponseBody;
+use crate::future::ResponseFuture;
+use crate::registry::Registry;
+use crate::snapshot::Keyed;
+use crate::{dashboard, figures, prometheus};
+
+/// The registry as a `tower::Service` of HTTP requests, with `Error =
+/// Infallible`: every problem is an HTTP response.
+///
+/// Paths are relative to where it is mounted; in axum, mount it with
+/// `Router::nest_service("/resilience", service)` (axum strips the prefix),
+/// or serve it alone with hyper.
+///
+/// | request | answer |
+/// |---------|--------|
+/// | `GET /` | the dashboard: one self-contained page, live from `/events` |
+/// | `GET /health` | `{"status": "UP" \| "DEGRADED" \| "DOWN", ...}`: `DEGRADED` when a breaker is not closed, `DOWN` (503) when a [critical](RegistryServiceBuilder::critical_breakers) one is open |
+/// | `GET /health/live` | `{"status": "UP"}`: the process answers |
+/// | `GET /health/ready` | `UP`, or `DOWN` (503) while a [readiness](RegistryServiceBuilder::readiness_breakers) breaker is open |
+/// | `GET /health/breakers` | `{"breakers": [...]}`: every breaker's figures |
+/// | `GET /health/breakers/{name}` | one breaker's figures (`/{name}/{key}` for a keyed one) |
+/// | `GET /metrics` | Prometheus text exposition |
+/// | `GET /events` | server-sent events, from a bounded per-client buffer |
+/// | `GET /events/recent` | `{"events": [...]}`: the last events |
+/// | `POST /breakers/{name}/state` | manual transition (`/{name}/{key}/state` for a keyed one) |
+///
+/// The control endpoint exists only when the service was given a
+/// [bearer token](RegistryServiceBuilder::control_token); without one it
+/// answers 404 like any unknown path. Its body is JSON:
+/// `{"state": "CLOSED" | "FORCED_OPEN" | "DISABLED" | "METRICS_ONLY" |
+/// "RESET" | "HALF_OPEN" | "OPEN"}`, with `"wait": "30s"` allowed for
+/// `OPEN` (default: the breaker's `wait_in_open`). A wrong or missing token
+/// is 401, an unknown breaker 404, a body over the
+/// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400, a
+/// transition the breaker's state does not allow 409; success is 200 with
+/// the breaker's new figures. Errors are `{"error": "..."}`.
+///
+/// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
+/// `rejected`, `threshold_crossed`, `reset`, `added`, `removed`, `changed`,
+/// `lagged`) and `data:` (the event as JSON) per event. A client that lets
+/// its buffer fill up is sent `event: dropped` and its stream ends; an
+/// `EventSource` reconnects by itself, and one that sends `Last-Event-ID`
+/// is first replayed the recent events it missed.
+#[derive(Clone)]
+pub struct RegistryService {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`RegistryService`].
+pub struct RegistryServiceBuilder {
+    registry: Registry,
+    token: Option<String>,
+    critical: Vec<String>,
+    readiness: Vec<String>,
+    body_limit: usize,
+    events_retry: Duration,
+    events_keep_alive: Option<Duration>,
+    events_max_age: Option<Duration>,
+}
+
+struct Inner {
+    registry: Registry,
+    token: Option<Box<[u8]>>,
+    critical: Vec<String>,
+    readiness: Vec<String>,
+    body_limit: usize,
+    events_retry: Duration,
+    events_keep_alive: Option<Duration>,
+    events_max_age: Option<Duration>,
+}
+
+/// The body of `POST /breakers/{name}/state`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Control {
+    state: Target,
+    #[serde(default, with = "portcullis_core::duration::serde::option")]
+    wait: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Target {
+    Closed,
+    ForcedOpen,
+    Disabled,
+    MetricsOnly,
+    Reset,
+    HalfOpen,
+    Open,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    name: &'a str,
+    key: Option<&'a str>,
+    state: State,
+    critical: bool,
+}
+
+const DEFAULT_BODY_LIMIT: usize = 4096;
+const JSON: &str = "application/json";
+
+impl RegistryService {
+    /// A service for `registry` with the defaults: no control endpoint, no
+    /// critical or readiness breakers.
+    pub fn new(registry: Registry) -> Self {
+        Self::builder(registry)
+            .build()
+            .expect("the defaults are valid")
+    }
+
+    /// A builder for a service of `registry`.
+    pub fn builder(registry: Registry) -> RegistryServiceBuilder {
+        RegistryServiceBuilder {
+            registry,
+            token: None,
+            critical: Vec::new(),
+            readiness: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            events_retry: Duration::from_secs(3),
+            events_keep_alive: Some(Duration::from_secs(15)),
+            events_max_age: None,
+        }
+    }
+
+    /// The registry it serves.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    fn route<B>(&self, request: Request<B>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &*self.inner;
+        inner.registry.hub().start_pending();
+        let Some(segments) = segments(request.uri().path()) else {
+            return ready(error(
+                StatusCode::BAD_REQUEST,
+                "the path is not valid UTF-8 once decoded",
+            ));
+        };
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = request.method();
+        if let ["breakers", name, rest @ ..] = &segments[..]
+            && let Some(key) = match rest {
+                ["state"] => Some(None),
+                [key, "state"] => Some(Some(*key)),
+                _ => None,
+            }
+            && inner.token.is_some()
+        {
+            if method != Method::POST {
+                return ready(not_allowed("POST"));
+            }
+            return self.control(request, name, key);
+        }
+        let get = method == Method::GET || method == Method::HEAD;
+        let response = match segments[..] {
+            [] if get => dashboard::response(),
+            ["health"] if get => inner.health(),
+            ["health", "live"] if get => json_response(StatusCode::OK, &json!({"status": "UP"})),
+            ["health", "ready"] if get => inner.ready(),
+            ["health", "breakers"] if get => json_response(
+                StatusCode::OK,
+                &json!({"breakers": inner.registry.breakers()}),
+            ),
+            ["health", "breakers", name] if get => inner.one_breaker(name, None),
+            ["health", "breakers", name, key] if get => inner.one_breaker(name, Some(key)),
+            ["metrics"] if get => {
+                let text = prometheus::render(&figures::collect(&inner.registry));
+                with_type(
+                    Response::new(ResponseBody::full(text)),
+                    prometheus::CONTENT_TYPE,
+                )
+            }
+            ["events"] if get => inner.events(request.headers()),
+            ["events", "recent"] if get => json_response(
+                StatusCode::OK,
+                &json!({"events": inner.registry.recent_events()}),
+            ),
+            []
+            | ["health"]
+            | ["health", "live" | "ready" | "breakers"]
+            | ["health", "breakers", ..]
+            | ["metrics"]
+            | ["events"]
+            | ["events", "recent"] => not_allowed("GET, HEAD"),
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        };
+        ready(response)
+    }
+
+    fn control<B>(&self, request: Request<B>, name: &str, key: Option<&str>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &*self.inner;
+        let token = inner.token.as_deref().expect("checked by the caller");
+        if !authorized(request.headers(), token) {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            );
+            return ready(response);
+        }
+        let Some(breaker) = inner.registry.find_breaker(name, key) else {
+            return ready(no_breaker(name, key));
+        };
+        let limit = inner.body_limit;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return ready(too_large(limit));
+        }
+        let key = key.map(str::to_owned);
+        ResponseFuture::reading(async move {
+            let bytes = match read_body(request.into_body(), limit).await {
+                Ok(bytes) => bytes,
+                Err(response) => return response,
+            };
+            let control: Control = match serde_json::from_slice::<serde_json::Value>(&bytes)
+                .and_then(|value| match value {
+                    object @ serde_json::Value::Object(_) => serde_json::from_value(object),
+                    _ => Err(serde::de::Error::custom("the body must be a JSON object")),
+                }) {
+                Ok(control) => control,
+                Err(problem) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "expected {{\"state\": \"CLOSED\" | \"FORCED_OPEN\" | \"DISABLED\" | \"METRICS_ONLY\" | \"RESET\" | \"HALF_OPEN\" | \"OPEN\"}}: {problem}"
+                        ),
+                    );
+                }
+            };
+            if control.wait.is_some() && control.state != Target::Open {
+                return error(StatusCode::BAD_REQUEST, "`wait` applies to OPEN only");
+            }
+            if control.wait.is_some_and(|wait| wait.is_zero()) {
+                return error(StatusCode::BAD_REQUEST, "`wait` must be greater than zero");
+            }
+            match apply(&breaker, &control) {
+                Ok(()) => json_response(StatusCode::OK, &Keyed::new(key, breaker.snapshot())),
+                Err(conflict) => error(StatusCode::CONFLICT, &conflict),
+            }
+        })
+    }
+}
+
+impl Inner {
+    fn health(&self) -> Response<ResponseBody> {
+        let all = self.registry.breakers();
+        let not_closed: Vec<Summary<'_>> = all
+            .iter()
+            .filter(|keyed| keyed.snapshot.state != State::Closed)
+            .map(|keyed| Summary {
+                name: &keyed.snapshot.name,
+                key: keyed.key.as_deref(),
+                state: keyed.snapshot.state,
+                critical: self.critical.contains(&keyed.snapshot.name),
+            })
+            .collect();
+        let down = not_closed
+            .iter()
+            .any(|summary| summary.critical && rejecting(summary.state));
+        let (status, code) = if down {
+            ("DOWN", StatusCode::SERVICE_UNAVAILABLE)
+        } else if !not_closed.is_empty() {
+            ("DEGRADED", StatusCode::OK)
+        } else {
+            ("UP", StatusCode::OK)
+        };
+        json_response(
+            code,
+            &json!({
+                "status": status,
+                "breakers": {"total": all.len(), "not_closed": not_closed},
+            }),
+        )
+    }
+
+    fn ready(&self) -> Response<ResponseBody> {
+        let watched: Vec<_> = self
+            .readiness
+            .iter()
+            .flat_map(|name| self.registry.breakers_named(name))
+            .collect();
+        let summaries: Vec<Summary<'_>> = watched
+            .iter()
+            .map(|keyed| Summary {
+                name: &keyed.snapshot.name,
+                key: keyed.key.as_deref(),
+                state: keyed.snapshot.state,
+                critical: true,
+            })
+            .collect();
+        let down = summaries.iter().any(|summary| rejecting(summary.state));
+        let (status, code) = if down {
+            ("DOWN", StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            ("UP", StatusCode::OK)
+        };
+        json_response(code, &json!({"status": status, "breakers": summaries}))
+    }
+
+    fn one_breaker(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
+        match self.registry.find_breaker(name, key) {
+            Some(breaker) => json_response(
+                StatusCode::OK,
+                &Keyed::new(key.map(str::to_owned), breaker.snapshot()),
+            ),
+            None => no_breaker(name, key),
+        }
+    }
+
+    fn events(&self, headers: &HeaderMap) -> Response<ResponseBody> {
+        let after = headers
+            .get("last-event-id")
+            .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+        let feed = self.registry.hub().subscribe(after);
+        let mut response = Response::new(ResponseBody::events(
+            feed,
+            self.events_retry,
+            self.events_keep_alive,
+            self.events_max_age,
+        ));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        response
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for RegistryService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> ResponseFuture {
+        self.route(request)
+    }
+}
+
+impl fmt::Debug for RegistryService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("RegistryService")
+            .field("registry", &inner.registry)
+            .field("control", &inner.token.as_ref().map(|_| "<token>"))
+            .field("critical", &inner.critical)
+            .field("readiness", &inner.readiness)
+            .field("body_limit", &inner.body_limit)
+            .field("events_retry", &inner.events_retry)
+            .field("events_keep_alive", &inner.events_keep_alive)
+            .field("events_max_age", &inner.events_max_age)
+            .finish()
+    }
+}
+
+impl RegistryServiceBuilder {
+    /// Enables the control endpoint, for requests that carry
+    /// `Authorization: Bearer <token>` (compared in constant time). The
+    /// token must be 16 to 4,096 visible ASCII characters.
+    pub fn control_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Breakers (by name, every key) whose being open or forced open makes
+    /// `GET /health` say `DOWN` with a 503, instead of `DEGRADED`.
+    pub fn critical_breakers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.critical = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Breakers (by name, every key) whose being open or forced open makes
+    /// `GET /health/ready` say `DOWN` with a 503 (default: none, always
+    /// ready).
+    pub fn readiness_breakers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.readiness = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The largest control request body accepted, in bytes (1 to 1 MiB;
+    /// default 4 KiB); a larger one is answered 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How long an `EventSource` waits before reconnecting (the `retry:`
+    /// line; default 3 s).
+    pub fn events_retry(mut self, retry: Duration) -> Self {
+        self.events_retry = retry;
+        self
+    }
+
+    /// A comment line is sent on an event stream after this much silence,
+    /// so that proxies keep it open (`None`: never; default 15 s).
+    pub fn events_keep_alive(mut self, every: Option<Duration>) -> Self {
+        self.events_keep_alive = every;
+        self
+    }
+
+    /// An event stream ends after this long; the client reconnects after
+    /// [`events_retry`](Self::events_retry) and is replayed what it missed
+    /// from the recent events. Useful behind load balancers that pin long
+    /// connections (default: streams never end by themselves).
+    pub fn events_max_age(mut self, age: Option<Duration>) -> Self {
+        self.events_max_age = age;
+        self
+    }
+
+    /// The service, with its settings validated.
+    pub fn build(self) -> Result<RegistryService, ConfigError> {
+        if let Some(token) = &self.token {
+            if !(16..=4096).contains(&token.len()) {
+                return Err(ConfigError::new(
+                    "control_token",
+                    format!("must be 16 to 4096 characters long, got {}", token.len()),
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::new(
+                    "control_token",
+                    "must be visible ASCII characters only",
+                ));
+            }
+        }
+        if !(1..=1 << 20).contains(&self.body_limit) {
+            return Err(ConfigError::new(
+                "body_limit",
+                format!("must be in [1, 1048576], got {}", self.body_limit),
+            ));
+        }
+        Ok(RegistryService {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                token: self
+                    .token
+                    .map(|token| token.into_bytes().into_boxed_slice()),
+                critical: self.critical,
+                readiness: self.readiness,
+                body_limit: self.body_limit,
+                events_retry: self.events_retry,
+                events_keep_alive: self.events_keep_alive,
+                events_max_age: self.events_max_age,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for RegistryServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryServiceBuilder")
+            .field("registry", &self.registry)
+            .field("control", &self.token.as_ref().map(|_| "<token>"))
+            .field("critical", &self.critical)
+            .field("readiness", &self.readiness)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a breaker in `state` turns calls away.
+fn rejecting(state: State) -> bool {
+    matches!(state, State::Open | State::ForcedOpen)
+}
+
+fn apply(breaker: &Breaker, control: &Control) -> Result<(), String> {
+    match control.state {
+        Target::Closed => breaker.close(),
+        Target::ForcedOpen => breaker.force_open(),
+        Target::Disabled => breaker.disable(),
+        Target::MetricsOnly => breaker.metrics_only(),
+        Target::Reset => breaker.reset(),
+        Target::HalfOpen => breaker.half_open().map_err(|e| e.to_string())?,
+        Target::Open => breaker
+            .open_for(
+                control
+                    .wait
+                    .unwrap_or_else(|| breaker.config().wait_in_open()),
+            )
+            .map_err(|e| e.to_string())?,
+    }
+    Ok(())
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    let Some((scheme, credentials)) = value.split_at_checked(7) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(b"bearer ") && constant_time_eq(credentials, token)
+}
+
+/// Compares two byte strings in time that depends only on their lengths: a
+/// length mismatch rejects at once (the token's length is not the secret),
+/// equal lengths fold the XOR of every byte pair.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    let difference = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
+/// Reads a request body, at most `limit` bytes of it.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Response<ResponseBody>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let mut body = pin!(body);
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|problem| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the body: {}", problem.into()),
+            )
+        })?;
+        if let Ok(mut data) = frame.into_data() {
+            use bytes::Buf;
+            if bytes.len() + data.remaining() > limit {
+                return Err(too_large(limit));
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                let n = chunk.len();
+                bytes.extend_from_slice(chunk);
+                data.advance(n);
+            }
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// The path's segments, percent-decoded; empty segments are skipped.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(percent_decode)
+        .collect()
+}
+
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes.get(i + 1..i + 3)
+            && let Some(byte) = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn ready(response: Response<ResponseBody>) -> ResponseFuture {
+    ResponseFuture::ready(response)
+}
+
+fn with_type(
+    mut response: Response<ResponseBody>,
+    content_type: &'static str,
+) -> Response<ResponseBody> {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
+    let body = serde_json::to_vec(value).expect("the registry's figures serialize");
+    let mut response = with_type(Response::new(ResponseBody::full(body)), JSON);
+    *response.status_mut() = status;
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    json_response(status, &json!({"error": message}))
+}
+
+fn no_breaker(name: &str, key: Option<&str>) -> Response<ResponseBody> {
+    let message = match key {
+        Some(key) => format!("no circuit breaker named '{name}' with key '{key}'"),
+        None => format!("no circuit breaker named '{name}'"),
+    };
+    error(StatusCode::NOT_FOUND, &message)
+}
+
+fn not_allowed(allow: &'static str) -> Response<ResponseBody> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn too_large(limit: usize) -> Response<ResponseBody> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body must be at most {limit} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"same-token", b"same-token"));
+        assert!(!constant_time_eq(b"same-token", b"same-tokeN"));
+        assert!(!constant_time_eq(b"short", b"longer"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+        let mut headers = HeaderMap::new();
+        let token = b"0123456789abcdef";
+        assert!(!authorized(&headers, token));
+        for (value, ok) in [
+            ("Bearer 0123456789abcdef", true),
+            ("bearer 0123456789abcdef", true),
+            ("Bearer 0123456789ABCDEF", false),
+            ("Basic 0123456789abcdef", false),
+            ("Bearer  0123456789abcdef", false),
+            ("Bearer", false),
+            ("0123456789abcdef", false),
+        ] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(authorized(&headers, token), ok, "{value}");
+        }
+    }
+
+    #[test]
+    fn paths_are_split_and_decoded() {
+        assert_eq!(segments("/").unwrap(), Vec::<String>::new());
+        assert_eq!(segments("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            segments("/health/breakers/a%20b/host%2F1/").unwrap(),
+            ["health", "breakers", "a b", "host/1"]
+        );
+        assert_eq!(segments("/x%zz%4").unwrap(), ["x%zz%4"]);
+        assert_eq!(segments("/%ff"), None);
+    }
+}

@@ -1,0 +1,31 @@
+//! Snapshots of everything in a registry, as plain serde data.
+
+use portcullis_breaker::BreakerSnapshot;
+use serde::Serialize;
+
+/// An instance's figures with its key (`None` for a plain instance).
+///
+/// Serialized flat: the figures' fields with a `key` field beside them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Keyed<S> {
+    /// The key of a keyed instance.
+    pub key: Option<String>,
+    /// Its figures (including its name).
+    #[serde(flatten)]
+    pub snapshot: S,
+}
+
+/// Every instance of a registry at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RegistrySnapshot {
+    /// Every circuit breaker, sorted by name then key.
+    pub breakers: Vec<Keyed<BreakerSnapshot>>,
+}
+
+impl<S> Keyed<S> {
+    pub(crate) fn new(key: Option<String>, snapshot: S) -> Self {
+        Self { key, snapshot }
+    }
+}

@@ -1,0 +1,912 @@
+//! Every endpoint of the registry service over loopback, with a real hyper
+//! server, including every bad input; and the service mounted in axum.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::{Sse, get, send, serve};
+use portcullis_breaker::{Breaker, BreakerConfig, State};
+use portcullis_core::Outcome;
+use portcullis_registry::{Registry, RegistryService};
+
+const TOKEN: &str = "s3cr3t-t0ken-0123456789";
+
+fn registry() -> Registry {
+    Registry::builder()
+        .breaker_default(
+            BreakerConfig::builder()
+                .count_window(4)
+                .minimum_calls(2)
+                .wait_in_open(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+fn fail(breaker: &Breaker, times: usize) {
+    for _ in 0..times {
+        breaker.try_acquire().unwrap().record(Outcome::Failure);
+    }
+}
+
+async fn controlled(registry: &Registry) -> std::net::SocketAddr {
+    serve(
+        RegistryService::builder(registry.clone())
+            .control_token(TOKEN)
+            .build()
+            .unwrap(),
+    )
+    .await
+}
+
+async fn post_state(addr: std::net::SocketAddr, path: &str, body: &str) -> common::Reply {
+    let auth = format!("Bearer {TOKEN}");
+    send(
+        addr,
+        "POST",
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn health_is_up_degraded_or_down_for_a_critical_breaker() {
+    let registry = registry();
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .critical_breakers(["payments"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+
+    let reply = get(addr, "/health").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.json()["status"], "UP");
+    assert_eq!(reply.json()["breakers"]["total"], 0);
+
+    let search = registry.breaker("search");
+    let payments = registry.breaker("payments");
+    assert_eq!(get(addr, "/health").await.json()["status"], "UP");
+
+    search.force_open();
+    let reply = get(addr, "/health").await;
+    assert_eq!(reply.status, 200);
+    let health = reply.json();
+    assert_eq!(health["status"], "DEGRADED");
+    assert_eq!(health["breakers"]["total"], 2);
+    assert_eq!(
+        health["breakers"]["not_closed"],
+        serde_json::json!([{"name": "search", "key": null, "state": "FORCED_OPEN", "critical": false}])
+    );
+
+    // A manual state that lets traffic through still counts as not closed.
+    search.disable();
+    assert_eq!(get(addr, "/health").await.json()["status"], "DEGRADED");
+
+    fail(&payments, 2);
+    assert_eq!(payments.state(), State::Open);
+    let reply = get(addr, "/health").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["status"], "DOWN");
+
+    // Probing is not down.
+    payments.half_open().unwrap();
+    let reply = get(addr, "/health").await;
+    assert_eq!(
+        (reply.status, reply.json()["status"].clone()),
+        (200, "DEGRADED".into())
+    );
+
+    search.close();
+    payments.close();
+    assert_eq!(get(addr, "/health").await.json()["status"], "UP");
+}
+
+#[tokio::test]
+async fn live_is_always_up_and_ready_follows_the_named_breakers() {
+    let registry = registry();
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .readiness_breakers(["db"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let other = registry.breaker("other");
+    other.force_open();
+    let live = get(addr, "/health/live").await;
+    assert_eq!(
+        (live.status, live.json()),
+        (200, serde_json::json!({"status": "UP"}))
+    );
+
+    let ready = get(addr, "/health/ready").await;
+    assert_eq!(ready.status, 200, "another breaker does not matter");
+    assert_eq!(ready.json()["status"], "UP");
+
+    let db_eu = registry.breaker_for("db", "eu").unwrap();
+    registry.breaker("db");
+    let ready = get(addr, "/health/ready").await.json();
+    assert_eq!(ready["breakers"].as_array().unwrap().len(), 2);
+    db_eu.force_open();
+    let ready = get(addr, "/health/ready").await;
+    assert_eq!(ready.status, 503, "a keyed db breaker is open");
+    assert_eq!(ready.json()["status"], "DOWN");
+    assert_eq!(ready.json()["breakers"][1]["key"], "eu");
+    assert_eq!(get(addr, "/health/live").await.status, 200);
+}
+
+#[tokio::test]
+async fn breakers_are_served_with_their_figures() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    fail(&payments, 2);
+    let _ = payments.try_acquire();
+    registry.breaker("inventory");
+    registry.breaker_for("upstream", "api.example/v1").unwrap();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let all = get(addr, "/health/breakers").await;
+    assert_eq!(all.status, 200);
+    let list = all.json()["breakers"].as_array().unwrap().clone();
+    let names: Vec<_> = list
+        .iter()
+        .map(|b| (b["name"].clone(), b["key"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("inventory".into(), serde_json::Value::Null),
+            ("payments".into(), serde_json::Value::Null),
+            ("upstream".into(), "api.example/v1".into()),
+        ]
+    );
+    let one = get(addr, "/health/breakers/payments").await;
+    assert_eq!(one.status, 200);
+    let figures = one.json();
+    assert_eq!(figures["state"], "OPEN");
+    assert_eq!(figures["failure_rate"], 100.0);
+    assert_eq!(figures["slow_call_rate"], 0.0);
+    assert_eq!(figures["buffered_calls"], 2);
+    assert_eq!(figures["failed_calls"], 2);
+    assert_eq!(figures["slow_calls"], 0);
+    assert_eq!(figures["not_permitted_calls"], 1);
+    assert_eq!(figures["failure_rate_threshold"], 50.0);
+    assert_eq!(figures["slow_call_rate_threshold"], 100.0);
+    assert_eq!(figures["minimum_calls"], 2);
+    let wait = portcullis_core::duration::parse(figures["retry_after"].as_str().unwrap()).unwrap();
+    assert!(
+        wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
+    let without_wait = |mut value: serde_json::Value| {
+        value.as_object_mut().unwrap().remove("retry_after");
+        value
+    };
+    assert_eq!(without_wait(figures), without_wait(list[1].clone()));
+
+    let keyed = get(addr, "/health/breakers/upstream/api.example%2Fv1").await;
+    assert_eq!(keyed.status, 200);
+    assert_eq!(keyed.json()["key"], "api.example/v1");
+    assert_eq!(keyed.json()["state"], "CLOSED");
+
+    let missing = get(addr, "/health/breakers/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no circuit breaker named 'nope'");
+    let missing = get(addr, "/health/breakers/upstream/other").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["error"],
+        "no circuit breaker named 'upstream' with key 'other'"
+    );
+    assert_eq!(
+        get(addr, "/health/breakers/upstream").await.status,
+        404,
+        "only keyed ones"
+    );
+    assert_eq!(get(addr, "/health/breakers/%FF").await.status, 400);
+    assert_eq!(registry.len(), 3, "serving never makes a breaker");
+}
+
+/// One sample of a Prometheus exposition.
+#[derive(Debug, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A strict reader of the Prometheus text format (0.0.4): every sample
+/// belongs to a family declared by `# TYPE` before it, families are not
+/// interleaved, a family has one HELP and one TYPE, counters end in
+/// `_total`, names and label names are well formed, label values are
+/// escaped, values parse, and no series appears twice.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    fn is_name(s: &str, colon: bool) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    }
+    assert!(text.ends_with('\n'), "the exposition ends with a line feed");
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helps = HashSet::new();
+    let mut finished = HashSet::new();
+    let mut current: Option<String> = None;
+    let mut series = HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _help) = rest.split_once(' ').expect("HELP has a text");
+            assert!(is_name(name, true), "{line}");
+            assert!(helps.insert(name.to_owned()), "second HELP: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+            assert!(is_name(name, true), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "second TYPE: {line}"
+            );
+            if let Some(previous) = current.replace(name.to_owned()) {
+                finished.insert(previous);
+            }
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line: {line:?}"
+        );
+        let name_end = line.find(['{', ' ']).expect("a value");
+        let name = &line[..name_end];
+        assert!(is_name(name, true), "{line}");
+        assert_eq!(
+            current.as_deref(),
+            Some(name),
+            "sample outside its family: {line}"
+        );
+        assert!(!finished.contains(name), "family interleaved: {line}");
+        if types[name] == "counter" {
+            assert!(name.ends_with("_total"), "{line}");
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = BTreeMap::new();
+        if let Some(after) = rest.strip_prefix('{') {
+            let mut chars = after.char_indices().peekable();
+            loop {
+                let start = chars.peek().unwrap().0;
+                let mut eq = start;
+                for (i, c) in chars.by_ref() {
+                    if c == '=' {
+                        eq = i;
+                        break;
+                    }
+                }
+                let label = &after[start..eq];
+                assert!(is_name(label, false), "label name {label:?} in {line}");
+                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
+                let mut value = String::new();
+                loop {
+                    match chars.next().expect("an unterminated label value").1 {
+                        '\\' => match chars.next().unwrap().1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            other => panic!("bad escape \\{other} in {line}"),
+                        },
+                        '"' => break,
+                        '\n' => panic!("raw line feed in {line}"),
+                        c => value.push(c),
+                    }
+                }
+                assert!(
+                    labels.insert(label.to_owned(), value).is_none(),
+                    "label twice: {line}"
+                );
+                match chars.next().unwrap() {
+                    (_, ',') => continue,
+                    (i, '}') => {
+                        rest = &after[i + 1..];
+                        break;
+                    }
+                    (_, c) => panic!("unexpected {c:?} in {line}"),
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("a space before the value");
+        let value = value.split(' ').next().unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        assert!(
+            series.insert(format!("{name}{labels:?}")),
+            "series twice: {line}"
+        );
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    for name in types.keys() {
+        assert!(helps.contains(name), "{name} has no HELP");
+    }
+    samples
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == labels)
+        .unwrap_or_else(|| panic!("no {name}{labels:?}"))
+        .value
+}
+
+#[tokio::test]
+async fn metrics_parse_back_as_prometheus_text() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    fail(&payments, 2);
+    for _ in 0..3 {
+        assert!(payments.try_acquire().is_err());
+    }
+    let odd = "we\"ird\\name\nwith lines";
+    registry.breaker(odd);
+    registry
+        .breaker_for("upstream", "a.example")
+        .unwrap()
+        .metrics_only();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let reply = get(addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let samples = parse_prometheus(&reply.body);
+    let state = "portcullis_circuitbreaker_state";
+    let open = |name: &str, state_label: &str| {
+        value(&samples, state, &[("name", name), ("state", state_label)])
+    };
+    assert_eq!(open("payments", "open"), 1.0);
+    for other in [
+        "closed",
+        "half_open",
+        "disabled",
+        "forced_open",
+        "metrics_only",
+    ] {
+        assert_eq!(open("payments", other), 0.0, "{other}");
+    }
+    assert_eq!(
+        open(odd, "closed"),
+        1.0,
+        "label values round-trip through escaping"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            state,
+            &[
+                ("name", "upstream"),
+                ("key", "a.example"),
+                ("state", "metrics_only")
+            ]
+        ),
+        1.0
+    );
+    let payments_only = [("name", "payments")];
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_buffered_calls",
+            &payments_only
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_calls",
+            &[("name", "payments"), ("kind", "failed")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_calls",
+            &[("name", "payments"), ("kind", "successful")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_not_permitted_calls_total",
+            &payments_only
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_failure_rate",
+            &payments_only
+        ),
+        100.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_slow_call_rate",
+            &payments_only
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_failure_rate",
+            &[("name", odd)]
+        ),
+        -1.0,
+        "undefined below the minimum number of calls"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_consecutive_failures",
+            &payments_only
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_failure_rate_threshold",
+            &payments_only
+        ),
+        50.0
+    );
+    assert_eq!(
+        value(&samples, "portcullis_registry_event_subscribers", &[]),
+        0.0
+    );
+    assert_eq!(
+        samples.iter().filter(|s| s.name == state).count(),
+        3 * 6,
+        "six state series per breaker"
+    );
+}
+
+#[test]
+fn the_prometheus_reader_rejects_what_a_scraper_would() {
+    for bad in [
+        "x 1\n",                                                              // no TYPE
+        "# HELP x h\n# TYPE x gauge\nx{a=\"1} 1\n",                           // unterminated
+        "# HELP x h\n# TYPE x gauge\nx{a=\"\\q\"} 1\n",                       // bad escape
+        "# HELP x h\n# TYPE x gauge\nx one\n",                                // bad value
+        "# HELP x h\n# TYPE x counter\nx 1\n", // counter without _total
+        "# HELP x h\n# TYPE x gauge\nx 1\nx 2\n", // duplicate series
+        "# HELP x h\n# TYPE x gauge\n# HELP y h\n# TYPE y gauge\ny 1\nx 1\n", // interleaved
+    ] {
+        let result = std::panic::catch_unwind(|| parse_prometheus(bad));
+        assert!(result.is_err(), "accepted {bad:?}");
+    }
+    assert_eq!(
+        parse_prometheus("# HELP x h\n# TYPE x gauge\nx{a=\"\\\"\"} +Inf\n").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn events_stream_transitions_and_the_recent_ones_are_kept() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let mut sse = Sse::connect(addr, "/events", &[]).await;
+    assert_eq!(sse.status, 200);
+    fail(&payments, 2);
+    let crossed = sse.next().await.unwrap();
+    assert_eq!(crossed.event, "threshold_crossed");
+    let transition = sse.next().await.unwrap();
+    assert_eq!(transition.event, "transition");
+    let data = transition.json();
+    assert_eq!(data["type"], "transition");
+    assert_eq!(data["kind"], "breaker");
+    assert_eq!(data["name"], "payments");
+    assert_eq!(data["from"], "CLOSED");
+    assert_eq!(data["to"], "OPEN");
+    assert_eq!(data["reason"], "failure rate 100.0% reached the threshold");
+    assert_eq!(transition.id, Some(data["id"].as_u64().unwrap()));
+
+    payments.reset();
+    let closed = sse.next().await.unwrap();
+    assert_eq!(closed.json()["to"], "CLOSED");
+    let reset = sse.next().await.unwrap();
+    assert_eq!(
+        (reset.event.as_str(), reset.id),
+        ("reset", Some(transition.id.unwrap() + 2))
+    );
+
+    let recent = get(addr, "/events/recent").await;
+    assert_eq!(recent.status, 200);
+    let types: Vec<String> = recent.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "added",
+            "threshold_crossed",
+            "transition",
+            "transition",
+            "reset"
+        ]
+    );
+
+    // A client that comes back with Last-Event-ID is replayed what it missed.
+    let last = crossed.id.unwrap().to_string();
+    let mut again = Sse::connect(addr, "/events", &[("last-event-id", &last)]).await;
+    assert_eq!(again.next().await.unwrap().json()["to"], "OPEN");
+    assert_eq!(again.next().await.unwrap().json()["to"], "CLOSED");
+    assert_eq!(again.next().await.unwrap().event, "reset");
+    payments.force_open();
+    assert_eq!(again.next().await.unwrap().json()["to"], "FORCED_OPEN");
+    assert_eq!(registry.event_stats().subscribers, 2);
+}
+
+#[tokio::test]
+async fn control_does_not_exist_without_a_token() {
+    let registry = registry();
+    registry.breaker("payments");
+    let addr = serve(RegistryService::new(registry.clone())).await;
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        br#"{"state":"FORCED_OPEN"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(get(addr, "/breakers/payments/state").await.status, 404);
+    assert_eq!(registry.breaker("payments").state(), State::Closed);
+}
+
+#[tokio::test]
+async fn control_wants_the_right_bearer_token() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = controlled(&registry).await;
+    let body = br#"{"state":"FORCED_OPEN"}"#;
+    let same_length_wrong = format!("Bearer {}", TOKEN.replace('0', "1"));
+    let longer = format!("Bearer {TOKEN}x");
+    let shorter = format!("Bearer {}", &TOKEN[1..]);
+    let basic = format!("Basic {TOKEN}");
+    let no_space = format!("Bearer{TOKEN}");
+    for headers in [
+        vec![],
+        vec![("authorization", same_length_wrong.as_str())],
+        vec![("authorization", longer.as_str())],
+        vec![("authorization", shorter.as_str())],
+        vec![("authorization", basic.as_str())],
+        vec![("authorization", no_space.as_str())],
+        vec![("authorization", "Bearer ")],
+    ] {
+        let reply = send(addr, "POST", "/breakers/payments/state", &headers, body).await;
+        assert_eq!(reply.status, 401, "{headers:?}");
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer realm=\"portcullis\"")
+        );
+        assert_eq!(reply.json()["error"], "a valid bearer token is required");
+    }
+    // Unauthenticated requests learn nothing about the names.
+    let reply = send(addr, "POST", "/breakers/unknown/state", &[], body).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(payments.state(), State::Closed);
+
+    let lower = format!("bearer {TOKEN}");
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &lower)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(payments.state(), State::ForcedOpen);
+}
+
+#[tokio::test]
+async fn control_changes_state_and_says_what_is_wrong() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let eu = registry.breaker_for("payments", "eu").unwrap();
+    let addr = controlled(&registry).await;
+
+    for (state, expected) in [
+        ("FORCED_OPEN", State::ForcedOpen),
+        ("DISABLED", State::Disabled),
+        ("METRICS_ONLY", State::MetricsOnly),
+        ("CLOSED", State::Closed),
+    ] {
+        let reply = post_state(
+            addr,
+            "/breakers/payments/state",
+            &format!(r#"{{"state":"{state}"}}"#),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{state}: {}", reply.body);
+        assert_eq!(reply.json()["state"], state);
+        assert_eq!(reply.json()["name"], "payments");
+        assert_eq!(payments.state(), expected);
+    }
+
+    fail(&payments, 2);
+    assert!(payments.try_acquire().is_err());
+    assert_eq!(payments.snapshot().not_permitted_calls, 1);
+    let reply = post_state(addr, "/breakers/payments/state", r#"{"state":"RESET"}"#).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["state"], "CLOSED");
+    assert_eq!(
+        reply.json()["not_permitted_calls"],
+        0,
+        "a reset clears the counts"
+    );
+
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"90s"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["state"], "OPEN");
+    let wait =
+        portcullis_core::duration::parse(reply.json()["retry_after"].as_str().unwrap()).unwrap();
+    assert!(
+        wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
+        "{wait:?}"
+    );
+    let reply = post_state(addr, "/breakers/payments/state", r#"{"state":"HALF_OPEN"}"#).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(payments.state(), State::HalfOpen);
+
+    // The keyed one, by its own path.
+    let reply = post_state(
+        addr,
+        "/breakers/payments/eu/state",
+        r#"{"state":"FORCED_OPEN"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["key"], "eu");
+    assert_eq!(eu.state(), State::ForcedOpen);
+    assert_eq!(payments.state(), State::HalfOpen);
+
+    // An illegal transition: 409 with the breaker's own words.
+    let reply = post_state(addr, "/breakers/payments/eu/state", r#"{"state":"OPEN"}"#).await;
+    assert_eq!(reply.status, 409);
+    assert_eq!(
+        reply.json()["error"],
+        "circuit breaker 'payments' cannot go from ForcedOpen to Open: it is under manual control; close or reset it first"
+    );
+    payments.close();
+    let reply = post_state(addr, "/breakers/payments/state", r#"{"state":"HALF_OPEN"}"#).await;
+    assert_eq!(reply.status, 409);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("from Closed to HalfOpen")
+    );
+    assert_eq!(payments.state(), State::Closed);
+
+    // Unknown names.
+    let reply = post_state(addr, "/breakers/nope/state", r#"{"state":"CLOSED"}"#).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"], "no circuit breaker named 'nope'");
+    let reply = post_state(addr, "/breakers/payments/us/state", r#"{"state":"CLOSED"}"#).await;
+    assert_eq!(reply.status, 404);
+
+    // Bad bodies.
+    for (body, says) in [
+        ("", "EOF while parsing"),
+        ("not json", "expected ident"),
+        ("{\"state\":", "EOF while parsing"),
+        ("[]", "the body must be a JSON object"),
+        (r#"["CLOSED"]"#, "the body must be a JSON object"),
+        (r#"{"state":3}"#, "invalid type"),
+        (r#"{}"#, "missing field `state`"),
+        (r#"{"state":"OPENED"}"#, "unknown variant `OPENED`"),
+        (r#"{"state":"closed"}"#, "unknown variant `closed`"),
+        (
+            r#"{"state":"CLOSED","force":true}"#,
+            "unknown field `force`",
+        ),
+        (r#"{"state":"OPEN","wait":"soon"}"#, "\"soon\""),
+        (
+            r#"{"state":"CLOSED","wait":"5s"}"#,
+            "`wait` applies to OPEN only",
+        ),
+        (
+            r#"{"state":"OPEN","wait":"0s"}"#,
+            "`wait` must be greater than zero",
+        ),
+    ] {
+        let reply = post_state(addr, "/breakers/payments/state", body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        let message = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert_eq!(
+        payments.state(),
+        State::Closed,
+        "no bad body changed anything"
+    );
+
+    // Too large: declared, and streamed without a length.
+    let big = format!(r#"{{"state":"CLOSED","pad":"{}"}}"#, "x".repeat(5000));
+    let reply = post_state(addr, "/breakers/payments/state", &big).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["error"], "the body must be at most 4096 bytes");
+    let auth = format!("Bearer {TOKEN}");
+    let mut chunked = Vec::new();
+    for _ in 0..3 {
+        chunked.extend_from_slice(format!("{:x}\r\n{}\r\n", 2000, "y".repeat(2000)).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &auth), ("transfer-encoding", "chunked")],
+        &chunked,
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_paths() {
+    let registry = registry();
+    registry.breaker("payments");
+    let addr = controlled(&registry).await;
+    for path in [
+        "/",
+        "/health",
+        "/health/live",
+        "/health/breakers/payments",
+        "/metrics",
+        "/events",
+        "/events/recent",
+    ] {
+        let reply = send(addr, "DELETE", path, &[], b"").await;
+        assert_eq!(reply.status, 405, "{path}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{path}");
+    }
+    let reply = get(addr, "/breakers/payments/state").await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST"));
+    for path in [
+        "/nope",
+        "/health/nope",
+        "/breakers/payments",
+        "/breakers/payments/a/b/state",
+        "/events/recent/x",
+    ] {
+        let reply = get(addr, path).await;
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(reply.json()["error"], "not found");
+    }
+    let head = send(addr, "HEAD", "/health", &[], b"").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+}
+
+#[tokio::test]
+async fn the_dashboard_is_one_self_contained_page() {
+    let addr = serve(RegistryService::new(registry())).await;
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(page.body.contains("<style>") && page.body.contains("<script>"));
+    assert!(!page.body.contains("http://") && !page.body.contains("https://"));
+}
+
+#[tokio::test]
+async fn mounted_in_axum_under_a_prefix() {
+    let registry = registry();
+    registry.breaker("payments").force_open();
+    let service = RegistryService::builder(registry.clone())
+        .control_token(TOKEN)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hi" }))
+        .nest_service("/resilience", service)
+        .with_state(());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    assert_eq!(get(addr, "/hello").await.body, "hi");
+    let health = get(addr, "/resilience/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "DEGRADED");
+    let one = get(addr, "/resilience/health/breakers/payments").await;
+    assert_eq!(one.json()["state"], "FORCED_OPEN");
+    assert!(
+        get(addr, "/resilience/")
+            .await
+            .body
+            .contains("new EventSource(")
+    );
+    assert!(
+        get(addr, "/resilience")
+            .await
+            .body
+            .contains("new EventSource(")
+    );
+    let reply = post_state(
+        addr,
+        "/resilience/breakers/payments/state",
+        r#"{"state":"CLOSED"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(registry.breaker("payments").state(), State::Closed);
+    let mut sse = Sse::connect(addr, "/resilience/events", &[]).await;
+    registry.breaker("payments").force_open();
+    assert_eq!(sse.next().await.unwrap().json()["to"], "FORCED_OPEN");
+    assert_eq!(
+        get(addr, "/health").await.status,
+        404,
+        "only under the prefix"
+    );
+    server.abort();
+}
