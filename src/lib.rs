@@ -14,8 +14,10 @@
 //! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
-//! | `http`    | | HTTP classifier (5xx, 408, 429 are failures; `Retry-After`), HTTP timeout |
-//! | `grpc`    | | gRPC classifier (`grpc-status`) |
+//! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
+//! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
+//! | `grpc`    | | gRPC classifier (`grpc-status`), gRPC retry policy |
+//! | `metrics` | | the registry publishes its figures to the `metrics` crate |
 //! | `full`    | | everything |
 //!
 //! # Example
@@ -33,6 +35,26 @@
 //! assert_eq!(breaker.state(), State::Closed);
 //! # }
 //! ```
+//!
+//! # In a `ServiceBuilder`
+//!
+//! [`ServiceBuilderExt`] adds one method per pattern to
+//! `tower::ServiceBuilder` (`.circuit_breaker(..)`, `.retry_with(..)`,
+//! `.timeout_after(..)`, `.bulkhead(..)`, `.fallback(..)`, `.chaos(..)`),
+//! each behind its feature. With the `http` feature,
+//! [`http::ErrorMappingLayer`] on top turns every error of the stack into
+//! the response it should be (503 and `Retry-After` for an open breaker or a
+//! full bulkhead, 429 for a rate limit, 504 for a timeout, 502 for the
+//! upstream's own errors), so an axum route keeps `Error = Infallible`;
+//! [`ErrorKind`] says what an error means without HTTP.
+
+mod builder;
+pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
+
+pub use builder::ServiceBuilderExt;
+pub use error::ErrorKind;
 
 pub use portcullis_core as core;
 
@@ -64,7 +86,11 @@ pub use portcullis_retry as retry;
 #[cfg(feature = "ratelimit")]
 pub use portcullis_ratelimit as ratelimit;
 
+/// The registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control (feature `registry`).
+#[cfg(feature = "registry")]
+pub use portcullis_registry as registry;
+
 /// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "breaker", feature = "http"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
