@@ -1,0 +1,97 @@
+//! The cost of the registry: finding a breaker by name, and answering the
+//! read endpoints of its HTTP service.
+//!
+//! - `registry/lookup`: a breaker handle obtained for a call — a handle
+//!   already held (a clone), a plain `RwLock<HashMap<String, Breaker>>`,
+//!   and the registry by name and by `(name, key)` among 64 keys.
+//! - `registry/endpoints`: `GET /health`, `GET /health/breakers` and
+//!   `GET /metrics` through the `RegistryService` with 10 breakers, the
+//!   response built (JSON or Prometheus text) but not sent.
+//!
+//! Run with `cargo bench -p portcullis-benches --bench registry`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis_benches::call_ready;
+use portcullis_breaker::Breaker;
+use portcullis_registry::{Registry, RegistryService};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn lookup(c: &mut Criterion) {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let registry = Registry::new();
+    let keys: Vec<String> = (0..64).map(|i| format!("host-{i}.example")).collect();
+    let held = registry.breaker("payments");
+    for key in &keys {
+        registry
+            .breaker_for("upstream", key)
+            .expect("room for 64 keys");
+    }
+    let map: RwLock<HashMap<String, Breaker>> =
+        RwLock::new(HashMap::from([("payments".to_owned(), held.clone())]));
+
+    let mut group = c.benchmark_group("registry/lookup");
+    group.bench_function("held_handle", |b| b.iter(|| black_box(held.clone())));
+    group.bench_function("rwlock_hashmap", |b| {
+        b.iter(|| {
+            let map = map.read().expect("not poisoned");
+            black_box(map.get(black_box("payments")).cloned())
+        })
+    });
+    group.bench_function("portcullis_by_name", |b| {
+        b.iter(|| black_box(registry.breaker(black_box("payments"))))
+    });
+    let mut i = 0;
+    group.bench_function("portcullis_by_key", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(registry.breaker_for("upstream", &keys[i]).expect("found"))
+        })
+    });
+    group.finish();
+}
+
+fn endpoints(c: &mut Criterion) {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let registry = Registry::new();
+    for i in 0..10 {
+        let breaker = registry.breaker(&format!("dependency-{i}"));
+        if i % 3 == 0 {
+            breaker.force_open();
+        }
+    }
+    let mut service = RegistryService::new(registry);
+    let mut group = c.benchmark_group("registry/endpoints");
+    for path in ["/health", "/health/breakers", "/metrics"] {
+        group.bench_function(path.trim_start_matches('/').replace('/', "_"), |b| {
+            b.iter(|| {
+                let request = http::Request::get(path)
+                    .body(String::new())
+                    .expect("a valid request");
+                black_box(call_ready(&mut service, request))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = lookup, endpoints
+}
+criterion_main!(benches);
