@@ -57,6 +57,18 @@ pub struct Overrides(Map<String, Value>);
 /// assert_eq!(payments.failure_rate_threshold(), 25.0); // its own
 /// assert_eq!(payments.minimum_calls(), 10); // inherited from `default`
 ///
+/// // Bulkheads have their own section, inherited the same way.
+/// let config: RegistryConfig = toml::from_str(r#"
+///     [bulkheads.default]
+///     max_concurrent_calls = 4
+///
+///     [bulkheads.db]
+///     max_wait = "1s"
+/// "#).unwrap();
+/// let db = Registry::from_config(&config).unwrap().bulkhead("db");
+/// assert_eq!(db.config().max_concurrent_calls(), 4);
+/// assert_eq!(db.config().max_wait(), std::time::Duration::from_secs(1));
+///
 /// let error = toml::from_str::<RegistryConfig>("[breakers.search]\nfailure_rate_threshold = 0.0")
 ///     .map(|config| Registry::from_config(&config))
 ///     .unwrap()
@@ -75,6 +87,9 @@ pub struct RegistryConfig {
     /// others.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub breakers: BTreeMap<String, Overrides>,
+    /// Bulkhead configs by name; `default` is inherited by the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bulkheads: BTreeMap<String, Overrides>,
     /// How many keys one name may have for keyed instances (default 1,024).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,

@@ -2,14 +2,18 @@
 //! nothing fetched from elsewhere) served at `GET /`.
 //!
 //! The page lists every breaker with its state as a colour, its rates and
-//! counts. It subscribes to `events` with an `EventSource` and applies each
-//! transition at once, and it re-fetches `health/breakers` every two
-//! seconds and after every event. Its URLs are relative to the page, so it
+//! counts, and every bulkhead with its calls in flight (of the most
+//! allowed), queued and rejected. It subscribes to `events` with an
+//! `EventSource` and applies each transition at once, and it re-fetches
+//! `health/breakers` and `health/bulkheads` every two seconds and after
+//! every event. Its URLs are relative to the page, so it
 //! works wherever the service is mounted.
 //!
 //! Each breaker is an `<article class="breaker">` with `data-name`,
 //! `data-key` and `data-state` (`CLOSED`, `OPEN`, ...) attributes; the
 //! event log is `<ol id="events">`, one `<li data-type="...">` per event.
+//! Each bulkhead is a `<tr>` of `<table id="bulkheads">` with `data-name`,
+//! `data-key` and `data-full` (`true` when no permit is free).
 
 use http::Response;
 use http::header::{self, HeaderValue};
@@ -56,5 +60,6 @@ mod tests {
         }
         assert!(PAGE.contains("new EventSource("));
         assert!(PAGE.contains("health/breakers"));
+        assert!(PAGE.contains("health/bulkheads"));
     }
 }

@@ -3,8 +3,10 @@
 //! by the `metrics` feature, so both speak the same names.
 //!
 //! Names follow Resilience4j's (`resilience4j_circuitbreaker_state` becomes
-//! `portcullis_circuitbreaker_state`); every breaker series has the labels
-//! `name` and, for a keyed breaker, `key`.
+//! `portcullis_circuitbreaker_state`, `resilience4j_bulkhead_available_concurrent_calls`
+//! becomes `portcullis_bulkhead_available_concurrent_calls`); every breaker
+//! and bulkhead series has the labels `name` and, for a keyed instance,
+//! `key`.
 
 use portcullis_breaker::State;
 
@@ -95,6 +97,26 @@ pub(crate) const BREAKER_SLOW_THRESHOLD: Meta = gauge(
     "portcullis_circuitbreaker_slow_call_rate_threshold",
     "The slow-call rate, in percent, at which the circuit breaker opens.",
 );
+pub(crate) const BULKHEAD_AVAILABLE: Meta = gauge(
+    "portcullis_bulkhead_available_concurrent_calls",
+    "Free permits of the bulkhead.",
+);
+pub(crate) const BULKHEAD_MAX: Meta = gauge(
+    "portcullis_bulkhead_max_allowed_concurrent_calls",
+    "The configured number of concurrent calls of the bulkhead.",
+);
+pub(crate) const BULKHEAD_IN_FLIGHT: Meta = gauge(
+    "portcullis_bulkhead_in_flight",
+    "Calls holding a permit of the bulkhead.",
+);
+pub(crate) const BULKHEAD_QUEUED: Meta = gauge(
+    "portcullis_bulkhead_queued",
+    "Calls waiting for a permit of the bulkhead.",
+);
+pub(crate) const BULKHEAD_REJECTED: Meta = counter(
+    "portcullis_bulkhead_rejected_calls_total",
+    "Calls the bulkhead rejected since it was made.",
+);
 pub(crate) const EVENT_SUBSCRIBERS: Meta = gauge(
     "portcullis_registry_event_subscribers",
     "Subscribers to the registry's events, including GET /events clients.",
@@ -109,7 +131,7 @@ pub(crate) const EVENT_LAGGED: Meta = counter(
 );
 
 /// Every family, in the order they are rendered.
-pub(crate) const ALL: [Meta; 13] = [
+pub(crate) const ALL: [Meta; 18] = [
     BREAKER_STATE,
     BREAKER_BUFFERED,
     BREAKER_CALLS,
@@ -120,6 +142,11 @@ pub(crate) const ALL: [Meta; 13] = [
     BREAKER_CONSECUTIVE,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_SLOW_THRESHOLD,
+    BULKHEAD_AVAILABLE,
+    BULKHEAD_MAX,
+    BULKHEAD_IN_FLIGHT,
+    BULKHEAD_QUEUED,
+    BULKHEAD_REJECTED,
     EVENT_SUBSCRIBERS,
     EVENT_DROPPED,
     EVENT_LAGGED,
@@ -215,6 +242,30 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
             labels,
             figures.slow_call_rate_threshold,
         );
+    }
+    for keyed in registry.bulkheads() {
+        let figures = &keyed.snapshot;
+        let mut labels = vec![("name", figures.name.clone())];
+        if let Some(key) = &keyed.key {
+            labels.push(("key", key.clone()));
+        }
+        push(
+            BULKHEAD_AVAILABLE,
+            labels.clone(),
+            f64::from(figures.available),
+        );
+        push(
+            BULKHEAD_MAX,
+            labels.clone(),
+            f64::from(figures.max_concurrent_calls),
+        );
+        push(
+            BULKHEAD_IN_FLIGHT,
+            labels.clone(),
+            f64::from(figures.in_flight),
+        );
+        push(BULKHEAD_QUEUED, labels.clone(), f64::from(figures.queued));
+        push(BULKHEAD_REJECTED, labels, figures.rejected as f64);
     }
     let stats = registry.event_stats();
     push(EVENT_SUBSCRIBERS, Vec::new(), stats.subscribers as f64);

@@ -1,7 +1,7 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
-//! Each kind (circuit breaker now; bulkhead, rate limiter and retry budget
-//! as their crates join) implements [`Kind`] once; the generic
+//! Each kind (circuit breaker and bulkhead now; rate limiter and retry
+//! budget as they join) implements [`Kind`] once; the generic
 //! [`Store`](crate::store::Store) does the rest: named configs with
 //! inheritance, get-or-create, keys, live updates, snapshots and event
 //! forwarding.
@@ -23,6 +23,8 @@ use crate::hub::Hub;
 pub enum InstanceKind {
     /// A circuit breaker (`portcullis_breaker::Breaker`).
     Breaker,
+    /// A bulkhead (`portcullis_bulkhead::Bulkhead`).
+    Bulkhead,
 }
 
 /// Which instance an event or a figure belongs to.
@@ -84,18 +86,21 @@ pub(crate) trait Kind: Clone + Send + Sync + 'static {
 }
 
 impl InstanceKind {
-    /// The kind as written in snapshots and events: `"breaker"`.
+    /// The kind as written in snapshots and events: `"breaker"`,
+    /// `"bulkhead"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Breaker => "breaker",
+            Self::Bulkhead => "bulkhead",
         }
     }
 
     /// The section of a config file, and of the HTTP paths, that holds this
-    /// kind: `"breakers"`.
+    /// kind: `"breakers"`, `"bulkheads"`.
     pub fn section(self) -> &'static str {
         match self {
             Self::Breaker => "breakers",
+            Self::Bulkhead => "bulkheads",
         }
     }
 }
@@ -104,6 +109,7 @@ impl fmt::Display for InstanceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Breaker => "circuit breaker",
+            Self::Bulkhead => "bulkhead",
         })
     }
 }

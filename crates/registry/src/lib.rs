@@ -82,10 +82,13 @@
 //!
 //! # Kinds
 //!
-//! Circuit breakers ([`portcullis_breaker::Breaker`]) are the kind the
-//! registry keeps today. Its store is generic over the kind, so that
-//! bulkheads, rate limiters and retry budgets join it with their own
-//! section in configs, snapshots, paths and metrics.
+//! The registry keeps circuit breakers ([`portcullis_breaker::Breaker`])
+//! and bulkheads ([`portcullis_bulkhead::Bulkhead`]), each kind with its
+//! own section in configs (`[breakers.…]`, `[bulkheads.…]`), snapshots,
+//! paths (`/health/breakers`, `/health/bulkheads`) and metrics. A live
+//! bulkhead cannot be reconfigured yet: an update that would change one is
+//! refused, naming the field. Its store is generic over the kind, so that
+//! rate limiters and retry budgets can join it the same way.
 //!
 //! # Features
 //!
@@ -95,6 +98,7 @@
 
 mod body;
 mod breaker;
+mod bulkhead;
 mod config;
 mod dashboard;
 pub mod error;

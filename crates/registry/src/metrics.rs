@@ -16,7 +16,9 @@ use crate::registry::Registry;
 /// reads 1 for the state the breaker is in and 0 for the others,
 /// `portcullis_circuitbreaker_calls{name,kind}`,
 /// `portcullis_circuitbreaker_not_permitted_calls_total`,
-/// `portcullis_circuitbreaker_failure_rate`, ...).
+/// `portcullis_circuitbreaker_failure_rate`, ...,
+/// `portcullis_bulkhead_available_concurrent_calls{name}`,
+/// `portcullis_bulkhead_in_flight{name}`, ...).
 ///
 /// Figures are read when [`publish`](Self::publish) is called: call it
 /// before each scrape, or let [`run`](Self::run) call it periodically.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
+use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
 use portcullis_core::ConfigError;
 
 use crate::config::{Overrides, RegistryConfig};
@@ -36,6 +37,10 @@ use crate::store::Store;
 ///   instance in one numbered feed ([`watch`](Self::watch),
 ///   [`recent_events`](Self::recent_events)), and the HTTP face
 ///   [`RegistryService`](crate::RegistryService).
+/// - **Bulkheads** the same way ([`bulkhead`](Self::bulkhead),
+///   [`bulkhead_for`](Self::bulkhead_for), `[bulkheads.<name>]` configs),
+///   except that a live bulkhead cannot be reconfigured yet: an update that
+///   would change one is refused and changes nothing.
 ///
 /// ```
 /// use portcullis_breaker::State;
@@ -65,6 +70,8 @@ pub struct Registry {
 pub struct RegistryBuilder {
     breaker_default: BreakerConfig,
     breakers: BTreeMap<String, Overrides>,
+    bulkhead_default: BulkheadConfig,
+    bulkheads: BTreeMap<String, Overrides>,
     max_keys: usize,
     events: hub::Settings,
 }
@@ -86,6 +93,7 @@ pub struct EventStats {
 
 struct Shared {
     breakers: Store<Breaker>,
+    bulkheads: Store<Bulkhead>,
     hub: Hub,
 }
 
@@ -211,10 +219,79 @@ impl Registry {
         self.shared.breakers.snapshots()
     }
 
+    /// The bulkhead named `name`, made on first use with the config named
+    /// `name` (or the default). Every caller gets the same bulkhead.
+    pub fn bulkhead(&self, name: &str) -> Bulkhead {
+        self.shared.hub.start_pending();
+        self.shared.bulkheads.get_or_create(name, &self.shared.hub)
+    }
+
+    /// The bulkhead named `name` for `key`, made on first use with the
+    /// config named `name`: one pool of permits per key.
+    ///
+    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
+    /// When it has that many, the least recently used bulkhead among them
+    /// with nothing in flight or queued is evicted; if there is none, this
+    /// fails.
+    pub fn bulkhead_for(&self, name: &str, key: &str) -> Result<Bulkhead, KeyLimitReached> {
+        self.shared.hub.start_pending();
+        self.shared
+            .bulkheads
+            .get_or_create_keyed(name, key, &self.shared.hub)
+    }
+
+    /// The bulkhead named `name` (with `key`), if it exists; never makes
+    /// one.
+    pub fn find_bulkhead(&self, name: &str, key: Option<&str>) -> Option<Bulkhead> {
+        self.shared.bulkheads.get(name, key)
+    }
+
+    /// Registers a bulkhead made elsewhere, under its own name, so that the
+    /// registry serves it. Config updates do not touch it.
+    pub fn register_bulkhead(&self, bulkhead: Bulkhead) -> Result<(), AlreadyRegistered> {
+        self.shared.hub.start_pending();
+        self.shared.bulkheads.register(bulkhead, &self.shared.hub)
+    }
+
+    /// Removes the bulkhead named `name` (with `key`) and returns it. Its
+    /// handles and permits keep working, but the registry forgets it;
+    /// asking for the name again makes a new bulkhead.
+    pub fn remove_bulkhead(&self, name: &str, key: Option<&str>) -> Option<Bulkhead> {
+        self.shared.bulkheads.remove(name, key, &self.shared.hub)
+    }
+
+    /// The config a bulkhead named `name` is (or would be) made with.
+    pub fn bulkhead_config(&self, name: &str) -> BulkheadConfig {
+        self.shared.bulkheads.config(name)
+    }
+
+    /// Replaces the overrides of the bulkhead config named `name` (laid
+    /// over the default; `default` itself lays them over the built-in
+    /// defaults). Returns how many live bulkheads changed, which is always
+    /// 0: a live bulkhead cannot be reconfigured yet, so an update that
+    /// would change one is an error naming the field, such as
+    /// `bulkheads.db.max_concurrent_calls`, and changes nothing. Without a
+    /// live bulkhead of that name, the config is used by the next one made.
+    pub fn update_bulkhead_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<usize, ConfigError> {
+        self.shared
+            .bulkheads
+            .set_overrides(name, Some(overrides), &self.shared.hub)
+    }
+
+    /// Every bulkhead's figures, sorted by name then key.
+    pub fn bulkheads(&self) -> Vec<Keyed<BulkheadSnapshot>> {
+        self.shared.bulkheads.snapshots()
+    }
+
     /// Every instance's figures.
     pub fn snapshot(&self) -> RegistrySnapshot {
         RegistrySnapshot {
             breakers: self.breakers(),
+            bulkheads: self.bulkheads(),
         }
     }
 
@@ -257,7 +334,7 @@ impl Registry {
 
     /// How many instances of every kind there are.
     pub fn len(&self) -> usize {
-        self.shared.breakers.len()
+        self.shared.breakers.len() + self.shared.bulkheads.len()
     }
 
     /// Whether there are none.
@@ -276,6 +353,7 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("breakers", &self.shared.breakers)
+            .field("bulkheads", &self.shared.bulkheads)
             .field("events", &self.shared.hub)
             .finish()
     }
@@ -286,6 +364,8 @@ impl Default for RegistryBuilder {
         Self {
             breaker_default: BreakerConfig::default(),
             breakers: BTreeMap::new(),
+            bulkhead_default: BulkheadConfig::default(),
+            bulkheads: BTreeMap::new(),
             max_keys: DEFAULT_MAX_KEYS,
             events: hub::Settings::default(),
         }
@@ -307,12 +387,32 @@ impl RegistryBuilder {
         self
     }
 
+    /// The default bulkhead config, which named configs inherit from
+    /// (default: [`BulkheadConfig::default`]).
+    pub fn bulkhead_default(mut self, config: BulkheadConfig) -> Self {
+        self.bulkhead_default = config;
+        self
+    }
+
+    /// A named bulkhead config: `overrides` laid over the default. The name
+    /// `default` lays them over the default itself.
+    pub fn bulkhead_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.bulkheads.insert(name.into(), overrides);
+        self
+    }
+
     /// Every section of a config file's data (replacing named configs of
     /// the same names given before).
     pub fn config(mut self, config: &RegistryConfig) -> Self {
         self.breakers.extend(
             config
                 .breakers
+                .iter()
+                .map(|(name, overrides)| (name.clone(), overrides.clone())),
+        );
+        self.bulkheads.extend(
+            config
+                .bulkheads
                 .iter()
                 .map(|(name, overrides)| (name.clone(), overrides.clone())),
         );
@@ -366,6 +466,7 @@ impl RegistryBuilder {
         Ok(Registry {
             shared: Arc::new(Shared {
                 breakers: Store::new(self.breaker_default, self.breakers, self.max_keys)?,
+                bulkheads: Store::new(self.bulkhead_default, self.bulkheads, self.max_keys)?,
                 hub: Hub::new(self.events),
             }),
         })

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
+use crate::kind::InstanceKind;
 use crate::registry::Registry;
 use crate::snapshot::Keyed;
 use crate::{dashboard, figures, prometheus};
@@ -39,6 +40,8 @@ use crate::{dashboard, figures, prometheus};
 /// | `GET /health/ready` | `UP`, or `DOWN` (503) while a [readiness](RegistryServiceBuilder::readiness_breakers) breaker is open |
 /// | `GET /health/breakers` | `{"breakers": [...]}`: every breaker's figures |
 /// | `GET /health/breakers/{name}` | one breaker's figures (`/{name}/{key}` for a keyed one) |
+/// | `GET /health/bulkheads` | `{"bulkheads": [...]}`: every bulkhead's figures |
+/// | `GET /health/bulkheads/{name}` | one bulkhead's figures (`/{name}/{key}` for a keyed one) |
 /// | `GET /metrics` | Prometheus text exposition |
 /// | `GET /events` | server-sent events, from a bounded per-client buffer |
 /// | `GET /events/recent` | `{"events": [...]}`: the last events |
@@ -190,6 +193,12 @@ impl RegistryService {
             ),
             ["health", "breakers", name] if get => inner.one_breaker(name, None),
             ["health", "breakers", name, key] if get => inner.one_breaker(name, Some(key)),
+            ["health", "bulkheads"] if get => json_response(
+                StatusCode::OK,
+                &json!({"bulkheads": inner.registry.bulkheads()}),
+            ),
+            ["health", "bulkheads", name] if get => inner.one_bulkhead(name, None),
+            ["health", "bulkheads", name, key] if get => inner.one_bulkhead(name, Some(key)),
             ["metrics"] if get => {
                 let text = prometheus::render(&figures::collect(&inner.registry));
                 with_type(
@@ -204,11 +213,15 @@ impl RegistryService {
             ),
             []
             | ["health"]
-            | ["health", "live" | "ready" | "breakers"]
-            | ["health", "breakers", ..]
+            | ["health", "live" | "ready" | "breakers" | "bulkheads"]
+            | ["health", "breakers" | "bulkheads", ..]
             | ["metrics"]
             | ["events"]
-            | ["events", "recent"] => not_allowed("GET, HEAD"),
+            | ["events", "recent"]
+                if !get =>
+            {
+                not_allowed("GET, HEAD")
+            }
             _ => error(StatusCode::NOT_FOUND, "not found"),
         };
         ready(response)
@@ -330,6 +343,16 @@ impl Inner {
             ("UP", StatusCode::OK)
         };
         json_response(code, &json!({"status": status, "breakers": summaries}))
+    }
+
+    fn one_bulkhead(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
+        match self.registry.find_bulkhead(name, key) {
+            Some(bulkhead) => json_response(
+                StatusCode::OK,
+                &Keyed::new(key.map(str::to_owned), bulkhead.snapshot()),
+            ),
+            None => not_found(InstanceKind::Bulkhead, name, key),
+        }
     }
 
     fn one_breaker(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
@@ -648,9 +671,13 @@ fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
 }
 
 fn no_breaker(name: &str, key: Option<&str>) -> Response<ResponseBody> {
+    not_found(InstanceKind::Breaker, name, key)
+}
+
+fn not_found(kind: InstanceKind, name: &str, key: Option<&str>) -> Response<ResponseBody> {
     let message = match key {
-        Some(key) => format!("no circuit breaker named '{name}' with key '{key}'"),
-        None => format!("no circuit breaker named '{name}'"),
+        Some(key) => format!("no {kind} named '{name}' with key '{key}'"),
+        None => format!("no {kind} named '{name}'"),
     };
     error(StatusCode::NOT_FOUND, &message)
 }

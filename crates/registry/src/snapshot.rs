@@ -1,6 +1,7 @@
 //! Snapshots of everything in a registry, as plain serde data.
 
 use portcullis_breaker::BreakerSnapshot;
+use portcullis_bulkhead::BulkheadSnapshot;
 use serde::Serialize;
 
 /// An instance's figures with its key (`None` for a plain instance).
@@ -22,6 +23,8 @@ pub struct Keyed<S> {
 pub struct RegistrySnapshot {
     /// Every circuit breaker, sorted by name then key.
     pub breakers: Vec<Keyed<BreakerSnapshot>>,
+    /// Every bulkhead, sorted by name then key.
+    pub bulkheads: Vec<Keyed<BulkheadSnapshot>>,
 }
 
 impl<S> Keyed<S> {

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium: the page lists every breaker
-//! with its state, applies a transition that arrives over `GET /events`,
-//! and a screenshot of it is saved as a test artifact.
+//! with its state and every bulkhead with its figures, applies a transition
+//! that arrives over `GET /events`, and a screenshot of it is saved as a
+//! test artifact.
 #![cfg(not(loom))]
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_breaker::{Breaker, BreakerConfig, State};
 use portcullis_core::Outcome;
-use portcullis_registry::{Registry, RegistryService};
+use portcullis_registry::{Overrides, Registry, RegistryService};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::Service;
@@ -151,6 +152,7 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
                 .build()
                 .unwrap(),
         )
+        .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 2))
         .build()
         .unwrap();
     let payments = registry.breaker("payments");
@@ -161,6 +163,10 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
     fail(&payments, 2);
     assert_eq!(payments.state(), State::Open);
     inventory.try_acquire().unwrap().record(Outcome::Success);
+    let db = registry.bulkhead("db");
+    let _permit = db.try_acquire().unwrap();
+    let tenant = registry.bulkhead_for("tenants", "acme").unwrap();
+    let _first = tenant.try_acquire().unwrap();
 
     let service = RegistryService::builder(registry.clone())
         // Each stream ends after 2 s and is not reopened within the page's
@@ -220,6 +226,21 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         .unwrap();
     assert_eq!(status["data-status"], "DEGRADED");
     assert!(dom.contains("failure rate 100.0 %"), "the rates are shown");
+
+    let rows = elements(&dom, "tr");
+    let row_of = |name: &str| {
+        rows.iter()
+            .find(|row| row.get("data-name").map(String::as_str) == Some(name))
+            .unwrap_or_else(|| panic!("no bulkhead row for {name} in\n{dom}"))
+    };
+    assert_eq!(rows.len(), 2, "{dom}");
+    assert_eq!(row_of("db")["data-full"], "false");
+    assert_eq!(row_of("tenants")["data-key"], "acme");
+    assert!(dom.contains(">1 / 2<"), "in flight of max for db:\n{dom}");
+    assert!(
+        dom.contains(">1 / 25<"),
+        "in flight of max for tenants:\n{dom}"
+    );
 
     // The screenshot, kept as an artifact of the test run.
     let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");

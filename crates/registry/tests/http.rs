@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Sse, get, send, serve};
 use portcullis_breaker::{Breaker, BreakerConfig, State};
 use portcullis_core::Outcome;
-use portcullis_registry::{Registry, RegistryService};
+use portcullis_registry::{Overrides, Registry, RegistryService};
 
 const TOKEN: &str = "s3cr3t-t0ken-0123456789";
 
@@ -218,6 +218,87 @@ async fn breakers_are_served_with_their_figures() {
     );
     assert_eq!(get(addr, "/health/breakers/%FF").await.status, 400);
     assert_eq!(registry.len(), 3, "serving never makes a breaker");
+}
+
+#[tokio::test]
+async fn bulkheads_are_served_with_their_figures() {
+    let registry = Registry::builder()
+        .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 2))
+        .bulkhead_config("tight", Overrides::new().set("max_concurrent_calls", 1))
+        .build()
+        .unwrap();
+    let db = registry.bulkhead("db");
+    let _permit = db.try_acquire().unwrap();
+    let tight = registry.bulkhead("tight");
+    let _only = tight.try_acquire().unwrap();
+    assert!(tight.try_acquire().is_err());
+    registry.bulkhead_for("upstream", "api.example/v1").unwrap();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let all = get(addr, "/health/bulkheads").await;
+    assert_eq!(all.status, 200);
+    let list = all.json()["bulkheads"].as_array().unwrap().clone();
+    let names: Vec<_> = list
+        .iter()
+        .map(|b| (b["name"].clone(), b["key"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("db".into(), serde_json::Value::Null),
+            ("tight".into(), serde_json::Value::Null),
+            ("upstream".into(), "api.example/v1".into()),
+        ]
+    );
+    let one = get(addr, "/health/bulkheads/db").await;
+    assert_eq!(one.status, 200);
+    let figures = one.json();
+    assert_eq!(figures["in_flight"], 1, "the permit held");
+    assert_eq!(figures["available"], 1);
+    assert_eq!(figures["max_concurrent_calls"], 2);
+    assert_eq!(figures["queued"], 0);
+    assert_eq!(figures["rejected"], 0);
+    assert_eq!(figures["max_wait"], "0s");
+    assert_eq!(figures, list[0]);
+    let full = get(addr, "/health/bulkheads/tight").await.json();
+    assert_eq!(full["in_flight"], 1);
+    assert_eq!(full["available"], 0);
+    assert_eq!(full["rejected"], 1);
+
+    let keyed = get(addr, "/health/bulkheads/upstream/api.example%2Fv1").await;
+    assert_eq!(keyed.status, 200);
+    assert_eq!(keyed.json()["key"], "api.example/v1");
+    assert_eq!(keyed.json()["in_flight"], 0);
+
+    let missing = get(addr, "/health/bulkheads/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no bulkhead named 'nope'");
+    let missing = get(addr, "/health/bulkheads/upstream/other").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["error"],
+        "no bulkhead named 'upstream' with key 'other'"
+    );
+    assert_eq!(
+        get(addr, "/health/bulkheads/upstream").await.status,
+        404,
+        "only keyed ones"
+    );
+    assert_eq!(
+        get(addr, "/health/breakers/db").await.status,
+        404,
+        "a bulkhead is not a breaker"
+    );
+    for deep in ["/health/bulkheads/db/a/b", "/health/breakers/x/a/b"] {
+        assert_eq!(get(addr, deep).await.status, 404, "too deep: {deep}");
+    }
+    assert_eq!(registry.len(), 3, "serving never makes a bulkhead");
+    let health = get(addr, "/health").await;
+    assert_eq!(
+        health.json()["status"],
+        "UP",
+        "bulkheads do not degrade health"
+    );
 }
 
 /// One sample of a Prometheus exposition.
@@ -505,6 +586,74 @@ async fn metrics_parse_back_as_prometheus_text() {
         samples.iter().filter(|s| s.name == state).count(),
         3 * 6,
         "six state series per breaker"
+    );
+}
+
+#[tokio::test]
+async fn bulkhead_metrics_parse_back_as_prometheus_text() {
+    let registry = Registry::builder()
+        .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 1))
+        .build()
+        .unwrap();
+    registry.breaker("payments");
+    let db = registry.bulkhead("db");
+    let _permit = db.try_acquire().unwrap();
+    for _ in 0..2 {
+        assert!(db.try_acquire().is_err());
+    }
+    let eu = registry.bulkhead_for("upstream", "eu").unwrap();
+    assert_eq!(eu.max_concurrent_calls(), 25);
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let reply = get(addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    let samples = parse_prometheus(&reply.body);
+    let db_only = [("name", "db")];
+    let eu_labels = [("name", "upstream"), ("key", "eu")];
+    for (family, db_value, eu_value) in [
+        ("portcullis_bulkhead_available_concurrent_calls", 0.0, 25.0),
+        (
+            "portcullis_bulkhead_max_allowed_concurrent_calls",
+            1.0,
+            25.0,
+        ),
+        ("portcullis_bulkhead_in_flight", 1.0, 0.0),
+        ("portcullis_bulkhead_queued", 0.0, 0.0),
+        ("portcullis_bulkhead_rejected_calls_total", 2.0, 0.0),
+    ] {
+        assert_eq!(value(&samples, family, &db_only), db_value, "{family}");
+        assert_eq!(value(&samples, family, &eu_labels), eu_value, "{family}");
+        assert_eq!(
+            samples.iter().filter(|s| s.name == family).count(),
+            2,
+            "{family}: one series per bulkhead"
+        );
+    }
+    assert!(
+        reply
+            .body
+            .contains("# TYPE portcullis_bulkhead_rejected_calls_total counter\n")
+    );
+    assert!(
+        reply
+            .body
+            .contains("# TYPE portcullis_bulkhead_in_flight gauge\n")
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_circuitbreaker_state",
+            &[("name", "payments"), ("state", "closed")]
+        ),
+        1.0,
+        "the breaker families are still there"
+    );
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.name.starts_with("portcullis_circuitbreaker_"))
+            .all(|s| s.labels["name"] == "payments"),
+        "no bulkhead in a breaker family"
     );
 }
 
@@ -813,6 +962,8 @@ async fn wrong_methods_and_unknown_paths() {
         "/health",
         "/health/live",
         "/health/breakers/payments",
+        "/health/bulkheads",
+        "/health/bulkheads/db",
         "/metrics",
         "/events",
         "/events/recent",

@@ -266,3 +266,79 @@ impl Keep {
         assert_eq!(value, 1.0);
     }
 }
+
+#[tokio::test]
+async fn bulkhead_figures_are_published_and_a_removed_one_goes_to_zero() {
+    let recorder = Keep::default();
+    let registry = Registry::builder()
+        .bulkhead_config(
+            "db",
+            portcullis_registry::Overrides::new().set("max_concurrent_calls", 1),
+        )
+        .build()
+        .unwrap();
+    let db = registry.bulkhead("db");
+    let mut publisher =
+        metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
+    let described = recorder.described.lock().unwrap().clone();
+    for family in [
+        "portcullis_bulkhead_available_concurrent_calls",
+        "portcullis_bulkhead_max_allowed_concurrent_calls",
+        "portcullis_bulkhead_in_flight",
+        "portcullis_bulkhead_queued",
+        "portcullis_bulkhead_rejected_calls_total",
+    ] {
+        assert!(described.contains(&family.to_owned()), "{family}");
+    }
+    let publish = |publisher: &mut MetricsPublisher| {
+        metrics::with_local_recorder(&recorder, || publisher.publish());
+    };
+    let labels = [("name", "db")];
+
+    let permit = db.try_acquire().unwrap();
+    for _ in 0..2 {
+        assert!(db.try_acquire().is_err());
+    }
+    publish(&mut publisher);
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_in_flight", &labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_available_concurrent_calls", &labels),
+        Some(0.0)
+    );
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_max_allowed_concurrent_calls", &labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        recorder.counter("portcullis_bulkhead_rejected_calls_total", &labels),
+        Some(2)
+    );
+
+    drop(permit);
+    assert!(db.try_acquire().is_ok());
+    publish(&mut publisher);
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_in_flight", &labels),
+        Some(0.0)
+    );
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_available_concurrent_calls", &labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        recorder.counter("portcullis_bulkhead_rejected_calls_total", &labels),
+        Some(2),
+        "nothing new"
+    );
+
+    registry.remove_bulkhead("db", None).unwrap();
+    publish(&mut publisher);
+    assert_eq!(
+        recorder.gauge("portcullis_bulkhead_max_allowed_concurrent_calls", &labels),
+        Some(0.0),
+        "a bulkhead that leaves has its gauges set to 0"
+    );
+}

@@ -1,11 +1,12 @@
 //! The registry itself: configs from a file, live updates that keep the
-//! window, and get-or-create under concurrency.
+//! window, get-or-create under concurrency, and bulkheads beside breakers.
 #![cfg(not(loom))]
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use portcullis_breaker::{Breaker, State};
+use portcullis_bulkhead::Bulkhead;
 use portcullis_core::Outcome;
 use portcullis_registry::{EventKind, Overrides, Registry, RegistryConfig};
 
@@ -181,4 +182,130 @@ fn concurrent_callers_all_get_the_one_breaker() {
         .filter(|event| event.what == EventKind::Added)
         .count();
     assert_eq!(added, 5, "each was made once");
+}
+
+const BULKHEADS: &str = r#"
+[bulkheads.default]
+max_concurrent_calls = 4
+
+[bulkheads.db]
+max_wait = "1s"
+"#;
+
+#[tokio::test]
+async fn a_named_bulkhead_inherits_what_it_does_not_set() {
+    let config: RegistryConfig = toml::from_str(BULKHEADS).unwrap();
+    let registry = Registry::from_config(&config).unwrap();
+    let db = registry.bulkhead("db");
+    assert_eq!(db.config().max_concurrent_calls(), 4, "from the default");
+    assert_eq!(db.config().max_wait(), Duration::from_secs(1), "its own");
+    let other = registry.bulkhead("search");
+    assert_eq!(other.config().max_concurrent_calls(), 4);
+    assert_eq!(other.config().max_wait(), Duration::ZERO);
+
+    let config: RegistryConfig =
+        toml::from_str("[bulkheads.db]\nmax_concurrent_calls = 0").unwrap();
+    assert_eq!(
+        Registry::from_config(&config).unwrap_err().to_string(),
+        "bulkheads.db.max_concurrent_calls: must be in [1, 1000000], got 0"
+    );
+    let error = toml::from_str::<RegistryConfig>("[bulkhead.db]\nmax_wait = \"1s\"").unwrap_err();
+    assert!(
+        error.to_string().contains("unknown field `bulkhead`"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn every_caller_gets_the_one_bulkhead() {
+    let registry = Registry::builder()
+        .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 2))
+        .build()
+        .unwrap();
+    let a = registry.bulkhead("db");
+    let b = registry.clone().bulkhead("db");
+    let _permit = a.try_acquire().unwrap();
+    assert_eq!(b.in_flight(), 1, "one pool of permits");
+    assert_eq!(registry.find_bulkhead("db", None).unwrap().in_flight(), 1);
+    assert!(registry.find_bulkhead("other", None).is_none());
+
+    let eu = registry.bulkhead_for("db", "eu").unwrap();
+    assert_eq!(eu.in_flight(), 0, "a keyed bulkhead is its own pool");
+    assert_eq!(eu.max_concurrent_calls(), 2, "with the config of its name");
+    let again = registry.bulkhead_for("db", "eu").unwrap();
+    let _held = again.try_acquire().unwrap();
+    assert_eq!(eu.in_flight(), 1);
+
+    // Breakers and bulkheads of the same name are apart, and both counted.
+    registry.breaker("db");
+    assert_eq!(registry.len(), 3);
+    let snapshot = registry.snapshot();
+    assert_eq!(snapshot.breakers.len(), 1);
+    let bulkheads: Vec<_> = snapshot
+        .bulkheads
+        .iter()
+        .map(|keyed| {
+            (
+                keyed.snapshot.name.as_str(),
+                keyed.key.as_deref(),
+                keyed.snapshot.in_flight,
+            )
+        })
+        .collect();
+    assert_eq!(bulkheads, [("db", None, 1), ("db", Some("eu"), 1)]);
+
+    registry
+        .register_bulkhead(Bulkhead::new("outside"))
+        .unwrap();
+    let error = registry
+        .register_bulkhead(Bulkhead::new("outside"))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "bulkhead 'outside' is already registered"
+    );
+    assert!(registry.remove_bulkhead("db", Some("eu")).is_some());
+    assert!(registry.find_bulkhead("db", Some("eu")).is_none());
+    assert_eq!(eu.in_flight(), 1, "a removed bulkhead keeps working");
+    assert_eq!(registry.len(), 3);
+}
+
+#[tokio::test]
+async fn a_live_bulkhead_refuses_a_changed_config() {
+    let config: RegistryConfig = toml::from_str(BULKHEADS).unwrap();
+    let registry = Registry::from_config(&config).unwrap();
+    let db = registry.bulkhead("db");
+    let _permit = db.try_acquire().unwrap();
+
+    let error = registry
+        .update_bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 8))
+        .unwrap_err();
+    assert_eq!(error.field(), "bulkheads.db.max_concurrent_calls");
+    assert!(
+        error.message().contains("cannot be reconfigured yet"),
+        "{error}"
+    );
+    let error = registry
+        .update_bulkhead_config("default", Overrides::new().set("max_concurrent_calls", 8))
+        .unwrap_err();
+    assert_eq!(error.field(), "bulkheads.db.max_concurrent_calls");
+    assert_eq!(
+        registry.bulkhead_config("db").max_concurrent_calls(),
+        4,
+        "unchanged"
+    );
+    assert_eq!(db.max_concurrent_calls(), 4);
+    assert_eq!(db.in_flight(), 1, "the permit is still held");
+
+    // The same config again is fine, and so is a change with no live one.
+    assert_eq!(
+        registry
+            .update_bulkhead_config("db", Overrides::new().set("max_wait", "1s"))
+            .unwrap(),
+        0
+    );
+    registry
+        .update_bulkhead_config("search", Overrides::new().set("max_concurrent_calls", 9))
+        .unwrap();
+    assert_eq!(registry.bulkhead("search").max_concurrent_calls(), 9);
 }
