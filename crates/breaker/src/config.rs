@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
+use portcullis_core::config::check_range as in_range;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
@@ -307,17 +308,6 @@ impl BreakerConfig {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(0u8)
         })
-    }
-}
-
-fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be in [{min}, {max}], got {value}"),
-        ))
     }
 }
 

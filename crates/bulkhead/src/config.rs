@@ -113,14 +113,7 @@ impl BulkheadConfig {
 }
 
 fn in_range(field: &'static str, value: u32) -> Result<(), ConfigError> {
-    if (1..=MAX_COUNT).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be in [1, {MAX_COUNT}], got {value}"),
-        ))
-    }
+    portcullis_core::config::check_range(field, value, 1, MAX_COUNT)
 }
 
 impl BulkheadConfigBuilder {

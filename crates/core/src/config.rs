@@ -55,6 +55,30 @@ impl ConfigError {
     }
 }
 
+/// Checks that `value` is in `[min, max]`; the error names `field` and the
+/// range the way every Portcullis config does (`must be in [1, 100], got 0`).
+///
+/// ```
+/// use portcullis_core::config::check_range;
+///
+/// assert!(check_range("max_attempts", 3, 1, 100).is_ok());
+/// let error = check_range("max_attempts", 0, 1, 100).unwrap_err();
+/// assert_eq!(error.to_string(), "max_attempts: must be in [1, 100], got 0");
+/// ```
+pub fn check_range<T>(field: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if min <= value && value <= max {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be in [{min}, {max}], got {value}"),
+        ))
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)

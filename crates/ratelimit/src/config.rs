@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
+use portcullis_core::config::check_range as in_range;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
@@ -196,17 +197,6 @@ impl RateLimitConfig {
 
 pub(crate) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be in [{min}, {max}], got {value}"),
-        ))
-    }
 }
 
 impl RateLimitConfigBuilder {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
 use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
 use portcullis_core::ConfigError;
+use portcullis_core::config::check_range as in_range;
 
 use crate::config::{Overrides, RegistryConfig};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
@@ -470,17 +471,6 @@ impl RegistryBuilder {
                 hub: Hub::new(self.events),
             }),
         })
-    }
-}
-
-fn in_range(field: &'static str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be in [{min}, {max}], got {value}"),
-        ))
     }
 }
 
