@@ -122,7 +122,7 @@ impl Breaker {
                 config: Mutex::new(config),
                 core,
                 epoch: Instant::now(),
-                events: Events::new(),
+                events: Events::new(crate::event::CAPACITY),
             }),
         }
     }

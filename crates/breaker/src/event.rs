@@ -10,10 +10,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+pub use portcullis_core::events::RecvError;
 
 use crate::State;
 
@@ -120,32 +119,13 @@ pub enum BreakerEvent {
 /// A subscription to a breaker's events; see [`Breaker::subscribe`].
 ///
 /// [`Breaker::subscribe`]: crate::Breaker::subscribe
-pub struct EventStream {
-    receiver: broadcast::Receiver<BreakerEvent>,
-    listeners: Arc<Listeners>,
-}
-
-/// Why [`EventStream::recv`] returned no event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecvError {
-    /// The breaker is gone.
-    Closed,
-    /// The subscriber fell behind and this many events were dropped; the
-    /// next call goes on with the oldest event still kept.
-    Lagged(u64),
-}
+pub type EventStream = portcullis_core::events::EventStream<BreakerEvent>;
 
 /// The sending side, kept by the breaker.
-pub(crate) struct Events {
-    sender: broadcast::Sender<BreakerEvent>,
-    listeners: Arc<Listeners>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Listeners(AtomicUsize);
+pub(crate) type Events = portcullis_core::events::Events<BreakerEvent>;
 
 /// How many events a slow subscriber may fall behind by.
-const CAPACITY: usize = 256;
+pub(crate) const CAPACITY: usize = 256;
 
 impl From<Threshold> for TransitionReason {
     fn from(threshold: Threshold) -> Self {
@@ -180,85 +160,5 @@ impl fmt::Display for TransitionReason {
             Self::HalfOpenTimeout => f.write_str("the half-open probes took too long"),
             Self::Manual => f.write_str("manual transition"),
         }
-    }
-}
-
-impl EventStream {
-    /// The next event, waiting for one if need be.
-    pub async fn recv(&mut self) -> Result<BreakerEvent, RecvError> {
-        self.receiver.recv().await.map_err(|error| match error {
-            broadcast::error::RecvError::Closed => RecvError::Closed,
-            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
-        })
-    }
-
-    /// The next event if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<Result<BreakerEvent, RecvError>> {
-        match self.receiver.try_recv() {
-            Ok(event) => Some(Ok(event)),
-            Err(broadcast::error::TryRecvError::Empty) => None,
-            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-        }
-    }
-}
-
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        self.listeners.0.fetch_sub(1, Ordering::Release);
-    }
-}
-
-impl fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStream")
-            .field("pending", &self.receiver.len())
-            .finish()
-    }
-}
-
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Closed => f.write_str("the breaker is gone"),
-            Self::Lagged(n) => write!(f, "fell behind and missed {n} events"),
-        }
-    }
-}
-
-impl std::error::Error for RecvError {}
-
-impl Events {
-    pub(crate) fn new() -> Self {
-        Self {
-            sender: broadcast::Sender::new(CAPACITY),
-            listeners: Arc::default(),
-        }
-    }
-
-    /// Whether anybody listens; when not, no event is built.
-    pub(crate) fn wanted(&self) -> bool {
-        self.listeners.0.load(Ordering::Relaxed) > 0
-    }
-
-    pub(crate) fn send(&self, event: BreakerEvent) {
-        // An error only means every subscriber left in the meantime.
-        let _ = self.sender.send(event);
-    }
-
-    pub(crate) fn subscribe(&self) -> EventStream {
-        self.listeners.0.fetch_add(1, Ordering::AcqRel);
-        EventStream {
-            receiver: self.sender.subscribe(),
-            listeners: self.listeners.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for Events {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Events")
-            .field("subscribers", &self.listeners.0.load(Ordering::Relaxed))
-            .finish()
     }
 }

@@ -45,11 +45,14 @@
 //! | `http`  | [`HttpClassifier`]: 5xx, 408 and 429 are failures; `Retry-After` of 429/503 |
 //! | `grpc`  | [`GrpcClassifier`]: `grpc-status` codes that mean the server is in trouble |
 //! | `serde` | [`duration::serde`] for human durations in config files |
+//! | `events` | [`events`]: the bounded event channel of the layers that report events |
 
 mod classify;
 pub mod config;
 pub mod duration;
 pub mod error;
+#[cfg(feature = "events")]
+pub mod events;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "http")]

@@ -12,11 +12,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use portcullis_core::events::RecvError;
 use serde::Serialize;
-use tokio::sync::broadcast;
 
 /// Why a retry returned a failure instead of trying again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -94,25 +94,10 @@ pub struct RetryMetrics {
 
 /// A subscription to a retry layer's events; see
 /// [`RetryLayer::subscribe`](crate::RetryLayer::subscribe).
-pub struct EventStream {
-    receiver: broadcast::Receiver<RetryEvent>,
-    listeners: Arc<AtomicUsize>,
-}
-
-/// Why [`EventStream::recv`] returned no event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecvError {
-    /// The retry layer and all its services are gone.
-    Closed,
-    /// The subscriber fell behind and this many events were dropped.
-    Lagged(u64),
-}
+pub type EventStream = portcullis_core::events::EventStream<RetryEvent>;
 
 /// The sending side.
-pub(crate) struct Events {
-    sender: broadcast::Sender<RetryEvent>,
-    listeners: Arc<AtomicUsize>,
-}
+pub(crate) type Events = portcullis_core::events::Events<RetryEvent>;
 
 /// The counters behind [`RetryMetrics`].
 #[derive(Debug, Default)]
@@ -125,7 +110,7 @@ pub(crate) struct Counters {
 }
 
 /// How many events a slow subscriber may fall behind by.
-const CAPACITY: usize = 256;
+pub(crate) const CAPACITY: usize = 256;
 
 impl fmt::Display for GiveUpReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,86 +123,6 @@ impl fmt::Display for GiveUpReason {
             }
             Self::NotReplayable => f.write_str("the request cannot be sent again"),
         }
-    }
-}
-
-impl EventStream {
-    /// The next event, waiting for one if need be.
-    pub async fn recv(&mut self) -> Result<RetryEvent, RecvError> {
-        self.receiver.recv().await.map_err(|error| match error {
-            broadcast::error::RecvError::Closed => RecvError::Closed,
-            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
-        })
-    }
-
-    /// The next event if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<Result<RetryEvent, RecvError>> {
-        match self.receiver.try_recv() {
-            Ok(event) => Some(Ok(event)),
-            Err(broadcast::error::TryRecvError::Empty) => None,
-            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-        }
-    }
-}
-
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        self.listeners.fetch_sub(1, Ordering::Release);
-    }
-}
-
-impl fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStream")
-            .field("pending", &self.receiver.len())
-            .finish()
-    }
-}
-
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Closed => f.write_str("the retry layer is gone"),
-            Self::Lagged(n) => write!(f, "fell behind and missed {n} events"),
-        }
-    }
-}
-
-impl std::error::Error for RecvError {}
-
-impl Events {
-    pub(crate) fn new() -> Self {
-        Self {
-            sender: broadcast::Sender::new(CAPACITY),
-            listeners: Arc::default(),
-        }
-    }
-
-    /// Whether anybody listens; when not, no event is built.
-    pub(crate) fn wanted(&self) -> bool {
-        self.listeners.load(Ordering::Relaxed) > 0
-    }
-
-    pub(crate) fn send(&self, event: RetryEvent) {
-        // An error only means every subscriber left in the meantime.
-        let _ = self.sender.send(event);
-    }
-
-    pub(crate) fn subscribe(&self) -> EventStream {
-        self.listeners.fetch_add(1, Ordering::AcqRel);
-        EventStream {
-            receiver: self.sender.subscribe(),
-            listeners: self.listeners.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for Events {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Events")
-            .field("subscribers", &self.listeners.load(Ordering::Relaxed))
-            .finish()
     }
 }
 
