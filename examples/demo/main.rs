@@ -1,0 +1,356 @@
+//! Portcullis in front of an upstream that misbehaves, beside a gateway
+//! without it.
+//!
+//! Run it with `cargo run --release --example demo`; it needs nothing
+//! installed and finishes by itself in about 25 seconds. Everything runs in
+//! this process, on loopback:
+//!
+//! - **the upstream**, an axum service behind a `ChaosLayer`, plays a seeded
+//!   script: calm (3 s), latency spikes (4 s: a fifth of the calls take
+//!   200–800 ms), an error burst (4 s: 30 % of the calls answer `503`), an
+//!   outage (4 s: every call answers `503`), recovery (5 s). It counts the
+//!   calls it receives from each gateway.
+//! - **the bare gateway** forwards every request as it is, with a pooled
+//!   hyper client.
+//! - **the Portcullis gateway** forwards with a stack per route, in the
+//!   order of the design (fallback → total timeout → retry → breaker →
+//!   bulkhead → attempt timeout). Reads (`GET /items/{id}`) get a 300 ms
+//!   deadline, up to 3 attempts of 100 ms each within a retry budget (20 %
+//!   of the requests plus 5 a second), a breaker, a bulkhead and the last
+//!   good response as a fallback. Writes (`POST /orders`) get a breaker, a
+//!   bulkhead and a 250 ms deadline, and no retry: an order is not
+//!   idempotent. Its breakers and bulkheads live in a registry, served
+//!   under `/admin` (the dashboard is `/admin/`).
+//!
+//! The same load goes through both gateways at the same time: 100 requests
+//! a second for 20 seconds (2,000 each; one in five a write, the reads over
+//! 20 items), request `i` sent to both at the same moment, at most 64 in
+//! flight per gateway. Both see the same phases of the upstream at the same
+//! moments.
+//!
+//! # Reading the table
+//!
+//! - **useful answers**: requests answered `2xx`, fresh from the upstream
+//!   or from a fallback; the rest are errors, counted by kind: fast
+//!   rejections (an open breaker or a full bulkhead, `503` in well under a
+//!   millisecond), timeouts (`504`), and failures (the upstream's `503`
+//!   passed on, or a `502`). Lost requests got no answer at all; there
+//!   should be none.
+//! - **fallbacks served**: stale answers (`x-portcullis-fallback: stale`),
+//!   the last good response to the same read.
+//! - **upstream calls** are counted by the upstream itself. **Spared** is
+//!   requests minus upstream calls: what an open breaker kept off the
+//!   upstream, less what the retries added. The bare gateway spares nothing.
+//! - **latency** is measured by the client, from the moment each request
+//!   was due until its answer was read.
+//!
+//! The Portcullis gateway is **better** when it gave more useful answers
+//! *and* a lower p99 latency, and lost no request; the demo exits non-zero
+//! if it is not. Breaker transitions are listed under the table, with
+//! their time since the start.
+//!
+//! With `--serve` the demo keeps running after the table: the script
+//! loops, a lighter load keeps flowing, and the dashboard URL is printed
+//! at the start, where the breakers are seen opening and closing. Ctrl-C
+//! ends it.
+
+mod gateway;
+mod load;
+mod upstream;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use portcullis::breaker::{BreakerEvent, State};
+use portcullis::core::BoxError;
+use portcullis::core::events::RecvError;
+use tokio::time::{Instant, interval};
+
+use crate::gateway::{Gateway, Resilience};
+use crate::load::{Lane, Outcome, Plan, Tally, drive};
+use crate::upstream::{Timeline, Upstream};
+
+/// The breaker transitions seen, with their time since the start.
+type Transitions = Arc<Mutex<Vec<(Duration, String)>>>;
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, BoxError> {
+    let serve = std::env::args().skip(1).any(|arg| arg == "--serve");
+    let timeline = Timeline::demo();
+    let plan = Plan {
+        requests: 2_000,
+        rate: 100.0,
+        concurrency: 64,
+        write_every: 5,
+        items: 20,
+    };
+
+    let upstream = Upstream::start(timeline.seed).await?;
+    let bare = Gateway::bare(upstream.addr).await?;
+    let (resilient, resilience) = Gateway::resilient(upstream.addr).await?;
+    let lanes = [
+        Lane::new(bare.addr, &plan),
+        Lane::new(resilient.addr, &plan),
+    ];
+
+    println!(
+        "upstream on {}, bare gateway on {}, Portcullis gateway on {}",
+        upstream.addr, bare.addr, resilient.addr
+    );
+    if serve {
+        println!("dashboard: http://{}/admin/", resilient.addr);
+    }
+    println!(
+        "{} requests to each gateway, {} a second, through {}\n",
+        plan.requests,
+        plan.rate,
+        timeline
+            .phases
+            .iter()
+            .map(|phase| phase.name)
+            .collect::<Vec<_>>()
+            .join(" → ")
+    );
+
+    let start = Instant::now();
+    let transitions = watch_breakers(&resilience, start, serve);
+    let script = {
+        let (timeline, chaos) = (timeline.clone(), upstream.chaos.clone());
+        tokio::spawn(async move { timeline.play(&chaos, start).await })
+    };
+    let progress = tokio::spawn(progress(
+        timeline.clone(),
+        plan,
+        lanes.clone(),
+        resilience.clone(),
+        start,
+    ));
+    drive(plan, &lanes, start).await;
+    progress.abort();
+    script.await??;
+    let took = start.elapsed();
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[K");
+    }
+
+    let tallies = [lanes[0].take(), lanes[1].take()];
+    let calls = [upstream.calls_from("bare"), upstream.calls_from("portcullis")];
+    let better = report(&plan, &tallies, calls, &resilience, took);
+    for (at, line) in transitions.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        println!("  {:>5.1} s  {line}", at.as_secs_f64());
+    }
+    println!();
+    println!("{}", better.1);
+
+    if serve {
+        println!(
+            "\nstill serving: the dashboard is http://{}/admin/ (Ctrl-C ends it)",
+            resilient.addr
+        );
+        let steady = Plan {
+            requests: (timeline.length().as_secs_f64() * 50.0) as u64,
+            rate: 50.0,
+            ..plan
+        };
+        let looping = async {
+            loop {
+                let round = Instant::now();
+                let chaos = upstream.chaos.clone();
+                let (played, ()) =
+                    tokio::join!(timeline.play(&chaos, round), drive(steady, &lanes, round));
+                if let Err(error) = played {
+                    return Err::<(), BoxError>(error);
+                }
+                for lane in &lanes {
+                    lane.take();
+                }
+            }
+        };
+        tokio::select! {
+            result = looping => return result.map(|()| ExitCode::SUCCESS),
+            _ = tokio::signal::ctrl_c() => println!("\nbye"),
+        }
+    }
+    Ok(if better.0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Records the transitions of the registry's breakers; prints them as they
+/// happen once `live` says so (after the table, in `--serve`).
+fn watch_breakers(resilience: &Resilience, start: Instant, live: bool) -> Transitions {
+    let seen: Transitions = Arc::default();
+    for name in ["upstream-read", "upstream-write"] {
+        let mut events = resilience.registry.breaker(name).subscribe();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut table_printed = false;
+            loop {
+                match events.recv().await {
+                    Ok(BreakerEvent::Transition {
+                        name,
+                        from,
+                        to,
+                        reason,
+                        ..
+                    }) => {
+                        let at = start.elapsed();
+                        let line = format!("{name}: {from:?} → {to:?}: {reason}");
+                        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                        // In `--serve`, the table is out once the first
+                        // round is over.
+                        table_printed |= live && at > Duration::from_secs(21);
+                        if table_printed {
+                            println!("  {:>5.1} s  {line}", at.as_secs_f64());
+                        } else {
+                            seen.push((at, line));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    seen
+}
+
+/// A one-line progress bar on stderr (a line per phase when stderr is not
+/// a terminal).
+async fn progress(
+    timeline: Timeline,
+    plan: Plan,
+    lanes: [Arc<Lane>; 2],
+    resilience: Resilience,
+    start: Instant,
+) {
+    let terminal = std::io::stderr().is_terminal();
+    let total = timeline.length();
+    let read = resilience.registry.breaker("upstream-read");
+    let mut tick = interval(Duration::from_millis(100));
+    let mut last_phase = "";
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        let phase = timeline.phase_at(elapsed).map_or("draining", |p| p.name);
+        let state = match read.state() {
+            State::Closed => "closed",
+            State::Open => "OPEN",
+            State::HalfOpen => "half-open",
+            _ => "manual",
+        };
+        if terminal {
+            let width = 24;
+            let filled = ((elapsed.as_secs_f64() / total.as_secs_f64()) * width as f64)
+                .min(width as f64) as usize;
+            eprint!(
+                "\r\x1b[K[{}{}] {:>4.1} s  {:<14}  done: bare {:>4}/{}  portcullis {:>4}/{}  read breaker {state}",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                elapsed.as_secs_f64(),
+                phase,
+                lanes[0].done(),
+                plan.requests,
+                lanes[1].done(),
+                plan.requests,
+            );
+            let _ = std::io::stderr().flush();
+        } else if phase != last_phase {
+            eprintln!(
+                "{:>5.1} s  {phase} (sent {} to each gateway)",
+                elapsed.as_secs_f64(),
+                lanes[0].sent().max(lanes[1].sent())
+            );
+        }
+        last_phase = phase;
+    }
+}
+
+/// Prints the side-by-side table; returns whether the Portcullis gateway
+/// did better, and the verdict line.
+fn report(
+    plan: &Plan,
+    tallies: &[Tally; 2],
+    calls: [u64; 2],
+    resilience: &Resilience,
+    took: Duration,
+) -> (bool, String) {
+    let [bare, ours] = tallies;
+    let pct = |tally: &Tally| 100.0 * tally.useful() as f64 / tally.total().max(1) as f64;
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let row = |label: &str, a: String, b: String| println!("{label:<30}{a:>14}{b:>14}");
+    let count = |outcome| {
+        (
+            bare.count(outcome).to_string(),
+            ours.count(outcome).to_string(),
+        )
+    };
+
+    println!("after {:.1} s:\n", took.as_secs_f64());
+    row("", "bare".into(), "portcullis".into());
+    row("requests", bare.total().to_string(), ours.total().to_string());
+    row(
+        "useful answers (2xx)",
+        format!("{:.1} %", pct(bare)),
+        format!("{:.1} %", pct(ours)),
+    );
+    let (a, b) = count(Outcome::Fresh);
+    row("  fresh from the upstream", a, b);
+    let (a, b) = count(Outcome::Fallback);
+    row("  fallbacks served (stale)", a, b);
+    let errors = |t: &Tally| (t.total() - t.useful()).to_string();
+    row("errors", errors(bare), errors(ours));
+    for (label, outcome) in [
+        ("  fast rejections (503)", Outcome::Rejected),
+        ("  timeouts (504)", Outcome::TimedOut),
+        ("  upstream failures", Outcome::Failed),
+        ("  lost (no answer)", Outcome::Lost),
+    ] {
+        let (a, b) = count(outcome);
+        row(label, a, b);
+    }
+    row("upstream calls", calls[0].to_string(), calls[1].to_string());
+    let spared = |t: &Tally, calls: u64| (t.total() as i64 - calls as i64).to_string();
+    row(
+        "calls the upstream was spared",
+        spared(bare, calls[0]),
+        spared(ours, calls[1]),
+    );
+    for (label, q) in [("latency p50", 0.5), ("latency p99", 0.99), ("latency max", 1.0)] {
+        row(label, ms(bare.quantile(q)), ms(ours.quantile(q)));
+    }
+    let retry = resilience.read_retry.metrics();
+    println!(
+        "\nPortcullis read route: {} retries ({} budget left), {} fallbacks; {} of {} requests per gateway were writes",
+        retry.retries,
+        resilience.budget.available(),
+        resilience.fallbacks.total(),
+        plan.requests / plan.write_every.max(1),
+        plan.requests,
+    );
+    println!("breaker transitions:");
+
+    let more_useful = ours.useful() > bare.useful();
+    let lower_p99 = ours.quantile(0.99) < bare.quantile(0.99);
+    let none_lost = ours.count(Outcome::Lost) == 0;
+    let better = more_useful && lower_p99 && none_lost;
+    let verdict = format!(
+        "verdict: {} — better means more useful answers ({} vs {}) and a lower p99 ({} vs {}), with no request lost ({} lost)",
+        if better {
+            "Portcullis did better"
+        } else {
+            "Portcullis did NOT do better"
+        },
+        ours.useful(),
+        bare.useful(),
+        ms(ours.quantile(0.99)),
+        ms(bare.quantile(0.99)),
+        ours.count(Outcome::Lost),
+    );
+    (better, verdict)
+}
