@@ -23,8 +23,7 @@ use portcullis::fallback::{FallbackCounters, FallbackLayer, StaleCache};
 use portcullis::http::ErrorMappingLayer;
 use portcullis::registry::{Overrides, Registry, RegistryService};
 use portcullis::retry::{
-    BudgetConfig, EqualJitter, ExponentialBackoff, HttpPolicy, RetryBudget, RetryConfig,
-    RetryLayer,
+    BudgetConfig, EqualJitter, ExponentialBackoff, HttpPolicy, RetryBudget, RetryConfig, RetryLayer,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -198,7 +197,10 @@ impl Gateway {
             .budget(READ_BUDGET)
             .build()?;
         let read_retry = RetryLayer::http("upstream-read", retry)?;
-        let budget = read_retry.budget().cloned().ok_or("the retry has a budget")?;
+        let budget = read_retry
+            .budget()
+            .cloned()
+            .ok_or("the retry has a budget")?;
         let stale = FallbackLayer::stale(StaleCache::<Body>::new()).classifier(HttpClassifier);
         let fallbacks = stale.counters().clone();
         let forward = Forward::new(upstream, "portcullis");

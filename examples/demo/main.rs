@@ -72,8 +72,9 @@ use crate::gateway::{Gateway, Resilience};
 use crate::load::{Lane, Outcome, Plan, Tally, drive};
 use crate::upstream::{Timeline, Upstream};
 
-/// The breaker transitions seen, with their time since the start.
-type Transitions = Arc<Mutex<Vec<(Duration, String)>>>;
+/// The breaker transitions seen, with their time since the start, until
+/// the table takes them (`None` from then on).
+type Transitions = Arc<Mutex<Option<Vec<(Duration, String)>>>>;
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, BoxError> {
@@ -136,9 +137,16 @@ async fn main() -> Result<ExitCode, BoxError> {
     }
 
     let tallies = [lanes[0].take(), lanes[1].take()];
-    let calls = [upstream.calls_from("bare"), upstream.calls_from("portcullis")];
+    let calls = [
+        upstream.calls_from("bare"),
+        upstream.calls_from("portcullis"),
+    ];
     let better = report(&plan, &tallies, calls, &resilience, took);
-    for (at, line) in transitions.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+    let seen = transitions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    for (at, line) in seen.unwrap_or_default() {
         println!("  {:>5.1} s  {line}", at.as_secs_f64());
     }
     println!();
@@ -154,22 +162,8 @@ async fn main() -> Result<ExitCode, BoxError> {
             rate: 50.0,
             ..plan
         };
-        let looping = async {
-            loop {
-                let round = Instant::now();
-                let chaos = upstream.chaos.clone();
-                let (played, ()) =
-                    tokio::join!(timeline.play(&chaos, round), drive(steady, &lanes, round));
-                if let Err(error) = played {
-                    return Err::<(), BoxError>(error);
-                }
-                for lane in &lanes {
-                    lane.take();
-                }
-            }
-        };
         tokio::select! {
-            result = looping => return result.map(|()| ExitCode::SUCCESS),
+            result = rounds(&timeline, steady, &upstream, &lanes) => result?,
             _ = tokio::signal::ctrl_c() => println!("\nbye"),
         }
     }
@@ -180,15 +174,34 @@ async fn main() -> Result<ExitCode, BoxError> {
     })
 }
 
-/// Records the transitions of the registry's breakers; prints them as they
-/// happen once `live` says so (after the table, in `--serve`).
+/// Plays the script and its load again and again (`--serve`).
+async fn rounds(
+    timeline: &Timeline,
+    plan: Plan,
+    upstream: &Upstream,
+    lanes: &[Arc<Lane>],
+) -> Result<(), BoxError> {
+    loop {
+        let round = Instant::now();
+        let (played, ()) = tokio::join!(
+            timeline.play(&upstream.chaos, round),
+            drive(plan, lanes, round)
+        );
+        played?;
+        for lane in lanes {
+            lane.take();
+        }
+    }
+}
+
+/// Records the transitions of the registry's breakers until the table
+/// takes them; then prints them as they happen if `live` (`--serve`).
 fn watch_breakers(resilience: &Resilience, start: Instant, live: bool) -> Transitions {
-    let seen: Transitions = Arc::default();
+    let seen: Transitions = Arc::new(Mutex::new(Some(Vec::new())));
     for name in ["upstream-read", "upstream-write"] {
         let mut events = resilience.registry.breaker(name).subscribe();
         let seen = seen.clone();
         tokio::spawn(async move {
-            let mut table_printed = false;
             loop {
                 match events.recv().await {
                     Ok(BreakerEvent::Transition {
@@ -201,13 +214,10 @@ fn watch_breakers(resilience: &Resilience, start: Instant, live: bool) -> Transi
                         let at = start.elapsed();
                         let line = format!("{name}: {from:?} → {to:?}: {reason}");
                         let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-                        // In `--serve`, the table is out once the first
-                        // round is over.
-                        table_printed |= live && at > Duration::from_secs(21);
-                        if table_printed {
-                            println!("  {:>5.1} s  {line}", at.as_secs_f64());
-                        } else {
-                            seen.push((at, line));
+                        match seen.as_mut() {
+                            Some(seen) => seen.push((at, line)),
+                            None if live => println!("  {:>5.1} s  {line}", at.as_secs_f64()),
+                            None => {}
                         }
                     }
                     Ok(_) => {}
@@ -293,7 +303,11 @@ fn report(
 
     println!("after {:.1} s:\n", took.as_secs_f64());
     row("", "bare".into(), "portcullis".into());
-    row("requests", bare.total().to_string(), ours.total().to_string());
+    row(
+        "requests",
+        bare.total().to_string(),
+        ours.total().to_string(),
+    );
     row(
         "useful answers (2xx)",
         format!("{:.1} %", pct(bare)),
@@ -321,7 +335,11 @@ fn report(
         spared(bare, calls[0]),
         spared(ours, calls[1]),
     );
-    for (label, q) in [("latency p50", 0.5), ("latency p99", 0.99), ("latency max", 1.0)] {
+    for (label, q) in [
+        ("latency p50", 0.5),
+        ("latency p99", 0.99),
+        ("latency max", 1.0),
+    ] {
         row(label, ms(bare.quantile(q)), ms(ours.quantile(q)));
     }
     let retry = resilience.read_retry.metrics();
