@@ -434,3 +434,141 @@ impl fmt::Display for UnknownRoute {
 }
 
 impl std::error::Error for UnknownRoute {}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::breaker::State;
+
+    const FILE: &str = r#"
+        [profiles.payments.breaker]
+        sliding_window = { type = "count", size = 10 }
+        minimum_calls = 4
+        failure_rate_threshold = 100.0
+        wait_in_open = "1m"
+
+        [routes.checkout]
+        profile = "payments"
+    "#;
+
+    /// A route whose handler answers `status`, behind the layer of `route`.
+    fn route(
+        routes: &Routes,
+        route: &str,
+        status: u16,
+    ) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {
+        let handler = service_fn(move |_: Request<Body>| async move {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(response)
+        });
+        BoxCloneSyncService::new(routes.route_layer(route).unwrap().layer(handler))
+    }
+
+    async fn send(service: &BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>) -> u16 {
+        let response = service
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_breaker_window() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let failing = route(&routes, "checkout", 500);
+        let breaker = routes.registry().find_breaker("checkout", None).unwrap();
+        for _ in 0..3 {
+            assert_eq!(send(&failing).await, 500);
+        }
+        assert_eq!(breaker.state(), State::Closed, "3 calls, 4 needed");
+
+        let reload = routes
+            .reload(&FILE.replace("failure_rate_threshold = 100.0", "failure_rate_threshold = 75.0"))
+            .unwrap();
+        assert_eq!(reload.breakers, 1);
+        assert!(reload.not_live.is_empty(), "{reload:?}");
+        assert_eq!(breaker.config().failure_rate_threshold(), 75.0);
+        assert_eq!(breaker.state(), State::Closed);
+
+        // The three failures are still in the window: one more opens it.
+        assert_eq!(send(&failing).await, 500);
+        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(send(&failing).await, 503, "rejected by the breaker");
+    }
+
+    #[tokio::test]
+    async fn a_bad_reload_changes_nothing() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let _stack = route(&routes, "checkout", 200);
+        let errors = routes
+            .reload(&FILE.replace("minimum_calls = 4", "minimum_calls = 40"))
+            .unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "profiles.payments.breaker.minimum_calls: must not exceed sliding_window.size (10), got 40"
+        );
+        let errors = routes
+            .reload(&FILE.replace("size = 10", "size = 20"))
+            .unwrap_err();
+        assert_eq!(
+            errors.errors()[0].field(),
+            "profiles.payments.breaker.sliding_window"
+        );
+        let breaker = routes.registry().breaker("checkout");
+        assert_eq!(breaker.config().minimum_calls(), 4);
+        assert_eq!(
+            breaker.config().sliding_window(),
+            crate::breaker::SlidingWindow::Count { size: 10 }
+        );
+    }
+
+    #[tokio::test]
+    async fn what_cannot_change_live_is_listed() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let with_timeout = format!("{FILE}\n[profiles.payments.timeout]\ntimeout = \"1s\"\n");
+        let reload = routes.reload(&with_timeout).unwrap();
+        assert_eq!(reload.breakers, 0);
+        assert_eq!(reload.not_live, ["routes.checkout.timeout"]);
+        assert!(routes.config().route("checkout").unwrap().timeout.is_some());
+        assert_eq!(
+            routes.route_layer::<tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>, Body, Body>("nowhere").unwrap_err().to_string(),
+            "no route or upstream named 'nowhere' in the config"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fallback_answers_for_a_rejection() {
+        let routes = Routes::from_toml(
+            r#"
+            [profiles.cached.bulkhead]
+            max_concurrent_calls = 1
+            [profiles.cached.fallback]
+            status = 200
+            body = "cached"
+            content_type = "text/plain"
+            on = "rejection"
+            [routes.catalog]
+            profile = "cached"
+            "#,
+            Registry::new(),
+        )
+        .unwrap();
+        let service = route(&routes, "catalog", 500);
+        assert_eq!(send(&service).await, 500, "not a rejection: passed on");
+        let bulkhead = routes.registry().find_bulkhead("catalog", None).unwrap();
+        let _held = bulkhead.try_acquire().unwrap();
+        let response = service
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[X_PORTCULLIS_FALLBACK], "true");
+        assert_eq!(response.headers()["content-type"], "text/plain");
+    }
+}
