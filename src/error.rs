@@ -199,7 +199,11 @@ impl ConfigErrors {
 
     /// `Ok(value)` when there are no errors, else `Err(self)`.
     pub fn into_result<T>(self, value: T) -> Result<T, Self> {
-        if self.is_empty() { Ok(value) } else { Err(self) }
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 

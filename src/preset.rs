@@ -81,10 +81,7 @@ use crate::timeout::{TimeoutConfig, TimeoutLayer};
 /// timeout, retry, breaker, bulkhead, attempt timeout.
 type ClientLayers<P, C> = Stack<
     Stack<
-        Stack<
-            Stack<Stack<TimeoutLayer, BulkheadLayer>, CircuitBreakerLayer<C>>,
-            RetryLayer<P>,
-        >,
+        Stack<Stack<Stack<TimeoutLayer, BulkheadLayer>, CircuitBreakerLayer<C>>, RetryLayer<P>>,
         TimeoutLayer,
     >,
     RateLimitLayer,
@@ -441,8 +438,7 @@ impl HttpClientStack {
     /// Validates everything, then makes the breaker, bulkhead, rate
     /// limiter and retry that every service of the layer shares.
     pub fn build(self) -> Result<HttpClientLayer, ConfigErrors> {
-        self.parts
-            .build(|name, config| RetryLayer::http(name, config), HttpClassifier)
+        self.parts.build(RetryLayer::http, HttpClassifier)
     }
 }
 
@@ -453,10 +449,8 @@ impl GrpcClientStack {
     /// Validates everything, then makes the breaker, bulkhead, rate
     /// limiter and retry that every service of the layer shares.
     pub fn build(self) -> Result<GrpcClientLayer, ConfigErrors> {
-        self.parts.build(
-            |name, config| RetryLayer::grpc(name, config),
-            portcullis_core::GrpcClassifier,
-        )
+        self.parts
+            .build(RetryLayer::grpc, portcullis_core::GrpcClassifier)
     }
 }
 
@@ -683,7 +677,12 @@ mod tests {
             .minimum_calls(10)
             .build()
             .unwrap();
-        assert!(standard_http_client("api").breaker(count).validate().is_ok());
+        assert!(
+            standard_http_client("api")
+                .breaker(count)
+                .validate()
+                .is_ok()
+        );
         // The server route compares with its one timeout.
         let errors = standard_server_route("home")
             .breaker(breaker)

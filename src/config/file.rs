@@ -169,15 +169,25 @@ impl ConfigFile {
                 profiles.insert(name.clone(), profile);
             }
         }
-        let routes = bind(&mut errors, "routes", &raw.routes, &raw.profiles, |profile| {
-            profile
-                .retry
-                .is_some()
-                .then_some("has a retry, which only an upstream may have")
-        });
-        let upstreams = bind(&mut errors, "upstreams", &raw.upstreams, &raw.profiles, |_| {
-            None
-        });
+        let routes = bind(
+            &mut errors,
+            "routes",
+            &raw.routes,
+            &raw.profiles,
+            |profile| {
+                profile
+                    .retry
+                    .is_some()
+                    .then_some("has a retry, which only an upstream may have")
+            },
+        );
+        let upstreams = bind(
+            &mut errors,
+            "upstreams",
+            &raw.upstreams,
+            &raw.profiles,
+            |_| None,
+        );
         for name in raw.upstreams.keys() {
             if raw.routes.contains_key(name) {
                 errors.push(ConfigError::new(
@@ -276,13 +286,21 @@ fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
         timeout: base!(timeout, TimeoutConfig::default(), TimeoutConfig::validate),
         retry: base!(retry, RetryConfig::default(), RetryConfig::validate),
         breaker: base!(breaker, BreakerConfig::default(), BreakerConfig::validate),
-        bulkhead: base!(bulkhead, BulkheadConfig::default(), BulkheadConfig::validate),
+        bulkhead: base!(
+            bulkhead,
+            BulkheadConfig::default(),
+            BulkheadConfig::validate
+        ),
         attempt_timeout: base!(
             attempt_timeout,
             TimeoutConfig::default(),
             TimeoutConfig::validate
         ),
-        fallback: base!(fallback, FallbackConfig::default(), FallbackConfig::validate),
+        fallback: base!(
+            fallback,
+            FallbackConfig::default(),
+            FallbackConfig::validate
+        ),
         rate_is_set,
     }
 }
@@ -577,7 +595,10 @@ mod tests {
         );
         assert!(payments.retry.is_none(), "no section, no layer");
         assert!(payments.bulkhead.is_none());
-        assert_eq!(file.routes().collect::<Vec<_>>(), [("checkout", "payments")]);
+        assert_eq!(
+            file.routes().collect::<Vec<_>>(),
+            [("checkout", "payments")]
+        );
     }
 
     #[test]
@@ -654,10 +675,18 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("routes.search.profile: no profile named 'fast' (profiles: payments, slow)"),
+            text.contains(
+                "routes.search.profile: no profile named 'fast' (profiles: payments, slow)"
+            ),
             "{text}"
         );
-        assert!(errors.find("profiles.payments.breaker.failure_rate").unwrap().message().contains("unknown field"));
+        assert!(
+            errors
+                .find("profiles.payments.breaker.failure_rate")
+                .unwrap()
+                .message()
+                .contains("unknown field")
+        );
     }
 
     #[test]

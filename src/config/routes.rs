@@ -134,9 +134,13 @@ impl Routes {
         ReqB: Send + 'static,
         ResB: From<Bytes> + Default + Send + 'static,
     {
-        let profile = self.lock().route(route).cloned().ok_or_else(|| UnknownRoute {
-            name: route.to_owned(),
-        })?;
+        let profile = self
+            .lock()
+            .route(route)
+            .cloned()
+            .ok_or_else(|| UnknownRoute {
+                name: route.to_owned(),
+            })?;
         let parts = Parts::new(&self.shared.registry, route, &profile);
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReqB>, Response<ResB>> =
@@ -235,15 +239,12 @@ impl Routes {
                     ("rate_limit", old.rate_limit != new.rate_limit),
                     ("timeout", old.timeout != new.timeout),
                     ("retry", old.retry != new.retry),
+                    ("breaker", old.breaker.is_some() != new.breaker.is_some()),
+                    ("bulkhead", old.bulkhead.is_some() != new.bulkhead.is_some()),
                     (
-                        "breaker",
-                        old.breaker.is_some() != new.breaker.is_some(),
+                        "attempt_timeout",
+                        old.attempt_timeout != new.attempt_timeout,
                     ),
-                    (
-                        "bulkhead",
-                        old.bulkhead.is_some() != new.bulkhead.is_some(),
-                    ),
-                    ("attempt_timeout", old.attempt_timeout != new.attempt_timeout),
                     ("fallback", old.fallback != new.fallback),
                 ] {
                     if changed {
@@ -315,9 +316,10 @@ impl Parts {
     fn new(registry: &Registry, name: &str, profile: &Profile) -> Self {
         // Rate limiters are per route for now, made here; once the registry
         // keeps them, they come from it by name like breakers.
-        let limiter = profile.rate_limit.clone().map(|config| {
-            RateLimiter::from_config(name, config).expect("validated when loaded")
-        });
+        let limiter = profile
+            .rate_limit
+            .clone()
+            .map(|config| RateLimiter::from_config(name, config).expect("validated when loaded"));
         Self {
             name: name.to_owned(),
             registry: registry.clone(),
@@ -429,7 +431,11 @@ impl UnknownRoute {
 
 impl fmt::Display for UnknownRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no route or upstream named '{}' in the config", self.name)
+        write!(
+            f,
+            "no route or upstream named '{}' in the config",
+            self.name
+        )
     }
 }
 
@@ -488,7 +494,10 @@ mod tests {
         assert_eq!(breaker.state(), State::Closed, "3 calls, 4 needed");
 
         let reload = routes
-            .reload(&FILE.replace("failure_rate_threshold = 100.0", "failure_rate_threshold = 75.0"))
+            .reload(&FILE.replace(
+                "failure_rate_threshold = 100.0",
+                "failure_rate_threshold = 75.0",
+            ))
             .unwrap();
         assert_eq!(reload.breakers, 1);
         assert!(reload.not_live.is_empty(), "{reload:?}");
@@ -570,5 +579,58 @@ mod tests {
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()[X_PORTCULLIS_FALLBACK], "true");
         assert_eq!(response.headers()["content-type"], "text/plain");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_retries_and_records_each_attempt() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        let routes = Routes::from_toml(
+            r#"
+            [profiles.api.retry]
+            max_attempts = 3
+            backoff = { type = "constant", delay = "100ms" }
+            jitter = { type = "none" }
+            [profiles.api.breaker]
+            [profiles.api.attempt_timeout]
+            timeout = "1s"
+            [profiles.once.breaker]
+            [upstreams.inventory]
+            profile = "api"
+            [upstreams.billing]
+            profile = "once"
+            "#,
+            Registry::new(),
+        )
+        .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        // Answers 503 twice, then 200.
+        let client = service_fn(move |_: Request<ReplayBody<Body>>| {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut response = Response::new(Body::empty());
+                if call < 2 {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let layer = routes.upstream_layer("inventory").unwrap();
+        let service = layer.layer(client.clone());
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let snapshot = routes.registry().breaker("inventory").snapshot();
+        assert_eq!(snapshot.buffered_calls, 3, "each attempt is recorded");
+        assert_eq!(snapshot.failed_calls, 2);
+
+        // Without a retry section, one attempt.
+        calls.store(0, Ordering::SeqCst);
+        let once = routes.upstream_layer("billing").unwrap().layer(client);
+        let response = once.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
