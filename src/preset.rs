@@ -5,7 +5,7 @@
 //! |--------|-------------------------|
 //! | [`standard_http_client`] | rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout |
 //! | [`standard_server_route`] | error mapping → rate limit → timeout → circuit breaker → bulkhead |
-//! | [`standard_grpc_client`] (feature `grpc`) | rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout |
+//! | `standard_grpc_client` (feature `grpc`) | rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout |
 //!
 //! The order is the one recommended for every Portcullis stack: the breaker
 //! sits inside the retry, so that each attempt is recorded and the retry
@@ -726,5 +726,68 @@ mod tests {
             errors.find("breaker.sliding_window.span").is_some(),
             "{errors}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_http_client_stack_retries_through_its_breaker() {
+        use std::convert::Infallible;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        use axum::body::Body;
+        use http::{Request, Response, StatusCode};
+        use tower::{ServiceExt, service_fn};
+
+        use crate::retry::ReplayBody;
+
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        // Answers 503 twice, then 200.
+        let upstream = service_fn(move |_: Request<ReplayBody<Body>>| {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut response = Response::new(Body::empty());
+                if call < 2 {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let stack = standard_http_client("inventory").build().unwrap();
+        let response = stack
+            .layer(upstream)
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let breaker = stack.breaker().snapshot();
+        assert_eq!(
+            (breaker.buffered_calls, breaker.failed_calls),
+            (3, 2),
+            "the breaker inside the retry sees each attempt"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_route_stack_answers_a_timeout_with_504() {
+        use std::convert::Infallible;
+
+        use axum::body::Body;
+        use http::{Request, Response};
+        use tower::{ServiceExt, service_fn};
+
+        let hangs = service_fn(|_: Request<Body>| {
+            std::future::pending::<Result<Response<Body>, Infallible>>()
+        });
+        let stack = standard_server_route("reports")
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let response: Result<_, Infallible> = stack
+            .layer(hangs)
+            .oneshot(Request::new(Body::empty()))
+            .await;
+        assert_eq!(response.unwrap().status(), 504);
     }
 }

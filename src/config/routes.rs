@@ -212,7 +212,10 @@ impl Routes {
     /// bulkhead cannot be reconfigured (an error, as in the registry).
     /// What applies only to stacks built afterwards, listed in
     /// [`Reload::not_live`]: rate limits, timeouts, retries and fallbacks,
-    /// and a route's new layers or new profile beyond its breaker config.
+    /// a layer added to or removed from a profile, and a route removed from
+    /// the file (its built stack keeps working as it was). A route added by
+    /// the reload can be built with [`route_layer`](Self::route_layer)
+    /// afterwards.
     pub fn reload(&self, text: &str) -> Result<Reload, ConfigErrors> {
         self.reload_config(ConfigFile::from_toml(text)?)
     }
