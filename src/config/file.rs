@@ -154,6 +154,34 @@ impl ConfigFile {
         let raw: RawFile = toml::from_str(text).map_err(|error| {
             ConfigError::new("file", error.to_string().trim_end().replace('\n', " "))
         })?;
+        Self::from_raw(raw)
+    }
+
+    /// Reads and validates a config file in any serde format (YAML with
+    /// `serde_yaml`, JSON with `serde_json`): the same model and the same
+    /// checks as [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use portcullis::config::ConfigFile;
+    ///
+    /// let json = r#"{
+    ///     "profiles": { "api": { "timeout": { "timeout": "2s" } } },
+    ///     "routes": { "search": { "profile": "api" } }
+    /// }"#;
+    /// let file = ConfigFile::from_deserializer(&mut serde_json::Deserializer::from_str(json)).unwrap();
+    /// let timeout = file.route("search").unwrap().timeout.as_ref().unwrap();
+    /// assert_eq!(timeout.timeout(), std::time::Duration::from_secs(2));
+    /// ```
+    pub fn from_deserializer<'de, D>(deserializer: D) -> Result<Self, ConfigErrors>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let raw = RawFile::deserialize(deserializer)
+            .map_err(|error| ConfigError::new("file", error.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawFile) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         for key in raw.unknown.keys() {
             errors.push(ConfigError::new(
@@ -782,5 +810,24 @@ mod tests {
         assert_eq!(fallback.status(), 200);
         assert_eq!(fallback.get_body(), "cached");
         assert_eq!(fallback.get_on(), FallbackOn::Rejection);
+    }
+
+    #[test]
+    fn other_formats_get_the_same_checks() {
+        let json = r#"{
+            "profiles": { "api": { "breaker": { "minimum_calls": 0 }, "retri": {} } },
+            "routes": { "search": { "profile": "web" } }
+        }"#;
+        let errors = ConfigFile::from_deserializer(&mut serde_json::Deserializer::from_str(json))
+            .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "profiles.api.retri",
+                "profiles.api.breaker.minimum_calls",
+                "routes.search.profile"
+            ],
+            "{errors}"
+        );
     }
 }

@@ -49,6 +49,8 @@
 //!   (a table-valued field such as `sliding_window` is replaced whole).
 //!   A layer is in a profile's stack when the profile has its section (an
 //!   empty one takes the defaults).
+//! - **Formats**: TOML ([`ConfigFile::from_toml`]), or any serde format
+//!   (YAML with `serde_yaml`, JSON) through [`ConfigFile::from_deserializer`].
 //! - **Validation**: [`ConfigFile::from_toml`] reports every error of the
 //!   file at once, each with its path ([`ConfigErrors`]):
 //!   `profiles.payments.breaker.failure_rate_threshold: must be in (0, 100], got 150`;
