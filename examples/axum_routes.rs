@@ -105,7 +105,10 @@ async fn main() -> Result<(), BoxError> {
                     .map(|_| " (fallback)".to_owned())
             })
             .unwrap_or_default();
-        println!("GET {path:<12} {}{note}  {}", response.status, response.body);
+        println!(
+            "GET {path:<12} {}{note}  {}",
+            response.status, response.body
+        );
         answers.push((path.to_owned(), response.status));
         response.status
     };
@@ -132,7 +135,10 @@ async fn main() -> Result<(), BoxError> {
         "reloaded: {} live breaker(s) reconfigured; checkout's breaker is {:?} at {}%",
         reload.breakers,
         registry.breaker("checkout").state(),
-        registry.breaker("checkout").config().failure_rate_threshold()
+        registry
+            .breaker("checkout")
+            .config()
+            .failure_rate_threshold()
     );
     server.abort();
 

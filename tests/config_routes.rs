@@ -86,7 +86,11 @@ async fn routes_behave_as_their_profiles_say() {
     let stock = client::get(addr, "/stock").await;
     assert_eq!((stock.status, stock.body.as_str()), (200, "in stock"));
     assert_eq!(
-        routes.registry().find_breaker("stock", None).unwrap().state(),
+        routes
+            .registry()
+            .find_breaker("stock", None)
+            .unwrap()
+            .state(),
         State::Closed
     );
 
@@ -111,7 +115,11 @@ async fn routes_behave_as_their_profiles_say() {
         assert!(all.body.contains(name), "{}", all.body);
     }
     let bulkheads = client::get(addr, "/admin/health/bulkheads").await;
-    assert!(bulkheads.body.contains(r#""name":"stock""#), "{}", bulkheads.body);
+    assert!(
+        bulkheads.body.contains(r#""name":"stock""#),
+        "{}",
+        bulkheads.body
+    );
 
     // A reload lowers the threshold of /stock's breaker: the live breaker
     // takes it and stays closed (it has seen only successes), and the

@@ -149,10 +149,7 @@ impl Overrides {
     ///     .unwrap();
     /// assert_eq!(config.minimum_calls(), 5);
     /// ```
-    pub fn apply<C: Serialize + DeserializeOwned>(
-        &self,
-        base: &C,
-    ) -> Result<C, ConfigError> {
+    pub fn apply<C: Serialize + DeserializeOwned>(&self, base: &C) -> Result<C, ConfigError> {
         let base = match serde_json::to_value(base) {
             Ok(Value::Object(map)) => map,
             Ok(_) => return Err(ConfigError::new("config", "must be a table of fields")),
