@@ -371,6 +371,28 @@ fn resolve_profile(
         attempt_timeout: layer!(attempt_timeout, TimeoutConfig::validate),
         fallback: layer!(fallback, FallbackConfig::validate),
     };
+    for (section, timeout) in [
+        ("timeout", &profile.timeout),
+        ("attempt_timeout", &profile.attempt_timeout),
+    ] {
+        let Some(timeout) = timeout else { continue };
+        if timeout.status() != 504 {
+            errors.push(ConfigError::new(
+                format!("{path}.{section}.status"),
+                format!(
+                    "is not used here: a timeout of a config-built stack is an error, \
+                     answered 504 by the route's error mapping (got {})",
+                    timeout.status()
+                ),
+            ));
+        }
+        if timeout.propagate().is_some() {
+            errors.push(ConfigError::new(
+                format!("{path}.{section}.propagate"),
+                "is not supported in a config-built stack",
+            ));
+        }
+    }
     check_layers(
         errors,
         path,
@@ -826,6 +848,29 @@ mod tests {
                 "profiles.api.retri",
                 "profiles.api.breaker.minimum_calls",
                 "routes.search.profile"
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn timeout_fields_a_built_stack_would_ignore_are_refused() {
+        let errors = ConfigFile::from_toml(
+            r#"
+            [defaults.timeout]
+            status = 503
+            [profiles.api.timeout]
+            propagate = "grpc"
+            [profiles.web.attempt_timeout]
+            timeout = "1s"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "profiles.api.timeout.status",
+                "profiles.api.timeout.propagate"
             ],
             "{errors}"
         );
