@@ -1,10 +1,12 @@
 //! What an error out of a Portcullis stack means to the caller:
-//! [`ErrorKind`].
+//! [`ErrorKind`]; and every error of a configuration at once:
+//! [`ConfigErrors`].
 
 use std::error::Error;
+use std::fmt;
 use std::time::Duration;
 
-use portcullis_core::{BreakerOpen, BulkheadFull, Elapsed, RateLimited, Rejection};
+use portcullis_core::{BreakerOpen, BulkheadFull, ConfigError, Elapsed, RateLimited, Rejection};
 
 /// What an error out of a stack means: which Portcullis layer turned the
 /// call away, or that the callee failed.
@@ -120,6 +122,133 @@ impl ErrorKind {
         )
     }
 }
+
+/// Every error of a configuration, each naming its field by its full path
+/// (`profiles.payments.breaker.failure_rate_threshold`), in the order they
+/// were found.
+///
+/// A preset or a config file is checked whole before anything is built, so
+/// that one round of fixes is enough; its `Display` is one error per line.
+///
+/// ```
+/// use portcullis::error::ConfigErrors;
+/// use portcullis::core::ConfigError;
+///
+/// let mut errors = ConfigErrors::new();
+/// errors.push(ConfigError::new("routes.search.profile", "no profile named 'fast'"));
+/// errors.push(ConfigError::new("profiles.slow.timeout.timeout", "must be in [1ms, 1d], got 0s"));
+/// assert_eq!(errors.len(), 2);
+/// assert_eq!(
+///     errors.to_string(),
+///     "routes.search.profile: no profile named 'fast'\n\
+///      profiles.slow.timeout.timeout: must be in [1ms, 1d], got 0s"
+/// );
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigErrors {
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `error`, unless the same error (field and message) is there.
+    pub fn push(&mut self, error: ConfigError) {
+        if !self.errors.contains(&error) {
+            self.errors.push(error);
+        }
+    }
+
+    /// Adds every error of `other`.
+    pub fn extend(&mut self, other: ConfigErrors) {
+        for error in other.errors {
+            self.push(error);
+        }
+    }
+
+    /// Adds the error of `result`, if any, placed under `prefix` (no
+    /// prefix when empty).
+    pub fn check(&mut self, prefix: &str, result: Result<(), ConfigError>) {
+        if let Err(error) = result {
+            self.push(within(error, prefix));
+        }
+    }
+
+    /// The errors, in the order they were found.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+
+    /// The error about `field` (its full path), if there is one.
+    pub fn find(&self, field: &str) -> Option<&ConfigError> {
+        self.errors.iter().find(|error| error.field() == field)
+    }
+
+    /// How many errors there are.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// `Ok(value)` when there are no errors, else `Err(self)`.
+    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// `error` placed under `prefix` (as is when `prefix` is empty).
+pub(crate) fn within(error: ConfigError, prefix: &str) -> ConfigError {
+    if prefix.is_empty() {
+        error
+    } else {
+        error.within(prefix)
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        Self {
+            errors: vec![error],
+        }
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.into_iter()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.errors.is_empty() {
+            return f.write_str("no configuration errors");
+        }
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for ConfigErrors {}
 
 #[cfg(test)]
 mod tests {

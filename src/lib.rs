@@ -18,6 +18,8 @@
 //! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
 //! | `grpc`    | | gRPC classifier (`grpc-status`), gRPC retry policy |
 //! | `metrics` | | the registry publishes its figures to the `metrics` crate |
+//! | `preset`  | [`preset`] | the standard HTTP client, server route and gRPC client stacks, with documented defaults, checked across layers |
+//! | `config`  | [`config`] | per-route stacks from a TOML file: defaults, profiles, routes and upstreams, every error with its path, built through the registry, reloaded live |
 //! | `full`    | | everything |
 //!
 //! # Example
@@ -49,12 +51,16 @@
 //! [`ErrorKind`] says what an error means without HTTP.
 
 mod builder;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "preset")]
+pub mod preset;
 
 pub use builder::ServiceBuilderExt;
-pub use error::ErrorKind;
+pub use error::{ConfigErrors, ErrorKind};
 
 pub use portcullis_core as core;
 

@@ -135,10 +135,21 @@ impl Overrides {
     ///
     /// A field that the config does not know or whose value has the wrong
     /// type is reported by its name. The result is not validated.
-    pub(crate) fn apply<C: Serialize + DeserializeOwned>(
-        &self,
-        base: &C,
-    ) -> Result<C, ConfigError> {
+    ///
+    /// This is the inheritance every named config of the registry goes
+    /// through, for other configs to reuse:
+    ///
+    /// ```
+    /// use portcullis_registry::Overrides;
+    /// use portcullis_breaker::BreakerConfig;
+    ///
+    /// let config = Overrides::new()
+    ///     .set("minimum_calls", 5)
+    ///     .apply(&BreakerConfig::default())
+    ///     .unwrap();
+    /// assert_eq!(config.minimum_calls(), 5);
+    /// ```
+    pub fn apply<C: Serialize + DeserializeOwned>(&self, base: &C) -> Result<C, ConfigError> {
         let base = match serde_json::to_value(base) {
             Ok(Value::Object(map)) => map,
             Ok(_) => return Err(ConfigError::new("config", "must be a table of fields")),

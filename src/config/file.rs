@@ -1,0 +1,878 @@
+//! The config file: its model, loading, inheritance and validation.
+
+use std::collections::BTreeMap;
+
+use portcullis_core::ConfigError;
+use portcullis_core::config::check_range;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::BreakerConfig;
+use crate::bulkhead::BulkheadConfig;
+use crate::error::{ConfigErrors, within};
+use crate::preset::{LayerNames, check_layers};
+use crate::ratelimit::RateLimitConfig;
+use crate::registry::Overrides;
+use crate::retry::RetryConfig;
+use crate::timeout::TimeoutConfig;
+
+/// A loaded and validated config file: the defaults, the profiles with
+/// every layer's config resolved, and which profile each route and
+/// upstream uses. See [the module docs](crate::config) for the format.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigFile {
+    pub(crate) profiles: BTreeMap<String, Profile>,
+    pub(crate) routes: BTreeMap<String, String>,
+    pub(crate) upstreams: BTreeMap<String, String>,
+}
+
+/// One profile's layers, each config resolved (the profile's fields laid
+/// over `defaults`, laid over the layer's built-in defaults) and
+/// validated. A layer is in the stack when its section is in the profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Profile {
+    /// `[profiles.<name>.rate_limit]`.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// `[profiles.<name>.timeout]`: the deadline of the whole call.
+    pub timeout: Option<TimeoutConfig>,
+    /// `[profiles.<name>.retry]` (upstreams only).
+    pub retry: Option<RetryConfig>,
+    /// `[profiles.<name>.breaker]`.
+    pub breaker: Option<BreakerConfig>,
+    /// `[profiles.<name>.bulkhead]`.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// `[profiles.<name>.attempt_timeout]`: the limit of each attempt,
+    /// inside the breaker.
+    pub attempt_timeout: Option<TimeoutConfig>,
+    /// `[profiles.<name>.fallback]`.
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// A fallback answer from a config file: a fixed response.
+///
+/// ```toml
+/// [profiles.search.fallback]
+/// status = 200                       # default 503
+/// body = '{"results": []}'          # default empty
+/// content_type = "application/json" # default none
+/// on = "error"                       # "error" (default), "rejection" or "failure"
+/// ```
+///
+/// Every fallback response carries `x-portcullis-fallback: true`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    status: u16,
+    body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    on: FallbackOn,
+}
+
+/// What a configured fallback answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FallbackOn {
+    /// Every error: the rejections of Portcullis layers and the service's
+    /// own errors (the default).
+    #[default]
+    Error,
+    /// Only the rejections of Portcullis layers (open breaker, full
+    /// bulkhead, rate limit, timeout).
+    Rejection,
+    /// Errors, and responses the HTTP classifier calls failures (5xx, 408,
+    /// 429).
+    Failure,
+}
+
+/// The sections a profile (and `defaults`) may have, in stack order.
+pub(crate) const LAYERS: &str =
+    "rate_limit, timeout, retry, breaker, bulkhead, attempt_timeout, fallback";
+
+/// The file as written, before inheritance: every section a bag of fields,
+/// so that every wrong field is found by name and reported, not just the
+/// first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawFile {
+    defaults: RawSections,
+    profiles: BTreeMap<String, RawSections>,
+    routes: BTreeMap<String, RawBinding>,
+    upstreams: BTreeMap<String, RawBinding>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSections {
+    rate_limit: Option<Overrides>,
+    timeout: Option<Overrides>,
+    retry: Option<Overrides>,
+    breaker: Option<Overrides>,
+    bulkhead: Option<Overrides>,
+    attempt_timeout: Option<Overrides>,
+    fallback: Option<Overrides>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawBinding {
+    profile: Option<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The resolved `defaults`: the base each profile's section is laid over.
+struct Bases {
+    rate_limit: RateLimitConfig,
+    timeout: TimeoutConfig,
+    retry: RetryConfig,
+    breaker: BreakerConfig,
+    bulkhead: BulkheadConfig,
+    attempt_timeout: TimeoutConfig,
+    fallback: FallbackConfig,
+    /// Whether `defaults.rate_limit` sets `rate`, which has no built-in
+    /// default.
+    rate_is_set: bool,
+}
+
+impl ConfigFile {
+    /// Reads and validates a TOML config file, reporting every error with
+    /// its path.
+    ///
+    /// A file that is not TOML, or whose shape is wrong (a section that is
+    /// not a table, a profile name that is not a string), stops at that
+    /// error, with its line and column. Otherwise every wrong value,
+    /// unknown field, unknown section, missing or unknown profile and
+    /// broken cross-layer rule is reported at once.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let raw: RawFile = toml::from_str(text).map_err(|error| {
+            ConfigError::new("file", error.to_string().trim_end().replace('\n', " "))
+        })?;
+        Self::from_raw(raw)
+    }
+
+    /// Reads and validates a config file in any serde format (YAML with
+    /// `serde_yaml`, JSON with `serde_json`): the same model and the same
+    /// checks as [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use portcullis::config::ConfigFile;
+    ///
+    /// let json = r#"{
+    ///     "profiles": { "api": { "timeout": { "timeout": "2s" } } },
+    ///     "routes": { "search": { "profile": "api" } }
+    /// }"#;
+    /// let file = ConfigFile::from_deserializer(&mut serde_json::Deserializer::from_str(json)).unwrap();
+    /// let timeout = file.route("search").unwrap().timeout.as_ref().unwrap();
+    /// assert_eq!(timeout.timeout(), std::time::Duration::from_secs(2));
+    /// ```
+    pub fn from_deserializer<'de, D>(deserializer: D) -> Result<Self, ConfigErrors>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let raw = RawFile::deserialize(deserializer)
+            .map_err(|error| ConfigError::new("file", error.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawFile) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        for key in raw.unknown.keys() {
+            errors.push(ConfigError::new(
+                key.clone(),
+                "unknown section (expected defaults, profiles, routes, upstreams)",
+            ));
+        }
+        let bases = resolve_defaults(&mut errors, &raw.defaults);
+        let mut profiles = BTreeMap::new();
+        for (name, sections) in &raw.profiles {
+            let path = format!("profiles.{name}");
+            if let Some(profile) = resolve_profile(&mut errors, &path, &bases, sections) {
+                profiles.insert(name.clone(), profile);
+            }
+        }
+        let routes = bind(
+            &mut errors,
+            "routes",
+            &raw.routes,
+            &raw.profiles,
+            |profile| {
+                profile
+                    .retry
+                    .is_some()
+                    .then_some("has a retry, which only an upstream may have")
+            },
+        );
+        let upstreams = bind(
+            &mut errors,
+            "upstreams",
+            &raw.upstreams,
+            &raw.profiles,
+            |_| None,
+        );
+        for name in raw.upstreams.keys() {
+            if raw.routes.contains_key(name) {
+                errors.push(ConfigError::new(
+                    format!("upstreams.{name}"),
+                    format!(
+                        "the name is taken by routes.{name} (their breakers and bulkheads would be one)"
+                    ),
+                ));
+            }
+        }
+        errors.into_result(Self {
+            profiles,
+            routes,
+            upstreams,
+        })
+    }
+
+    /// The profile named `name`.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.get(name)
+    }
+
+    /// The profile names, sorted.
+    pub fn profiles(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
+    /// The route names, sorted, each with its profile's name.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.routes.iter().map(|(r, p)| (r.as_str(), p.as_str()))
+    }
+
+    /// The upstream names, sorted, each with its profile's name.
+    pub fn upstreams(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.upstreams.iter().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The profile of the route named `route`.
+    pub fn route(&self, route: &str) -> Option<&Profile> {
+        self.profiles.get(self.routes.get(route)?)
+    }
+
+    /// The profile of the upstream named `upstream`.
+    pub fn upstream(&self, upstream: &str) -> Option<&Profile> {
+        self.profiles.get(self.upstreams.get(upstream)?)
+    }
+
+    /// Every route and upstream name, with the path of its profile
+    /// (`profiles.<name>`) and the profile.
+    pub(crate) fn bound(&self) -> impl Iterator<Item = (&str, String, &Profile)> {
+        self.routes
+            .iter()
+            .chain(self.upstreams.iter())
+            .filter_map(|(name, profile)| {
+                let resolved = self.profiles.get(profile)?;
+                Some((name.as_str(), format!("profiles.{profile}"), resolved))
+            })
+    }
+}
+
+impl std::str::FromStr for ConfigFile {
+    type Err = ConfigErrors;
+
+    fn from_str(text: &str) -> Result<Self, ConfigErrors> {
+        Self::from_toml(text)
+    }
+}
+
+fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
+    unknown_sections(errors, "defaults", raw);
+    let placeholder = RateLimitConfig::per_second(1)
+        .build()
+        .expect("one call a second is valid");
+    macro_rules! base {
+        ($field:ident, $builtin:expr, $validate:expr) => {{
+            let builtin = $builtin;
+            match &raw.$field {
+                Some(overrides) => resolve(
+                    errors,
+                    concat!("defaults.", stringify!($field)),
+                    &builtin,
+                    overrides,
+                    $validate,
+                )
+                .unwrap_or(builtin),
+                None => builtin,
+            }
+        }};
+    }
+    let rate_is_set = raw
+        .rate_limit
+        .as_ref()
+        .is_some_and(|o| o.fields().any(|(f, _)| f == "rate"));
+    Bases {
+        rate_limit: base!(rate_limit, placeholder, RateLimitConfig::validate),
+        timeout: base!(timeout, TimeoutConfig::default(), TimeoutConfig::validate),
+        retry: base!(retry, RetryConfig::default(), RetryConfig::validate),
+        breaker: base!(breaker, BreakerConfig::default(), BreakerConfig::validate),
+        bulkhead: base!(
+            bulkhead,
+            BulkheadConfig::default(),
+            BulkheadConfig::validate
+        ),
+        attempt_timeout: base!(
+            attempt_timeout,
+            TimeoutConfig::default(),
+            TimeoutConfig::validate
+        ),
+        fallback: base!(
+            fallback,
+            FallbackConfig::default(),
+            FallbackConfig::validate
+        ),
+        rate_is_set,
+    }
+}
+
+fn resolve_profile(
+    errors: &mut ConfigErrors,
+    path: &str,
+    bases: &Bases,
+    raw: &RawSections,
+) -> Option<Profile> {
+    let before = errors.len();
+    unknown_sections(errors, path, raw);
+    macro_rules! layer {
+        ($field:ident, $validate:expr) => {
+            raw.$field.as_ref().and_then(|overrides| {
+                resolve(
+                    errors,
+                    &format!("{path}.{}", stringify!($field)),
+                    &bases.$field,
+                    overrides,
+                    $validate,
+                )
+            })
+        };
+    }
+    if let Some(overrides) = &raw.rate_limit {
+        if !bases.rate_is_set && !overrides.fields().any(|(f, _)| f == "rate") {
+            errors.push(ConfigError::new(
+                format!("{path}.rate_limit.rate"),
+                "is required (here or in defaults.rate_limit)",
+            ));
+        }
+    }
+    let profile = Profile {
+        rate_limit: layer!(rate_limit, RateLimitConfig::validate),
+        timeout: layer!(timeout, TimeoutConfig::validate),
+        retry: layer!(retry, RetryConfig::validate),
+        breaker: layer!(breaker, BreakerConfig::validate),
+        bulkhead: layer!(bulkhead, BulkheadConfig::validate),
+        attempt_timeout: layer!(attempt_timeout, TimeoutConfig::validate),
+        fallback: layer!(fallback, FallbackConfig::validate),
+    };
+    for (section, timeout) in [
+        ("timeout", &profile.timeout),
+        ("attempt_timeout", &profile.attempt_timeout),
+    ] {
+        let Some(timeout) = timeout else { continue };
+        if timeout.status() != 504 {
+            errors.push(ConfigError::new(
+                format!("{path}.{section}.status"),
+                format!(
+                    "is not used here: a timeout of a config-built stack is an error, \
+                     answered 504 by the route's error mapping (got {})",
+                    timeout.status()
+                ),
+            ));
+        }
+        if timeout.propagate().is_some() {
+            errors.push(ConfigError::new(
+                format!("{path}.{section}.propagate"),
+                "is not supported in a config-built stack",
+            ));
+        }
+    }
+    check_layers(
+        errors,
+        path,
+        LayerNames {
+            total: "timeout.timeout",
+            attempt: "attempt_timeout.timeout",
+            window: "breaker.sliding_window.span",
+        },
+        profile.timeout.as_ref().map(TimeoutConfig::timeout),
+        profile.attempt_timeout.as_ref().map(TimeoutConfig::timeout),
+        profile.breaker.as_ref(),
+    );
+    (errors.len() == before).then_some(profile)
+}
+
+fn unknown_sections(errors: &mut ConfigErrors, path: &str, raw: &RawSections) {
+    for key in raw.unknown.keys() {
+        errors.push(ConfigError::new(
+            format!("{path}.{key}"),
+            format!("unknown layer (expected {LAYERS})"),
+        ));
+    }
+}
+
+/// `overrides` laid over `base` with the registry's inheritance
+/// ([`Overrides::apply`]) and validated, every error placed under `path`.
+///
+/// To report every wrong field of a section, not just the first, each field
+/// is also laid over `base` alone: its errors (an unknown field, a value of
+/// the wrong type or out of range) are reported when they are about that
+/// field. Errors that only the fields together make (a minimum above a
+/// maximum) come from the whole.
+fn resolve<C>(
+    errors: &mut ConfigErrors,
+    path: &str,
+    base: &C,
+    overrides: &Overrides,
+    validate: fn(&C) -> Result<(), ConfigError>,
+) -> Option<C>
+where
+    C: Serialize + DeserializeOwned,
+{
+    let before = errors.len();
+    for (field, value) in overrides.fields() {
+        let one = Overrides::new().set(field, value.clone());
+        match one.apply(base) {
+            Err(error) => errors.push(within(error, path)),
+            Ok(config) => {
+                if let Err(error) = validate(&config) {
+                    let blamed = error.field();
+                    if blamed == field || blamed.starts_with(&format!("{field}.")) {
+                        errors.push(within(error, path));
+                    }
+                }
+            }
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    match overrides.apply(base) {
+        Err(error) => {
+            errors.push(within(error, path));
+            None
+        }
+        Ok(config) => match validate(&config) {
+            Ok(()) => Some(config),
+            Err(error) => {
+                errors.push(within(error, path));
+                None
+            }
+        },
+    }
+}
+
+/// The profile name of each route (or upstream) of `section`, every missing
+/// or unknown one reported; `refuse` says why a profile may not be used
+/// there.
+fn bind(
+    errors: &mut ConfigErrors,
+    section: &str,
+    raw: &BTreeMap<String, RawBinding>,
+    profiles: &BTreeMap<String, RawSections>,
+    refuse: impl Fn(&RawSections) -> Option<&'static str>,
+) -> BTreeMap<String, String> {
+    let mut bound = BTreeMap::new();
+    for (name, binding) in raw {
+        let path = format!("{section}.{name}");
+        for key in binding.unknown.keys() {
+            errors.push(ConfigError::new(
+                format!("{path}.{key}"),
+                "unknown field (expected profile)",
+            ));
+        }
+        if name.is_empty() || name.contains('/') {
+            errors.push(ConfigError::new(
+                path.clone(),
+                "a name must be non-empty and without '/' (it names a breaker in URLs)",
+            ));
+        }
+        let Some(profile) = &binding.profile else {
+            errors.push(ConfigError::new(format!("{path}.profile"), "is required"));
+            continue;
+        };
+        match profiles.get(profile) {
+            None => {
+                let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                errors.push(ConfigError::new(
+                    format!("{path}.profile"),
+                    format!(
+                        "no profile named '{profile}' (profiles: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            Some(sections) => match refuse(sections) {
+                Some(why) => errors.push(ConfigError::new(
+                    format!("{path}.profile"),
+                    format!("profile '{profile}' {why}"),
+                )),
+                None => {
+                    bound.insert(name.clone(), profile.clone());
+                }
+            },
+        }
+    }
+    bound
+}
+
+impl Default for FallbackConfig {
+    /// A `503` with an empty body, on every error.
+    fn default() -> Self {
+        Self {
+            status: 503,
+            body: String::new(),
+            content_type: None,
+            on: FallbackOn::Error,
+        }
+    }
+}
+
+impl FallbackConfig {
+    /// A fallback answering `status` with an empty body, on every error.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+
+    /// The same, answering with `body`.
+    #[must_use]
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The same, with a `Content-Type`.
+    #[must_use]
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// The same, answering `on` these failures.
+    #[must_use]
+    pub fn on(mut self, on: FallbackOn) -> Self {
+        self.on = on;
+        self
+    }
+
+    /// The status of the answer.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body of the answer.
+    pub fn get_body(&self) -> &str {
+        &self.body
+    }
+
+    /// The `Content-Type` of the answer, if set.
+    pub fn get_content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// What it answers.
+    pub fn get_on(&self) -> FallbackOn {
+        self.on
+    }
+
+    /// Checks the status (100 to 599) and the content type (a valid
+    /// header value).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("status", self.status, 100, 599)?;
+        if let Some(content_type) = &self.content_type {
+            if http::HeaderValue::from_str(content_type).is_err() {
+                return Err(ConfigError::new(
+                    "content_type",
+                    format!("must be a valid header value, got {content_type:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn fields(errors: &ConfigErrors) -> Vec<&str> {
+        errors.errors().iter().map(ConfigError::field).collect()
+    }
+
+    #[test]
+    fn profiles_inherit_from_defaults() {
+        let file = ConfigFile::from_toml(
+            r#"
+            [defaults.breaker]
+            minimum_calls = 10
+            wait_in_open = "10s"
+            [defaults.timeout]
+            timeout = "3s"
+
+            [profiles.payments.breaker]
+            failure_rate_threshold = 25.0
+            [profiles.payments.timeout]
+
+            [routes.checkout]
+            profile = "payments"
+            "#,
+        )
+        .unwrap();
+        let payments = file.route("checkout").unwrap();
+        let breaker = payments.breaker.as_ref().unwrap();
+        assert_eq!(breaker.failure_rate_threshold(), 25.0);
+        assert_eq!(breaker.minimum_calls(), 10);
+        assert_eq!(breaker.wait_in_open(), Duration::from_secs(10));
+        assert_eq!(
+            payments.timeout.as_ref().unwrap().timeout(),
+            Duration::from_secs(3),
+            "an empty section takes the defaults"
+        );
+        assert!(payments.retry.is_none(), "no section, no layer");
+        assert!(payments.bulkhead.is_none());
+        assert_eq!(
+            file.routes().collect::<Vec<_>>(),
+            [("checkout", "payments")]
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let errors = ConfigFile::from_toml(
+            r#"
+            [defaults.breaker]
+            minimum_calls = "ten"
+
+            [profiles.payments.breaker]
+            failure_rate_threshold = 150.0
+            wait_in_open = "soon"
+            failure_rate = 50.0
+
+            [profiles.payments.retry]
+            max_attempts = 0
+
+            [profiles.payments.breakr]
+
+            [profiles.slow.timeout]
+            timeout = "1s"
+            [profiles.slow.attempt_timeout]
+            timeout = "2s"
+            [profiles.slow.rate_limit]
+            burst = 5
+
+            [routes.checkout]
+            profile = "payments"
+            [routes.search]
+            profile = "fast"
+            [routes.home]
+            profil = "slow"
+
+            [upstreams.checkout]
+            profile = "slow"
+
+            [extra]
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "extra",
+                "defaults.breaker.minimum_calls",
+                "profiles.payments.breakr",
+                "profiles.payments.retry.max_attempts",
+                "profiles.payments.breaker.failure_rate",
+                "profiles.payments.breaker.failure_rate_threshold",
+                "profiles.payments.breaker.wait_in_open",
+                "profiles.slow.rate_limit.rate",
+                "profiles.slow.attempt_timeout.timeout",
+                "routes.checkout.profile",
+                "routes.home.profil",
+                "routes.home.profile",
+                "routes.search.profile",
+                "upstreams.checkout",
+            ],
+            "{errors}"
+        );
+        let text = errors.to_string();
+        assert!(
+            text.contains(
+                "profiles.payments.breaker.failure_rate_threshold: must be in (0, 100], got 150"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("profiles.slow.attempt_timeout.timeout: must not be longer than timeout.timeout (2s > 1s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routes.checkout.profile: profile 'payments' has a retry"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "routes.search.profile: no profile named 'fast' (profiles: payments, slow)"
+            ),
+            "{text}"
+        );
+        assert!(
+            errors
+                .find("profiles.payments.breaker.failure_rate")
+                .unwrap()
+                .message()
+                .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn the_window_rule_is_checked_per_profile() {
+        let errors = ConfigFile::from_toml(
+            r#"
+            [profiles.api.breaker]
+            sliding_window = { type = "time", span = "10s" }
+            [profiles.api.attempt_timeout]
+            timeout = "6s"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "profiles.api.breaker.sliding_window.span: must be at least twice attempt_timeout.timeout (12s), got 10s"
+        );
+    }
+
+    #[test]
+    fn fields_that_are_only_wrong_alone_are_not_blamed() {
+        // minimum_calls 5 over a count window of 3 would be wrong; with the
+        // window of 10 set beside it, the whole is right.
+        let file = ConfigFile::from_toml(
+            r#"
+            [profiles.api.breaker]
+            sliding_window = { type = "count", size = 10 }
+            minimum_calls = 5
+            "#,
+        );
+        assert!(file.is_ok(), "{file:?}");
+        let errors = ConfigFile::from_toml(
+            r#"
+            [profiles.api.breaker]
+            sliding_window = { type = "count", size = 3 }
+            minimum_calls = 5
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(fields(&errors), ["profiles.api.breaker.minimum_calls"]);
+    }
+
+    #[test]
+    fn a_bad_file_is_one_error_with_its_place() {
+        let errors = ConfigFile::from_toml("[profiles.api\nbreaker = 1").unwrap_err();
+        assert_eq!(fields(&errors), ["file"]);
+        assert!(errors.to_string().contains("line 1"), "{errors}");
+    }
+
+    #[test]
+    fn fallbacks_and_rate_limits_from_the_file() {
+        let file = ConfigFile::from_toml(
+            r#"
+            [defaults.rate_limit]
+            rate = 100
+            [profiles.api.rate_limit]
+            burst = 20
+            [profiles.api.fallback]
+            status = 200
+            body = "cached"
+            on = "rejection"
+            [profiles.bad.fallback]
+            status = 42
+            content_type = "text/plain\n"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&file),
+            [
+                "profiles.bad.fallback.content_type",
+                "profiles.bad.fallback.status"
+            ],
+            "{file}"
+        );
+        let file = ConfigFile::from_toml(
+            r#"
+            [defaults.rate_limit]
+            rate = 100
+            [profiles.api.rate_limit]
+            burst = 20
+            [profiles.api.fallback]
+            status = 200
+            body = "cached"
+            on = "rejection"
+            "#,
+        )
+        .unwrap();
+        let api = file.profile("api").unwrap();
+        let limit = api.rate_limit.as_ref().unwrap();
+        assert_eq!((limit.rate(), limit.burst()), (100, 20));
+        let fallback = api.fallback.as_ref().unwrap();
+        assert_eq!(fallback.status(), 200);
+        assert_eq!(fallback.get_body(), "cached");
+        assert_eq!(fallback.get_on(), FallbackOn::Rejection);
+    }
+
+    #[test]
+    fn other_formats_get_the_same_checks() {
+        let json = r#"{
+            "profiles": { "api": { "breaker": { "minimum_calls": 0 }, "retri": {} } },
+            "routes": { "search": { "profile": "web" } }
+        }"#;
+        let errors = ConfigFile::from_deserializer(&mut serde_json::Deserializer::from_str(json))
+            .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "profiles.api.retri",
+                "profiles.api.breaker.minimum_calls",
+                "routes.search.profile"
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn timeout_fields_a_built_stack_would_ignore_are_refused() {
+        let errors = ConfigFile::from_toml(
+            r#"
+            [defaults.timeout]
+            status = 503
+            [profiles.api.timeout]
+            propagate = "grpc"
+            [profiles.web.attempt_timeout]
+            timeout = "1s"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "profiles.api.timeout.status",
+                "profiles.api.timeout.propagate"
+            ],
+            "{errors}"
+        );
+    }
+}

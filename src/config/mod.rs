@@ -1,0 +1,106 @@
+//! Per-route stacks from a config file (feature `config`).
+//!
+//! A TOML file says which layers each route of a server, and each upstream
+//! a client calls, has and how they are set; the code names the routes.
+//!
+//! ```toml
+//! # Field values every profile inherits; a section here adds no layer.
+//! [defaults.breaker]
+//! minimum_calls = 10
+//! wait_in_open = "10s"
+//!
+//! # A profile: the layers it has, each with what differs from `defaults`.
+//! [profiles.payments.breaker]
+//! failure_rate_threshold = 25.0
+//! [profiles.payments.timeout]
+//! timeout = "2s"
+//! [profiles.payments.bulkhead]
+//! max_concurrent_calls = 20
+//!
+//! [profiles.search.rate_limit]
+//! rate = 100
+//! [profiles.search.fallback]
+//! status = 200
+//! body = '{"results": []}'
+//! content_type = "application/json"
+//!
+//! # Routes and upstreams name a profile.
+//! [routes.checkout]
+//! profile = "payments"
+//! [routes.search]
+//! profile = "search"
+//! [upstreams.inventory]
+//! profile = "payments"
+//! ```
+//!
+//! - **Sections** of a profile, in stack order (outermost first):
+//!   `rate_limit`, `timeout` (of the whole call), `retry` (upstreams only),
+//!   `breaker`, `bulkhead`, `attempt_timeout` (inside the breaker),
+//!   `fallback` (outermost of all). Each takes the fields of its layer's
+//!   config ([`RateLimitConfig`](crate::ratelimit::RateLimitConfig),
+//!   [`TimeoutConfig`](crate::timeout::TimeoutConfig),
+//!   [`RetryConfig`](crate::retry::RetryConfig),
+//!   [`BreakerConfig`](crate::breaker::BreakerConfig),
+//!   [`BulkheadConfig`](crate::bulkhead::BulkheadConfig),
+//!   [`FallbackConfig`]); durations are written `"250ms"`, `"1m30s"`.
+//! - **Inheritance**: a profile's section is laid over the same section of
+//!   `defaults`, itself laid over the layer's built-in defaults, field by
+//!   field, with the registry's [`Overrides`](crate::registry::Overrides)
+//!   (a table-valued field such as `sliding_window` is replaced whole).
+//!   A layer is in a profile's stack when the profile has its section (an
+//!   empty one takes the defaults).
+//! - **Formats**: TOML ([`ConfigFile::from_toml`]), or any serde format
+//!   (YAML with `serde_yaml`, JSON) through [`ConfigFile::from_deserializer`].
+//! - **Validation**: [`ConfigFile::from_toml`] reports every error of the
+//!   file at once, each with its path ([`ConfigErrors`]):
+//!   `profiles.payments.breaker.failure_rate_threshold: must be in (0, 100], got 150`;
+//!   unknown fields and sections, missing and unknown profiles, a retry on
+//!   a server route, and the cross-layer rules of the
+//!   [presets](crate::preset) (an attempt timeout longer than the timeout;
+//!   a breaker time window shorter than twice the attempt timeout).
+//! - **Building**: [`Routes`] holds the file and a
+//!   [`Registry`](crate::registry::Registry). [`Routes::route_layer`] is
+//!   the layer of an axum route, [`Routes::upstream_layer`] that of a
+//!   client. Their breaker and bulkhead are the registry's, **named after
+//!   the route or upstream** (`checkout`, `inventory`), so they appear in
+//!   the registry service's `/health/breakers` and `/health/bulkheads`
+//!   under those names, and can be controlled there.
+//! - **Reload**: [`Routes::reload`] validates the new text whole (nothing
+//!   changes if anything is wrong), then applies the breakers' new
+//!   configs through the registry, keeping their windows and state. Rate
+//!   limits, timeouts, retries and fallbacks are fixed when a stack is
+//!   built: a reload lists their changes in [`Reload::not_live`], and they
+//!   apply to stacks built afterwards.
+//!
+//! Rate limiters are made per route by [`Routes::route_layer`] (shared by
+//! every service of that layer), not kept by the registry.
+//!
+//! ```
+//! use portcullis::config::Routes;
+//! use portcullis::registry::Registry;
+//! use axum::{Router, routing::get};
+//!
+//! let routes = Routes::from_toml(r#"
+//!     [profiles.payments.breaker]
+//!     failure_rate_threshold = 25.0
+//!     [profiles.payments.timeout]
+//!     timeout = "2s"
+//!     [routes.checkout]
+//!     profile = "payments"
+//! "#, Registry::new()).unwrap();
+//!
+//! let app: Router = Router::new()
+//!     .route("/checkout", get(|| async { "paid" }))
+//!     .route_layer(routes.route_layer("checkout").unwrap())
+//!     .with_state(());
+//! assert_eq!(routes.registry().breaker("checkout").config().failure_rate_threshold(), 25.0);
+//! # let _ = app;
+//! ```
+
+mod file;
+mod routes;
+
+pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile};
+pub use routes::{Reload, RouteLayer, Routes, UnknownRoute, UpstreamLayer, X_PORTCULLIS_FALLBACK};
+
+pub use crate::error::ConfigErrors;

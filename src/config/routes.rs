@@ -1,0 +1,639 @@
+//! Stacks built from a config file, through the registry, with reload.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use portcullis_core::{BoxError, ConfigError, HttpClassifier};
+use tower::layer::layer_fn;
+use tower::util::{BoxCloneSyncService, BoxCloneSyncServiceLayer};
+use tower::{Layer, Service, ServiceExt};
+
+use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile};
+use crate::breaker::CircuitBreakerLayer;
+use crate::bulkhead::BulkheadLayer;
+use crate::error::ConfigErrors;
+use crate::fallback::{Failure, FallbackLayer, OnFailure, OnRejection};
+use crate::http::ErrorMappingLayer;
+use crate::ratelimit::{RateLimitLayer, RateLimiter};
+use crate::registry::{Overrides, Registry};
+use crate::retry::{ReplayBody, RetryConfig, RetryLayer};
+use crate::timeout::TimeoutLayer;
+
+/// `x-portcullis-fallback: true`, on every answer of a configured fallback.
+pub const X_PORTCULLIS_FALLBACK: HeaderName = HeaderName::from_static("x-portcullis-fallback");
+
+/// The layer for an axum route built from a profile: boxed, with
+/// `Error = Infallible`.
+pub type RouteLayer<S, ReqB, ResB> =
+    BoxCloneSyncServiceLayer<S, Request<ReqB>, Response<ResB>, Infallible>;
+
+/// The layer for a client built from a profile: boxed, failing with a
+/// `BoxError`; its inner service receives `Request<ReplayBody<B>>`.
+pub type UpstreamLayer<S, B, ResB> =
+    BoxCloneSyncServiceLayer<S, Request<B>, Response<ResB>, BoxError>;
+
+type Boxed<Req, Res> = BoxCloneSyncService<Req, Res, BoxError>;
+
+/// The live stacks of a config file: builds the layer of each route and
+/// upstream, with its breaker and bulkhead from the [`Registry`], and
+/// applies a reloaded file to them.
+///
+/// A clone is another handle to the same stacks.
+#[derive(Clone)]
+pub struct Routes {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: Registry,
+    config: Mutex<ConfigFile>,
+}
+
+/// What a [reload](Routes::reload) changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reload {
+    /// Live breakers reconfigured (keeping their window and state).
+    pub breakers: usize,
+    /// The layers whose change applies only to stacks built after the
+    /// reload (`routes.search.timeout`, say): rate limits, timeouts,
+    /// retries and fallbacks are fixed when a stack is built.
+    pub not_live: Vec<String>,
+}
+
+/// No route or upstream of that name is in the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownRoute {
+    name: String,
+}
+
+impl Routes {
+    /// The stacks of `config`, with breakers and bulkheads from
+    /// `registry`: their configs are set in the registry under the route's
+    /// (or upstream's) name.
+    pub fn new(config: ConfigFile, registry: Registry) -> Result<Self, ConfigErrors> {
+        apply(&registry, &config)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                registry,
+                config: Mutex::new(config),
+            }),
+        })
+    }
+
+    /// [`Routes::new`] of a TOML text.
+    pub fn from_toml(text: &str, registry: Registry) -> Result<Self, ConfigErrors> {
+        Self::new(ConfigFile::from_toml(text)?, registry)
+    }
+
+    /// The registry the breakers and bulkheads live in.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> ConfigFile {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConfigFile> {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The layer of the route named `route`, for an axum route (or any HTTP
+    /// server service), outermost first: error mapping → fallback → rate
+    /// limit → timeout → circuit breaker → bulkhead → attempt timeout,
+    /// each present when its section is in the route's profile.
+    ///
+    /// The breaker and bulkhead are the registry's, named `route`: they
+    /// are served at `/health/breakers` and `/health/bulkheads` under that
+    /// name, and a reload reconfigures them. The breaker judges with
+    /// [`HttpClassifier`] (the handler's 5xx are failures). The rate
+    /// limiter is made here, once: every service this layer makes shares
+    /// it. Errors become responses ([`ErrorMappingLayer`]), so the layer's
+    /// services have `Error = Infallible`.
+    ///
+    /// The stack is boxed, a layer at a time (one allocation per layer and
+    /// call), since which layers it has is known only at run time. For a
+    /// stack fixed in code, use [`preset`](crate::preset) or
+    /// [`ServiceBuilderExt`](crate::ServiceBuilderExt): they are not boxed.
+    pub fn route_layer<S, ReqB, ResB>(
+        &self,
+        route: &str,
+    ) -> Result<RouteLayer<S, ReqB, ResB>, UnknownRoute>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        ReqB: Send + 'static,
+        ResB: From<Bytes> + Default + Send + 'static,
+    {
+        let profile = self
+            .lock()
+            .route(route)
+            .cloned()
+            .ok_or_else(|| UnknownRoute {
+                name: route.to_owned(),
+            })?;
+        let parts = Parts::new(&self.shared.registry, route, &profile);
+        Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
+            let service: Boxed<Request<ReqB>, Response<ResB>> =
+                BoxCloneSyncService::new(inner.map_err(Into::into));
+            let service = parts.inner(service);
+            let service = parts.outer(service);
+            BoxCloneSyncService::new(ErrorMappingLayer::new().layer(service))
+        })))
+    }
+
+    /// The layer of the upstream named `upstream`, for an HTTP client,
+    /// outermost first: fallback → rate limit → timeout → retry → circuit
+    /// breaker → bulkhead → attempt timeout, each present when its section
+    /// is in the upstream's profile.
+    ///
+    /// The retry is [`RetryLayer::http`]'s; the inner service receives
+    /// `Request<ReplayBody<B>>` whether the profile retries or not (without
+    /// a retry section, the call has one attempt). Errors are not mapped:
+    /// the layer fails with the rejections as they are. Breakers, bulkheads
+    /// and boxing as for [`route_layer`](Self::route_layer).
+    pub fn upstream_layer<S, B, ResB>(
+        &self,
+        upstream: &str,
+    ) -> Result<UpstreamLayer<S, B, ResB>, UnknownRoute>
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        ResB: From<Bytes> + Send + 'static,
+    {
+        let profile = self
+            .lock()
+            .upstream(upstream)
+            .cloned()
+            .ok_or_else(|| UnknownRoute {
+                name: upstream.to_owned(),
+            })?;
+        let parts = Parts::new(&self.shared.registry, upstream, &profile);
+        let retry = profile.retry.clone().unwrap_or_else(|| {
+            RetryConfig::builder()
+                .max_attempts(1)
+                .build()
+                .expect("one attempt is valid")
+        });
+        let retry = RetryLayer::http(upstream, retry).expect("validated when loaded");
+        Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
+            let service: Boxed<Request<ReplayBody<B>>, Response<ResB>> =
+                BoxCloneSyncService::new(inner.map_err(Into::into));
+            let service = parts.inner(service);
+            let service: Boxed<Request<B>, Response<ResB>> =
+                BoxCloneSyncService::new(retry.layer(service));
+            parts.outer(service)
+        })))
+    }
+
+    /// Reads `text` as the new config file and applies it: all of it is
+    /// validated first, and nothing changes if anything is wrong (every
+    /// error is reported).
+    ///
+    /// What changes live, keeping state: the breakers' configs (their
+    /// window, state and half-open permits are kept; a new window shape
+    /// cannot be applied to a live breaker and is an error). A live
+    /// bulkhead cannot be reconfigured (an error, as in the registry).
+    /// What applies only to stacks built afterwards, listed in
+    /// [`Reload::not_live`]: rate limits, timeouts, retries and fallbacks,
+    /// a layer added to or removed from a profile, and a route removed from
+    /// the file (its built stack keeps working as it was). A route added by
+    /// the reload can be built with [`route_layer`](Self::route_layer)
+    /// afterwards.
+    pub fn reload(&self, text: &str) -> Result<Reload, ConfigErrors> {
+        self.reload_config(ConfigFile::from_toml(text)?)
+    }
+
+    /// [`reload`](Self::reload) of a parsed file.
+    pub fn reload_config(&self, config: ConfigFile) -> Result<Reload, ConfigErrors> {
+        let mut current = self.lock();
+        let breakers = apply(&self.shared.registry, &config)?;
+        let mut not_live = Vec::new();
+        for (section, old_names, new_names) in [
+            ("routes", &current.routes, &config.routes),
+            ("upstreams", &current.upstreams, &config.upstreams),
+        ] {
+            for name in old_names.keys() {
+                let old = current.profiles.get(&old_names[name]);
+                let new = new_names.get(name).and_then(|p| config.profiles.get(p));
+                let (Some(old), Some(new)) = (old, new) else {
+                    if new_names.get(name).is_none() {
+                        not_live.push(format!("{section}.{name}"));
+                    }
+                    continue;
+                };
+                for (layer, changed) in [
+                    ("rate_limit", old.rate_limit != new.rate_limit),
+                    ("timeout", old.timeout != new.timeout),
+                    ("retry", old.retry != new.retry),
+                    ("breaker", old.breaker.is_some() != new.breaker.is_some()),
+                    ("bulkhead", old.bulkhead.is_some() != new.bulkhead.is_some()),
+                    (
+                        "attempt_timeout",
+                        old.attempt_timeout != new.attempt_timeout,
+                    ),
+                    ("fallback", old.fallback != new.fallback),
+                ] {
+                    if changed {
+                        not_live.push(format!("{section}.{name}.{layer}"));
+                    }
+                }
+            }
+        }
+        *current = config;
+        Ok(Reload { breakers, not_live })
+    }
+}
+
+/// Checks that the registry's live breakers and bulkheads can take the
+/// configs of `config`, then sets them, under the route's or upstream's
+/// name. All or nothing as far as the checks go.
+fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors> {
+    let mut errors = ConfigErrors::new();
+    for (name, path, profile) in config.bound() {
+        if let (Some(new), Some(live)) = (&profile.breaker, registry.find_breaker(name, None)) {
+            if live.config().sliding_window() != new.sliding_window() {
+                errors.push(ConfigError::new(
+                    format!("{path}.breaker.sliding_window"),
+                    format!("cannot change on the live breaker '{name}', which keeps its window"),
+                ));
+            }
+        }
+        if let (Some(new), Some(live)) = (&profile.bulkhead, registry.find_bulkhead(name, None)) {
+            if live.config() != new {
+                errors.push(ConfigError::new(
+                    format!("{path}.bulkhead"),
+                    format!("cannot change on the live bulkhead '{name}'"),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut changed = 0;
+    for (name, path, profile) in config.bound() {
+        if let Some(breaker) = &profile.breaker {
+            let overrides = Overrides::from_config(breaker).map_err(|e| e.within(&path))?;
+            changed += registry
+                .update_breaker_config(name, overrides)
+                .map_err(|e| ConfigError::new(format!("{path}.breaker"), e.to_string()))?;
+        }
+        if let Some(bulkhead) = &profile.bulkhead {
+            let overrides = Overrides::from_config(bulkhead).map_err(|e| e.within(&path))?;
+            registry
+                .update_bulkhead_config(name, overrides)
+                .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
+        }
+    }
+    Ok(changed)
+}
+
+/// The layers of one profile, made once per route: every service shares
+/// them.
+#[derive(Clone)]
+struct Parts {
+    name: String,
+    registry: Registry,
+    profile: Profile,
+    limiter: Option<RateLimiter>,
+}
+
+impl Parts {
+    fn new(registry: &Registry, name: &str, profile: &Profile) -> Self {
+        // Rate limiters are per route for now, made here; once the registry
+        // keeps them, they come from it by name like breakers.
+        let limiter = profile
+            .rate_limit
+            .clone()
+            .map(|config| RateLimiter::from_config(name, config).expect("validated when loaded"));
+        Self {
+            name: name.to_owned(),
+            registry: registry.clone(),
+            profile: profile.clone(),
+            limiter,
+        }
+    }
+
+    /// Breaker → bulkhead → attempt timeout, around `service`.
+    fn inner<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
+    where
+        Req: Send + 'static,
+        ResB: Send + 'static,
+    {
+        let mut service = service;
+        if let Some(attempt) = &self.profile.attempt_timeout {
+            service = BoxCloneSyncService::new(TimeoutLayer::new(attempt.timeout()).layer(service));
+        }
+        if self.profile.bulkhead.is_some() {
+            let bulkhead = self.registry.bulkhead(&self.name);
+            service = BoxCloneSyncService::new(BulkheadLayer::new(bulkhead).layer(service));
+        }
+        if self.profile.breaker.is_some() {
+            let breaker = self.registry.breaker(&self.name);
+            service = BoxCloneSyncService::new(
+                CircuitBreakerLayer::new(breaker)
+                    .classifier(HttpClassifier)
+                    .layer(service),
+            );
+        }
+        service
+    }
+
+    /// Fallback → rate limit → timeout, around `service`.
+    fn outer<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
+    where
+        Req: Send + 'static,
+        ResB: From<Bytes> + Send + 'static,
+    {
+        let mut service = service;
+        if let Some(timeout) = &self.profile.timeout {
+            service = BoxCloneSyncService::new(TimeoutLayer::new(timeout.timeout()).layer(service));
+        }
+        if let Some(limiter) = &self.limiter {
+            service = BoxCloneSyncService::new(RateLimitLayer::new(limiter.clone()).layer(service));
+        }
+        if let Some(fallback) = &self.profile.fallback {
+            let answer = answer::<ResB>(fallback);
+            service = match fallback.get_on() {
+                FallbackOn::Rejection => BoxCloneSyncService::new(
+                    FallbackLayer::from_error(answer)
+                        .on(OnRejection::all())
+                        .layer(service),
+                ),
+                FallbackOn::Failure => BoxCloneSyncService::new(
+                    FallbackLayer::from_error(answer)
+                        .on(OnFailure::with_classifier(HttpClassifier))
+                        .layer(service)
+                        .map_err(BoxError::from),
+                ),
+                _ => BoxCloneSyncService::new(
+                    FallbackLayer::from_error(answer)
+                        .layer(service)
+                        .map_err(BoxError::from),
+                ),
+            };
+        }
+        service
+    }
+}
+
+/// The answer of a configured fallback.
+fn answer<ResB: From<Bytes>>(
+    config: &FallbackConfig,
+) -> impl Fn(Failure<Response<ResB>>) -> Response<ResB> + Clone + Send + Sync + 'static {
+    let status = StatusCode::from_u16(config.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = Bytes::from(config.get_body().to_owned());
+    let content_type = config
+        .get_content_type()
+        .and_then(|value| HeaderValue::from_str(value).ok());
+    move |_failure| {
+        let mut response = Response::new(ResB::from(body.clone()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(X_PORTCULLIS_FALLBACK, HeaderValue::from_static("true"));
+        if let Some(content_type) = &content_type {
+            headers.insert(http::header::CONTENT_TYPE, content_type.clone());
+        }
+        response
+    }
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.lock();
+        f.debug_struct("Routes")
+            .field("routes", &config.routes)
+            .field("upstreams", &config.upstreams)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnknownRoute {
+    /// The name asked for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no route or upstream named '{}' in the config",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for UnknownRoute {}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::breaker::State;
+
+    const FILE: &str = r#"
+        [profiles.payments.breaker]
+        sliding_window = { type = "count", size = 10 }
+        minimum_calls = 4
+        failure_rate_threshold = 100.0
+        wait_in_open = "1m"
+
+        [routes.checkout]
+        profile = "payments"
+    "#;
+
+    /// A route whose handler answers `status`, behind the layer of `route`.
+    fn route(
+        routes: &Routes,
+        route: &str,
+        status: u16,
+    ) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {
+        let handler = service_fn(move |_: Request<Body>| async move {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(response)
+        });
+        BoxCloneSyncService::new(routes.route_layer(route).unwrap().layer(handler))
+    }
+
+    async fn send(service: &BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>) -> u16 {
+        let response = service
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_breaker_window() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let failing = route(&routes, "checkout", 500);
+        let breaker = routes.registry().find_breaker("checkout", None).unwrap();
+        for _ in 0..3 {
+            assert_eq!(send(&failing).await, 500);
+        }
+        assert_eq!(breaker.state(), State::Closed, "3 calls, 4 needed");
+
+        let reload = routes
+            .reload(&FILE.replace(
+                "failure_rate_threshold = 100.0",
+                "failure_rate_threshold = 75.0",
+            ))
+            .unwrap();
+        assert_eq!(reload.breakers, 1);
+        assert!(reload.not_live.is_empty(), "{reload:?}");
+        assert_eq!(breaker.config().failure_rate_threshold(), 75.0);
+        assert_eq!(breaker.state(), State::Closed);
+
+        // The three failures are still in the window: one more opens it.
+        assert_eq!(send(&failing).await, 500);
+        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(send(&failing).await, 503, "rejected by the breaker");
+    }
+
+    #[tokio::test]
+    async fn a_bad_reload_changes_nothing() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let _stack = route(&routes, "checkout", 200);
+        let errors = routes
+            .reload(&FILE.replace("minimum_calls = 4", "minimum_calls = 40"))
+            .unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "profiles.payments.breaker.minimum_calls: must not exceed sliding_window.size (10), got 40"
+        );
+        let errors = routes
+            .reload(&FILE.replace("size = 10", "size = 20"))
+            .unwrap_err();
+        assert_eq!(
+            errors.errors()[0].field(),
+            "profiles.payments.breaker.sliding_window"
+        );
+        let breaker = routes.registry().breaker("checkout");
+        assert_eq!(breaker.config().minimum_calls(), 4);
+        assert_eq!(
+            breaker.config().sliding_window(),
+            crate::breaker::SlidingWindow::Count { size: 10 }
+        );
+    }
+
+    #[tokio::test]
+    async fn what_cannot_change_live_is_listed() {
+        let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
+        let with_timeout = format!("{FILE}\n[profiles.payments.timeout]\ntimeout = \"1s\"\n");
+        let reload = routes.reload(&with_timeout).unwrap();
+        assert_eq!(reload.breakers, 0);
+        assert_eq!(reload.not_live, ["routes.checkout.timeout"]);
+        assert!(routes.config().route("checkout").unwrap().timeout.is_some());
+        assert_eq!(
+            routes.route_layer::<tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>, Body, Body>("nowhere").unwrap_err().to_string(),
+            "no route or upstream named 'nowhere' in the config"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fallback_answers_for_a_rejection() {
+        let routes = Routes::from_toml(
+            r#"
+            [profiles.cached.bulkhead]
+            max_concurrent_calls = 1
+            [profiles.cached.fallback]
+            status = 200
+            body = "cached"
+            content_type = "text/plain"
+            on = "rejection"
+            [routes.catalog]
+            profile = "cached"
+            "#,
+            Registry::new(),
+        )
+        .unwrap();
+        let service = route(&routes, "catalog", 500);
+        assert_eq!(send(&service).await, 500, "not a rejection: passed on");
+        let bulkhead = routes.registry().find_bulkhead("catalog", None).unwrap();
+        let _held = bulkhead.try_acquire().unwrap();
+        let response = service
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[X_PORTCULLIS_FALLBACK], "true");
+        assert_eq!(response.headers()["content-type"], "text/plain");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_retries_and_records_each_attempt() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        let routes = Routes::from_toml(
+            r#"
+            [profiles.api.retry]
+            max_attempts = 3
+            backoff = { type = "constant", delay = "100ms" }
+            jitter = { type = "none" }
+            [profiles.api.breaker]
+            [profiles.api.attempt_timeout]
+            timeout = "1s"
+            [profiles.once.breaker]
+            [upstreams.inventory]
+            profile = "api"
+            [upstreams.billing]
+            profile = "once"
+            "#,
+            Registry::new(),
+        )
+        .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        // Answers 503 twice, then 200.
+        let client = service_fn(move |_: Request<ReplayBody<Body>>| {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut response = Response::new(Body::empty());
+                if call < 2 {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let layer = routes.upstream_layer("inventory").unwrap();
+        let service = layer.layer(client.clone());
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let snapshot = routes.registry().breaker("inventory").snapshot();
+        assert_eq!(snapshot.buffered_calls, 3, "each attempt is recorded");
+        assert_eq!(snapshot.failed_calls, 2);
+
+        // Without a retry section, one attempt.
+        calls.store(0, Ordering::SeqCst);
+        let once = routes.upstream_layer("billing").unwrap().layer(client);
+        let response = once.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

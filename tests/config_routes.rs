@@ -1,0 +1,161 @@
+//! Per-route stacks from a config file, in an axum app served over
+//! loopback: each route behaves as its profile says, its breaker is served
+//! by the registry under the route's name, and a reload takes effect on the
+//! live breaker.
+#![cfg(not(loom))]
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use portcullis::breaker::State;
+use portcullis::config::Routes;
+use portcullis::registry::{Registry, RegistryService};
+use portcullis_testing as client;
+use tokio::net::TcpListener;
+
+const CONFIG: &str = r#"
+    [defaults.breaker]
+    sliding_window = { type = "count", size = 3 }
+    minimum_calls = 3
+    wait_in_open = "30s"
+
+    [profiles.fragile.breaker]
+    failure_rate_threshold = 100.0
+
+    [profiles.steady.breaker]
+    [profiles.steady.bulkhead]
+    max_concurrent_calls = 8
+
+    [profiles.quick.timeout]
+    timeout = "50ms"
+
+    [profiles.metered.rate_limit]
+    rate = 2
+    period = "1h"
+    burst = 2
+
+    [routes.pay]
+    profile = "fragile"
+    [routes.stock]
+    profile = "steady"
+    [routes.slow]
+    profile = "quick"
+    [routes.search]
+    profile = "metered"
+"#;
+
+#[tokio::test]
+async fn routes_behave_as_their_profiles_say() {
+    let routes = Routes::from_toml(CONFIG, Registry::new()).unwrap();
+    let admin = RegistryService::new(routes.registry().clone());
+    let app = Router::new()
+        .route(
+            "/pay",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR })
+                .route_layer(routes.route_layer("pay").unwrap()),
+        )
+        .route(
+            "/stock",
+            get(|| async { "in stock" }).route_layer(routes.route_layer("stock").unwrap()),
+        )
+        .route(
+            "/slow",
+            get(std::future::pending::<&'static str>)
+                .route_layer(routes.route_layer("slow").unwrap()),
+        )
+        .route(
+            "/search",
+            get(|| async { "found" }).route_layer(routes.route_layer("search").unwrap()),
+        )
+        .nest_service("/admin", admin)
+        .with_state(());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The fragile route's breaker opens after its 3 configured failures.
+    for _ in 0..3 {
+        assert_eq!(client::get(addr, "/pay").await.status, 500);
+    }
+    let rejected = client::get(addr, "/pay").await;
+    assert_eq!(rejected.status, 503);
+    assert_eq!(rejected.header("retry-after"), Some("30"));
+    assert_eq!(rejected.header("x-portcullis-error"), Some("breaker-open"));
+
+    // The other routes are unaffected.
+    let stock = client::get(addr, "/stock").await;
+    assert_eq!((stock.status, stock.body.as_str()), (200, "in stock"));
+    assert_eq!(
+        routes
+            .registry()
+            .find_breaker("stock", None)
+            .unwrap()
+            .state(),
+        State::Closed
+    );
+
+    // The quick route times out.
+    let slow = client::get(addr, "/slow").await;
+    assert_eq!(slow.status, 504);
+    assert_eq!(slow.header("x-portcullis-error"), Some("timeout"));
+
+    // The metered route allows its burst of 2, then answers 429.
+    assert_eq!(client::get(addr, "/search").await.status, 200);
+    assert_eq!(client::get(addr, "/search").await.status, 200);
+    let limited = client::get(addr, "/search").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+
+    // The registry serves the breakers under the route names.
+    let pay = client::get(addr, "/admin/health/breakers/pay").await;
+    assert_eq!(pay.status, 200);
+    assert!(pay.body.contains(r#""state":"OPEN""#), "{}", pay.body);
+    let all = client::get(addr, "/admin/health/breakers").await;
+    for name in [r#""name":"pay""#, r#""name":"stock""#] {
+        assert!(all.body.contains(name), "{}", all.body);
+    }
+    let bulkheads = client::get(addr, "/admin/health/bulkheads").await;
+    assert!(
+        bulkheads.body.contains(r#""name":"stock""#),
+        "{}",
+        bulkheads.body
+    );
+
+    // A reload lowers the threshold of /stock's breaker: the live breaker
+    // takes it and stays closed (it has seen only successes), and the
+    // /pay breaker stays open: its state is kept.
+    let reloaded = CONFIG.replace(
+        "[profiles.steady.breaker]",
+        "[profiles.steady.breaker]\nfailure_rate_threshold = 30.0",
+    );
+    let reload = routes.reload(&reloaded).unwrap();
+    assert_eq!(reload.breakers, 1);
+    let stock = routes.registry().find_breaker("stock", None).unwrap();
+    assert_eq!(stock.config().failure_rate_threshold(), 30.0);
+    assert_eq!(stock.state(), State::Closed);
+    assert_eq!(client::get(addr, "/pay").await.status, 503);
+
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_config_with_errors_reports_them_all() {
+    let errors = Routes::from_toml(
+        &CONFIG
+            .replace("rate = 2", "rate = 0")
+            .replace("timeout = \"50ms\"", "timeout = \"0s\"")
+            .replace("profile = \"steady\"", "profile = \"stable\""),
+        Registry::new(),
+    )
+    .unwrap_err();
+    let fields: Vec<_> = errors.errors().iter().map(|e| e.field()).collect();
+    assert_eq!(
+        fields,
+        [
+            "profiles.metered.rate_limit.rate",
+            "profiles.quick.timeout.timeout",
+            "routes.stock.profile"
+        ],
+        "{errors}"
+    );
+}
