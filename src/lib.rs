@@ -97,6 +97,6 @@ pub use portcullis_ratelimit as ratelimit;
 pub use portcullis_registry as registry;
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "breaker", feature = "http"))]
+#[cfg(all(doctest, feature = "full"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
