@@ -51,7 +51,7 @@
 //! let request = http::Request::get("http://10.0.0.7:8080/health").body(()).unwrap();
 //! client.oneshot(request).await.unwrap();
 //! let breakers = registry.breakers();
-//! assert_eq!(breakers[0].name, "upstream");
+//! assert_eq!(breakers[0].snapshot.name, "upstream");
 //! assert_eq!(breakers[0].key.as_deref(), Some("10.0.0.7:8080".to_owned()));
 //! # }
 //! ```
