@@ -24,29 +24,34 @@ use hyper_util::rt::TokioExecutor;
 use portcullis::ServiceBuilderExt;
 use portcullis::breaker::{Breaker, BreakerSnapshot, CircuitBreakerLayer};
 use portcullis::core::{BoxError, HttpClassifier};
-use portcullis::retry::{ConstantBackoff, NoJitter, ReplayBody, RetryConfig, RetryLayer, RetryMetrics};
+use portcullis::retry::{
+    ConstantBackoff, NoJitter, ReplayBody, RetryConfig, RetryLayer, RetryMetrics,
+};
 use tower::{ServiceBuilder, ServiceExt};
 
 const ORDER: &str = r#"{"sku": 42, "quantity": 3}"#;
 
 /// What happened, for `main` to print and the tests to check.
 #[derive(Debug)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// The final status and body the client got.
-    pub answer: (u16, String),
+    pub(crate) answer: (u16, String),
     /// The bodies the server received, one per attempt, and its answers.
-    pub attempts: Vec<(String, u16)>,
+    pub(crate) attempts: Vec<(String, u16)>,
     /// The breaker's figures after the call.
-    pub breaker: BreakerSnapshot,
+    pub(crate) breaker: BreakerSnapshot,
     /// The retry's counters after the call.
-    pub retry: RetryMetrics,
+    pub(crate) retry: RetryMetrics,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     let summary = run().await?;
     for (n, (body, status)) in summary.attempts.iter().enumerate() {
-        println!("attempt {}: the server got {body} and answered {status}", n + 1);
+        println!(
+            "attempt {}: the server got {body} and answered {status}",
+            n + 1
+        );
     }
     println!("the client got {} {}", summary.answer.0, summary.answer.1);
     println!(
@@ -61,7 +66,7 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// Serves the flaky endpoint and posts one order to it.
-pub async fn run() -> Result<Summary, BoxError> {
+pub(crate) async fn run() -> Result<Summary, BoxError> {
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let addr = serve(attempts.clone()).await?;
 
@@ -104,7 +109,7 @@ pub async fn run() -> Result<Summary, BoxError> {
 }
 
 /// Three attempts, the same body each time, and the breaker saw them all.
-pub fn check(summary: &Summary) -> Result<(), BoxError> {
+pub(crate) fn check(summary: &Summary) -> Result<(), BoxError> {
     let statuses: Vec<u16> = summary.attempts.iter().map(|(_, s)| *s).collect();
     let replayed = summary.attempts.iter().all(|(body, _)| body == ORDER);
     if summary.answer.0 != 201

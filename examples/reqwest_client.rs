@@ -27,17 +27,17 @@ use tower::{ServiceBuilder, ServiceExt};
 
 /// What happened, for `main` to print and the tests to check.
 #[derive(Debug, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Calls that got a 200 from the healthy host.
-    pub healthy_ok: u64,
+    pub(crate) healthy_ok: u64,
     /// Calls that got a 500 from the failing host.
-    pub failing_errors: u64,
+    pub(crate) failing_errors: u64,
     /// Calls to the failing host refused by its open breaker.
-    pub failing_rejected: u64,
+    pub(crate) failing_rejected: u64,
     /// Requests each server received: healthy, failing.
-    pub received: (u64, u64),
+    pub(crate) received: (u64, u64),
     /// The breakers' keys and states, as the registry lists them.
-    pub breakers: Vec<(String, State)>,
+    pub(crate) breakers: Vec<(String, State)>,
 }
 
 const ROUNDS: usize = 8;
@@ -60,7 +60,7 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// Serves both hosts and sends [`ROUNDS`] calls to each.
-pub async fn run() -> Result<Summary, BoxError> {
+pub(crate) async fn run() -> Result<Summary, BoxError> {
     let healthy_hits = Arc::new(AtomicU64::new(0));
     let failing_hits = Arc::new(AtomicU64::new(0));
     let healthy = serve(healthy_hits.clone(), StatusCode::OK).await?;
@@ -128,13 +128,15 @@ pub async fn run() -> Result<Summary, BoxError> {
         .map(|b| (b.key.unwrap_or_default(), b.snapshot.state))
         .collect();
     // Sorted by key: the ports decide which host comes first.
-    summary.breakers.sort_by_key(|(key, _)| *key != healthy.to_string());
+    summary
+        .breakers
+        .sort_by_key(|(key, _)| *key != healthy.to_string());
     Ok(summary)
 }
 
 /// The breakers did their job: the failing host's opened after four
 /// calls, the healthy host's stayed closed.
-pub fn check(summary: &Summary) -> Result<(), BoxError> {
+pub(crate) fn check(summary: &Summary) -> Result<(), BoxError> {
     let expected_states = [State::Closed, State::Open];
     let states: Vec<State> = summary.breakers.iter().map(|(_, s)| *s).collect();
     if summary.healthy_ok != ROUNDS as u64

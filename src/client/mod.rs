@@ -85,9 +85,18 @@ mod tests {
 
     #[test]
     fn keys_are_authorities_without_user_information() {
-        assert_eq!(key("http://127.0.0.1:8080/a?b"), Some("127.0.0.1:8080".to_owned()));
-        assert_eq!(key("https://api.example.com/"), Some("api.example.com".to_owned()));
-        assert_eq!(key("http://user:secret@db:5432/"), Some("db:5432".to_owned()));
+        assert_eq!(
+            key("http://127.0.0.1:8080/a?b"),
+            Some("127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(
+            key("https://api.example.com/"),
+            Some("api.example.com".to_owned())
+        );
+        assert_eq!(
+            key("http://user:secret@db:5432/"),
+            Some("db:5432".to_owned())
+        );
         assert_eq!(key("http://[::1]:9000/"), Some("[::1]:9000".to_owned()));
         assert_eq!(key("/relative"), None);
     }

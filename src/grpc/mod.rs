@@ -134,14 +134,21 @@ fn status_of(error: &(dyn Error + 'static)) -> Status {
             Status::new(upstream_code(error), error.to_string())
         }
         _ => {
-            let message = find_rejection(error).map_or_else(|| error.to_string(), |r| r.to_string());
+            let message =
+                find_rejection(error).map_or_else(|| error.to_string(), |r| r.to_string());
             Status::new(kind.grpc_code(), message)
         }
     };
     let metadata = status.metadata_mut();
-    metadata.insert(X_PORTCULLIS_ERROR, MetadataValue::from_static(kind.as_str()));
+    metadata.insert(
+        X_PORTCULLIS_ERROR,
+        MetadataValue::from_static(kind.as_str()),
+    );
     if let Some(wait) = kind.retry_after() {
-        metadata.insert(GRPC_RETRY_PUSHBACK_MS, MetadataValue::from(ceil_millis(wait)));
+        metadata.insert(
+            GRPC_RETRY_PUSHBACK_MS,
+            MetadataValue::from(ceil_millis(wait)),
+        );
     }
     tracing::debug!(%error, kind = kind.as_str(), code = ?status.code(), "error mapped to a status");
     status
