@@ -58,9 +58,17 @@ async fn the_failing_host_opens_its_breaker_and_the_other_stays_closed() {
         .layer(upstreams(calls.clone()));
 
     for _ in 0..2 {
-        let response = client.clone().oneshot(get("http://bad:81/x")).await.unwrap();
+        let response = client
+            .clone()
+            .oneshot(get("http://bad:81/x"))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 500);
-        let response = client.clone().oneshot(get("http://good:80/x")).await.unwrap();
+        let response = client
+            .clone()
+            .oneshot(get("http://good:80/x"))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
@@ -75,7 +83,11 @@ async fn the_failing_host_opens_its_breaker_and_the_other_stays_closed() {
     assert_eq!(open.name(), "upstream");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     // `good:80` still flows.
-    let response = client.clone().oneshot(get("http://good:80/y")).await.unwrap();
+    let response = client
+        .clone()
+        .oneshot(get("http://good:80/y"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 
@@ -136,7 +148,8 @@ async fn user_information_is_not_part_of_the_key() {
 #[tokio::test]
 async fn a_relative_uri_is_a_typed_error_and_is_not_sent() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let client = PerAuthorityLayer::new(Registry::new(), "upstream").layer(upstreams(calls.clone()));
+    let client =
+        PerAuthorityLayer::new(Registry::new(), "upstream").layer(upstreams(calls.clone()));
     let error = client.oneshot(get("/no-host")).await.unwrap_err();
     assert!(error.is::<NoAuthority>(), "{error}");
     assert_eq!(

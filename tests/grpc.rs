@@ -123,10 +123,9 @@ fn retries_exhausted_take_the_last_errors_code_or_unavailable() {
 
 #[test]
 fn connection_errors_are_unavailable_and_others_unknown() {
-    let refused: BoxError = Wrapped(
-        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into(),
-    )
-    .into();
+    let refused: BoxError =
+        Wrapped(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into())
+            .into();
     assert_eq!(to_status(&refused).code(), Code::Unavailable);
     let connect: BoxError = tonic::ConnectError("no route".into()).into();
     assert_eq!(to_status(&connect).code(), Code::Unavailable);
