@@ -194,7 +194,7 @@ pub(crate) fn check(summary: &Summary) -> Result<(), BoxError> {
         || summary.timeout != Some((Code::DeadlineExceeded, "timeout".to_owned()))
         || summary.breaker != [unavailable.clone(), unavailable.clone(), unavailable, open]
         || summary.breaker_reached != 3
-        || !summary.pushback_ms.is_some_and(|ms| ms > 0)
+        || summary.pushback_ms.unwrap_or(0) == 0
     {
         return Err(format!("unexpected outcome: {summary:?}").into());
     }

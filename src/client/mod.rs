@@ -48,11 +48,11 @@
 //!     Ok::<_, BoxError>(http::Response::new(()))
 //! }));
 //!
-//! let request = http::Request::get("http://10.0.0.7:8080/health").body(()).unwrap();
+//! let request = http::Request::get("http://inventory:8080/health").body(()).unwrap();
 //! client.oneshot(request).await.unwrap();
 //! let breakers = registry.breakers();
 //! assert_eq!(breakers[0].snapshot.name, "upstream");
-//! assert_eq!(breakers[0].key.as_deref(), Some("10.0.0.7:8080".to_owned()));
+//! assert_eq!(breakers[0].key.as_deref(), Some("inventory:8080"));
 //! # }
 //! ```
 
