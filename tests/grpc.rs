@@ -1,6 +1,6 @@
-//! Every Portcullis error as its `tonic::Status`: the mapping rules, the
-//! layer, and a tonic server whose stack answers its rejections as
-//! statuses over loopback.
+//! Every Portcullis error as its `tonic::Status`: the mapping rules and
+//! the layer. (A real tonic server and client with these stacks, over
+//! loopback: the `tonic` example, run by `tests/examples.rs`.)
 #![cfg(not(loom))]
 #![cfg(feature = "grpc")]
 
