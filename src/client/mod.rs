@@ -27,7 +27,8 @@
 //!
 //! Each call looks its breaker (and bulkhead) up in the registry: a read
 //! lock and no allocation once the key exists; the key is a slice of the
-//! request's URI. The layer adds no lock or cache of its own, so a breaker
+//! request's URI. A call to a known host allocates nothing in this layer,
+//! the breaker's or the bulkhead's (an allocation-counting test checks it). The layer adds no lock or cache of its own, so a breaker
 //! the registry evicted or removed is never kept alive here. The readied
 //! inner service goes with the call and a clone takes its place (as with
 //! any tower service that hands its inner service to a future), which for
