@@ -96,7 +96,7 @@ pub(crate) async fn run() -> Result<Summary, BoxError> {
     let mut summary = Summary::default();
     for round in 1..=ROUNDS {
         for (host, addr) in [("healthy", healthy), ("failing", failing)] {
-            let request = http::Request::get(format!("http://{addr}/work")).body(String::new())?;
+            let request = http::Request::get(format!("http://{addr}/stock")).body(String::new())?;
             match client.clone().oneshot(request).await {
                 Ok(response) => {
                     let status = response.status();
@@ -155,10 +155,10 @@ pub(crate) fn check(summary: &Summary) -> Result<(), BoxError> {
 async fn serve(hits: Arc<AtomicU64>, status: StatusCode) -> Result<SocketAddr, BoxError> {
     let app: Router = Router::new()
         .route(
-            "/work",
+            "/stock",
             get(move || {
                 hits.fetch_add(1, Ordering::SeqCst);
-                async move { (status, "work") }
+                async move { (status, "in stock") }
             }),
         )
         .with_state(());
