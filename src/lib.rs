@@ -16,7 +16,8 @@
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
 //! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
-//! | `grpc`    | | gRPC classifier (`grpc-status`), gRPC retry policy |
+//! | `registry` + `http` | [`client`] | keyed client stacks: one breaker (and bulkhead) per upstream authority, from the registry ([`client::PerAuthorityLayer`]) |
+//! | `grpc`    | [`grpc`] | every Portcullis error as its `tonic::Status` ([`grpc::StatusMappingLayer`], [`grpc::to_status`]), with `grpc-retry-pushback-ms`; the gRPC classifier (`grpc-status`) and retry policy |
 //! | `metrics` | | the registry publishes its figures to the `metrics` crate |
 //! | `preset`  | [`preset`] | the standard HTTP client, server route and gRPC client stacks, with documented defaults, checked across layers |
 //! | `config`  | [`config`] | per-route stacks from a TOML file: defaults, profiles, routes and upstreams, every error with its path, built through the registry, reloaded live |
@@ -51,9 +52,13 @@
 //! [`ErrorKind`] says what an error means without HTTP.
 
 mod builder;
+#[cfg(all(feature = "registry", feature = "http"))]
+pub mod client;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "preset")]

@@ -1,0 +1,104 @@
+//! Keyed client stacks: one circuit breaker (and, if asked, one bulkhead)
+//! per upstream authority, made on first use (features `registry` and
+//! `http`).
+//!
+//! A client that calls many hosts through one breaker opens it for all of
+//! them when one is down. [`PerAuthorityLayer`] keys the breaker by the
+//! request URI's authority (`host:port`): each upstream gets its own
+//! breaker from [`Registry::breaker_for`](crate::registry::Registry::breaker_for),
+//! named after the layer and keyed by the authority, so that the registry
+//! serves, watches and controls it (`GET /health/breakers` lists each one
+//! with its key). With [`with_bulkheads`](PerAuthorityLayer::with_bulkheads)
+//! each upstream also gets its own bulkhead from
+//! [`Registry::bulkhead_for`](crate::registry::Registry::bulkhead_for),
+//! inside the breaker.
+//!
+//! The key is the authority as the URI writes it, without any user
+//! information (`user:secret@` never reaches the registry):
+//! `api.example.com:8443`, or `api.example.com` when the URI has no port.
+//! A request without an authority (a relative URI) fails with
+//! [`NoAuthority`]. When the registry has no room for another key
+//! ([`max_keys`](crate::registry::RegistryBuilder::max_keys), and none can
+//! be evicted) the call fails with the registry's
+//! [`KeyLimitReached`](crate::registry::KeyLimitReached): a typed error,
+//! not a panic, and the inner service is not called.
+//!
+//! # Cost
+//!
+//! Each call looks its breaker (and bulkhead) up in the registry: a read
+//! lock and no allocation once the key exists; the key is a slice of the
+//! request's URI. A call to a known host allocates nothing in this layer,
+//! the breaker's or the bulkhead's (an allocation-counting test checks it). The layer adds no lock or cache of its own, so a breaker
+//! the registry evicted or removed is never kept alive here. The readied
+//! inner service goes with the call and a clone takes its place (as with
+//! any tower service that hands its inner service to a future), which for
+//! HTTP clients (hyper-util's, reqwest's, a tonic `Channel`) is a few
+//! reference counts.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use portcullis::client::PerAuthorityLayer;
+//! use portcullis::core::{BoxError, HttpClassifier};
+//! use portcullis::registry::Registry;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let registry = Registry::new();
+//! let layer = PerAuthorityLayer::new(registry.clone(), "upstream").classifier(HttpClassifier);
+//! let client = layer.layer(service_fn(|_: http::Request<()>| async {
+//!     Ok::<_, BoxError>(http::Response::new(()))
+//! }));
+//!
+//! let request = http::Request::get("http://inventory:8080/health").body(()).unwrap();
+//! client.oneshot(request).await.unwrap();
+//! let breakers = registry.breakers();
+//! assert_eq!(breakers[0].snapshot.name, "upstream");
+//! assert_eq!(breakers[0].key.as_deref(), Some("inventory:8080"));
+//! # }
+//! ```
+
+mod error;
+pub mod future;
+mod layer;
+
+pub use error::NoAuthority;
+pub use layer::{PerAuthority, PerAuthorityLayer};
+
+/// The registry key of a request to `uri`: its authority without user
+/// information, if it has one.
+fn authority_key(uri: &http::Uri) -> Option<&str> {
+    let authority = uri.authority()?.as_str();
+    let key = match authority.rsplit_once('@') {
+        Some((_, host)) => host,
+        None => authority,
+    };
+    Some(key).filter(|key| !key.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(uri: &str) -> Option<String> {
+        let uri: http::Uri = uri.parse().unwrap();
+        authority_key(&uri).map(str::to_owned)
+    }
+
+    #[test]
+    fn keys_are_authorities_without_user_information() {
+        assert_eq!(
+            key("http://127.0.0.1:8080/a?b"),
+            Some("127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(
+            key("https://api.example.com/"),
+            Some("api.example.com".to_owned())
+        );
+        assert_eq!(
+            key("http://user:secret@db:5432/"),
+            Some("db:5432".to_owned())
+        );
+        assert_eq!(key("http://[::1]:9000/"), Some("[::1]:9000".to_owned()));
+        assert_eq!(key("/relative"), None);
+    }
+}

@@ -1,0 +1,44 @@
+//! The client examples, run to completion: each serves its upstreams on
+//! loopback and checks what its client saw (the same check that makes the
+//! example exit with an error).
+#![cfg(not(loom))]
+#![cfg(all(
+    feature = "registry",
+    feature = "http",
+    feature = "grpc",
+    feature = "retry",
+    feature = "timeout"
+))]
+
+#[allow(dead_code)]
+#[path = "../examples/reqwest_client.rs"]
+mod reqwest_client;
+
+#[allow(dead_code)]
+#[path = "../examples/hyper_client.rs"]
+mod hyper_client;
+
+#[allow(dead_code)]
+#[path = "../examples/tonic.rs"]
+mod tonic_example;
+
+#[tokio::test]
+async fn reqwest_client_opens_only_the_failing_hosts_breaker() {
+    let summary = reqwest_client::run().await.unwrap();
+    reqwest_client::check(&summary).unwrap();
+    assert_eq!(summary.received.1, 4, "the failing host was spared");
+}
+
+#[tokio::test]
+async fn hyper_client_replays_the_post_body() {
+    let summary = hyper_client::run().await.unwrap();
+    hyper_client::check(&summary).unwrap();
+    assert_eq!(summary.attempts.len(), 3);
+}
+
+#[tokio::test]
+async fn tonic_stacks_answer_with_statuses() {
+    let summary = tonic_example::run().await.unwrap();
+    tonic_example::check(&summary).unwrap();
+    assert_eq!(summary.breaker_reached, 3);
+}
