@@ -75,8 +75,8 @@ async fn forward(mut stream: EventStream, source: Source, hub: Hub, interval: Du
         tokio::select! {
             biased;
             event = stream.recv() => match event {
-                Ok(BreakerEvent::Rejected { retry_after, .. }) => {
-                    rejected.count += 1;
+                Ok(BreakerEvent::Rejected { retry_after, count, .. }) => {
+                    rejected.count += count;
                     rejected.retry_after = retry_after;
                     if interval.is_zero() {
                         rejected.flush(&hub, &source);
