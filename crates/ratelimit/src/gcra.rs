@@ -67,6 +67,21 @@ impl Gcra {
         }
     }
 
+    /// A limit from its two numbers, as [`Self::interval`] and
+    /// [`Self::tolerance`] give them.
+    #[inline]
+    pub(crate) fn from_parts(interval: u64, tolerance: u64) -> Self {
+        Self {
+            interval: interval.max(1),
+            tolerance,
+        }
+    }
+
+    /// The tolerance `tau`.
+    pub(crate) fn tolerance(&self) -> u64 {
+        self.tolerance
+    }
+
     /// The emission interval `T`.
     pub(crate) fn interval(&self) -> u64 {
         self.interval
