@@ -360,9 +360,18 @@ impl Breaker {
         }
     }
 
-    /// Sends the pending rejections as one event, if there are any.
-    fn report_rejections(&self) {
+    /// Sends the rejections counted since the last report now, as one
+    /// [`BreakerEvent::Rejected`], if there are any and anybody listens.
+    ///
+    /// Rejections are reported at most once per 10 ms, so the last ones of
+    /// a burst wait for the next report or the next other event; a
+    /// subscriber that wants them by a deadline of its own (the registry,
+    /// once per report interval) calls this.
+    pub fn report_rejections(&self) {
         let shared = &*self.shared;
+        if !shared.events.wanted() {
+            return;
+        }
         let count = shared.rejections.pending.swap(0, Ordering::Relaxed);
         if count > 0 {
             let retry_after = shared.rejections.retry_after.load(Ordering::Relaxed);
