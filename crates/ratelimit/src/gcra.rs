@@ -131,6 +131,28 @@ impl Cell {
         }
     }
 
+    /// Keeps the debt of calls across a change of the emission interval
+    /// from `from` to `to`: the lead of `tat` over `now` is scaled by
+    /// `to / from`, rounded up.
+    pub(crate) fn rescale(&self, now: u64, from: u64, to: u64) {
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let debt = tat.saturating_sub(now);
+            if debt == 0 {
+                return;
+            }
+            let scaled = (u128::from(debt) * u128::from(to)).div_ceil(u128::from(from.max(1)));
+            let next = now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX));
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
     /// Decides a call at `now` and, if it is admitted, records it.
     ///
     /// The `tat` is the whole state and publishes no other memory, so

@@ -164,14 +164,17 @@ impl RateLimiter {
     }
 
     /// Changes the limit of this live limiter, keeping its state: the
-    /// calls already admitted still count against the new limit, from the
-    /// next call on. `max_keys` means nothing to a single limiter and is
-    /// only kept.
+    /// calls it admitted still count against the new limit, from the next
+    /// call on. `max_keys` means nothing to a single limiter and is only
+    /// kept.
     ///
-    /// What is kept is the limiter's *theoretical arrival time*, the moment
-    /// its whole burst is back: a limiter that had spent its burst has
-    /// spent it under the new limit too, and earns calls back at the new
-    /// rate. An invalid `config` changes nothing.
+    /// The state is the *theoretical arrival time*, the moment the whole
+    /// burst is back. Its lead over now is a debt of calls, and the debt is
+    /// kept in calls: at a new rate it is rescaled (rounded up), so that a
+    /// limiter that had spent four calls has spent four calls of the new
+    /// limit too, and earns them back at the new rate. A call that races
+    /// the change is decided by the old limit or the new one. An invalid
+    /// `config` changes nothing.
     ///
     /// ```
     /// use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
@@ -184,11 +187,20 @@ impl RateLimiter {
     /// limiter.reconfigure(RateLimitConfig::per_second(2).burst(3).build().unwrap()).unwrap();
     /// assert_eq!(limiter.remaining(), 1);
     /// assert_eq!(limiter.config().burst(), 3);
+    /// // A slower rate: still two calls spent, of a burst of three.
+    /// limiter.reconfigure(RateLimitConfig::per_minute(1).burst(3).build().unwrap()).unwrap();
+    /// assert_eq!(limiter.remaining(), 1);
     /// # }
     /// ```
     pub fn reconfigure(&self, config: RateLimitConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        self.shared.common.reconfigure(config);
+        let common = &self.shared.common;
+        let from = common.gcra().interval();
+        common.reconfigure(config);
+        let to = common.gcra().interval();
+        if from != to {
+            self.shared.cell.rescale(common.now(), from, to);
+        }
         Ok(())
     }
 
