@@ -584,7 +584,13 @@ async fn a_flood_of_rejections_is_reported_in_batches_before_the_next_transition
         .collect();
     assert_eq!(counts, [1, 1_000, 499], "batched, none lost: {seen:?}");
     assert!(
-        matches!(seen.last(), Some(BreakerEvent::Transition { to: State::Closed, .. })),
+        matches!(
+            seen.last(),
+            Some(BreakerEvent::Transition {
+                to: State::Closed,
+                ..
+            })
+        ),
         "the pending rejections went out before the transition: {seen:?}"
     );
     assert_eq!(seen.len(), 5, "forced open, three reports, closed");

@@ -284,7 +284,9 @@ where
         let keyed = match key {
             Some(key) => self.acquire_key(key, now, common.max_wait()),
             None => Keyed::Decided(
-                shared.keyless.acquire(&common.gcra(), now, common.max_wait()),
+                shared
+                    .keyless
+                    .acquire(&common.gcra(), now, common.max_wait()),
                 None,
             ),
         };

@@ -238,7 +238,9 @@ impl RateLimiter {
     /// How many calls would be admitted now, one after the other.
     pub fn remaining(&self) -> u64 {
         let common = &self.shared.common;
-        common.gcra().available(self.shared.cell.tat(), common.now())
+        common
+            .gcra()
+            .available(self.shared.cell.tat(), common.now())
     }
 
     /// The limiter's figures now.
@@ -259,7 +261,10 @@ impl RateLimiter {
                     at: common.instant(now + wait),
                     tat,
                     refund: Refund::new(move || {
-                        limiter.shared.cell.refund(&limiter.shared.common.gcra(), tat);
+                        limiter
+                            .shared
+                            .cell
+                            .refund(&limiter.shared.common.gcra(), tat);
                     }),
                 }
             }

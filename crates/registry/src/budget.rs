@@ -88,8 +88,7 @@ mod tests {
         assert_eq!(budget.available(), 2, "the deposits were kept");
         budget.deposit();
         assert_eq!(budget.available(), 3, "and the new ratio counts");
-        let error =
-            Kind::check_update(&budget, &BudgetConfig::new(1.0, 0, ttl * 2)).unwrap_err();
+        let error = Kind::check_update(&budget, &BudgetConfig::new(1.0, 0, ttl * 2)).unwrap_err();
         assert_eq!(error.field(), "ttl");
         tokio::time::advance(ttl * 2).await;
         assert!(budget.evictable(), "nothing counts after the window");

@@ -310,7 +310,9 @@ impl Registry {
     /// the same per call.
     pub fn rate_limiter(&self, name: &str) -> RateLimiter {
         self.shared.hub.start_pending();
-        self.shared.rate_limiters.get_or_create(name, &self.shared.hub)
+        self.shared
+            .rate_limiters
+            .get_or_create(name, &self.shared.hub)
     }
 
     /// The rate limiter named `name` for `key` (a client, a tenant), made
@@ -340,13 +342,17 @@ impl Registry {
     /// the registry serves it. Config updates do not touch it.
     pub fn register_rate_limiter(&self, limiter: RateLimiter) -> Result<(), AlreadyRegistered> {
         self.shared.hub.start_pending();
-        self.shared.rate_limiters.register(limiter, &self.shared.hub)
+        self.shared
+            .rate_limiters
+            .register(limiter, &self.shared.hub)
     }
 
     /// Removes the rate limiter named `name` (with `key`) and returns it.
     /// Its handles keep working, but the registry forgets it.
     pub fn remove_rate_limiter(&self, name: &str, key: Option<&str>) -> Option<RateLimiter> {
-        self.shared.rate_limiters.remove(name, key, &self.shared.hub)
+        self.shared
+            .rate_limiters
+            .remove(name, key, &self.shared.hub)
     }
 
     /// The config a rate limiter named `name` is (or would be) made with.

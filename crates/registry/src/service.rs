@@ -208,9 +208,7 @@ impl RegistryService {
                 &json!({"ratelimiters": inner.registry.rate_limiters()}),
             ),
             ["health", "ratelimiters", name] if get => inner.one_rate_limiter(name, None),
-            ["health", "ratelimiters", name, key] if get => {
-                inner.one_rate_limiter(name, Some(key))
-            }
+            ["health", "ratelimiters", name, key] if get => inner.one_rate_limiter(name, Some(key)),
             ["health", "budgets"] if get => json_response(
                 StatusCode::OK,
                 &json!({"budgets": inner.registry.budgets()}),
@@ -231,8 +229,15 @@ impl RegistryService {
             ),
             []
             | ["health"]
-            | ["health", "live" | "ready" | "breakers" | "bulkheads" | "ratelimiters" | "budgets"]
-            | ["health", "breakers" | "bulkheads" | "ratelimiters" | "budgets", ..]
+            | [
+                "health",
+                "live" | "ready" | "breakers" | "bulkheads" | "ratelimiters" | "budgets",
+            ]
+            | [
+                "health",
+                "breakers" | "bulkheads" | "ratelimiters" | "budgets",
+                ..,
+            ]
             | ["metrics"]
             | ["events"]
             | ["events", "recent"]

@@ -249,7 +249,10 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
 
     let all_rows = elements(&dom, "tr");
     let rows_with = |flag: &str| -> Vec<&HashMap<String, String>> {
-        all_rows.iter().filter(|row| row.contains_key(flag)).collect()
+        all_rows
+            .iter()
+            .filter(|row| row.contains_key(flag))
+            .collect()
     };
     let rows = rows_with("data-full");
     let row_of = |name: &str| {

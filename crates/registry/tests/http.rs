@@ -669,7 +669,10 @@ fn limited_registry() -> Registry {
                 .set("period", "1h")
                 .set("burst", 2),
         )
-        .rate_limiter_config("clients", Overrides::new().set("rate", 5).set("period", "1h"))
+        .rate_limiter_config(
+            "clients",
+            Overrides::new().set("rate", 5).set("period", "1h"),
+        )
         .budget_config(
             "db",
             Overrides::new()

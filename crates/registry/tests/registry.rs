@@ -382,10 +382,7 @@ async fn rate_limiters_and_budgets_inherit_from_their_defaults() {
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_update_keeps_the_limiters_state() {
     let registry = Registry::builder()
-        .rate_limiter_config(
-            "api",
-            Overrides::new().set("rate", 10).set("burst", 4),
-        )
+        .rate_limiter_config("api", Overrides::new().set("rate", 10).set("burst", 4))
         .build()
         .unwrap();
     let api = registry.rate_limiter("api");
@@ -467,13 +464,20 @@ async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
     assert_eq!(changed, 1);
     assert_eq!(db.available(), 2, "the balance is kept");
     db.deposit();
-    assert_eq!(db.available(), 3, "the new ratio counts from the next deposit");
+    assert_eq!(
+        db.available(),
+        3,
+        "the new ratio counts from the next deposit"
+    );
 
     let error = registry
         .update_budget_config("db", Overrides::new().set("ttl", "20s"))
         .unwrap_err();
     assert_eq!(error.field(), "budgets.db.ttl");
-    assert!(error.message().contains("cannot change on a live budget"), "{error}");
+    assert!(
+        error.message().contains("cannot change on a live budget"),
+        "{error}"
+    );
     assert_eq!(db.config().ttl(), Duration::from_secs(10), "unchanged");
     assert_eq!(db.config().ratio(), 1.0, "unchanged");
 
@@ -482,14 +486,20 @@ async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
     registry
         .update_budget_config("db", Overrides::new().set("ttl", "20s"))
         .unwrap();
-    assert_eq!(registry.budget("db").config().ttl(), Duration::from_secs(20));
+    assert_eq!(
+        registry.budget("db").config().ttl(),
+        Duration::from_secs(20)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
     let registry = Registry::builder()
         .max_keys(2)
-        .rate_limiter_config("per-client", Overrides::new().set("rate", 1).set("burst", 1))
+        .rate_limiter_config(
+            "per-client",
+            Overrides::new().set("rate", 1).set("burst", 1),
+        )
         .build()
         .unwrap();
     let a = registry.rate_limiter_for("per-client", "a").unwrap();
@@ -502,8 +512,16 @@ async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
     tokio::time::advance(Duration::from_secs(1)).await;
     // Both have it back: the least recently used one makes room.
     registry.rate_limiter_for("per-client", "c").unwrap();
-    assert!(registry.find_rate_limiter("per-client", Some("a")).is_none());
-    assert!(registry.find_rate_limiter("per-client", Some("b")).is_some());
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some("a"))
+            .is_none()
+    );
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some("b"))
+            .is_some()
+    );
     let same = registry.rate_limiter_for("per-client", "b").unwrap();
     assert!(same.try_acquire().is_ok());
     assert!(b.try_acquire().is_err(), "one limiter for every caller");

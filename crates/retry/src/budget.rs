@@ -177,7 +177,11 @@ impl RetryBudget {
 
     /// Its configuration.
     pub fn config(&self) -> BudgetConfig {
-        *self.shared.config.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Changes the ratio and the floor of this live budget, keeping its
