@@ -281,6 +281,10 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         dom.contains(">100 / 100<"),
         "the default limit's burst, all available:\n{dom}"
     );
+    assert!(
+        dom.contains("api: rate limiter added"),
+        "the log says the kind:\n{dom}"
+    );
     let budgets = rows_with("data-spent");
     assert_eq!(budgets.len(), 1, "one budget:\n{dom}");
     assert_eq!(budgets[0]["data-name"], "orders");
