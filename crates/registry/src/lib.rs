@@ -110,6 +110,11 @@
 //!   `min_per_second`, but not a new `ttl` (its window): that update is
 //!   refused, naming `budgets.<name>.ttl`, until the budget is removed.
 //!
+//! Rate limiters and budgets send no events of their own: the feed says
+//! when one is added, removed or changed, and their rejections and
+//! refusals are counted in their figures (`rejected`, `refused`) rather
+//! than announced one by one.
+//!
 //! A rate limiter or budget from the registry is the very handle its crate
 //! makes: it costs the same per call as one made directly (no lock, no
 //! allocation, no lookup).
