@@ -6,6 +6,15 @@
 //! many), it never slows a call down. With no subscriber no event value is
 //! even built: the hot path checks one counter.
 //!
+//! Rejections are counted, not sent one by one: a subscriber gets one
+//! [`BreakerEvent::Rejected`] with the count at most every 10 ms (the first
+//! rejection after a quiet spell at once), and the ones still pending
+//! before the next other event, or when it asks with
+//! [`Breaker::report_rejections`]. The buffer of 256 events is then taken
+//! by transitions, not by a flood of rejected calls.
+//!
+//! [`Breaker::report_rejections`]: crate::Breaker::report_rejections
+//!
 //! [`Breaker::subscribe`]: crate::Breaker::subscribe
 
 use std::fmt;
