@@ -595,3 +595,27 @@ async fn a_flood_of_rejections_is_reported_in_batches_before_the_next_transition
     );
     assert_eq!(seen.len(), 5, "forced open, three reports, closed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn pending_rejections_are_reported_on_request() {
+    let b = breaker(BreakerConfig::builder());
+    b.force_open();
+    let mut events = b.subscribe();
+    for _ in 0..3 {
+        assert!(b.try_acquire().is_err());
+    }
+    let first = events.try_recv().expect("the first at once").unwrap();
+    assert!(
+        matches!(first, BreakerEvent::Rejected { count: 1, .. }),
+        "{first:?}"
+    );
+    assert!(events.try_recv().is_none(), "the other two wait");
+    b.report_rejections();
+    let rest = events.try_recv().expect("reported on request").unwrap();
+    assert!(
+        matches!(rest, BreakerEvent::Rejected { count: 2, .. }),
+        "{rest:?}"
+    );
+    b.report_rejections();
+    assert!(events.try_recv().is_none(), "nothing twice");
+}
