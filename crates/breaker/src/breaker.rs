@@ -1,6 +1,7 @@
 //! The shared handle that owns a breaker's state.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -97,7 +98,29 @@ struct Shared {
     core: Core,
     epoch: Instant,
     events: Events,
+    /// Rejections not reported yet, and when the last report was sent.
+    rejections: Rejections,
 }
+
+/// Rejections are reported in batches: one [`BreakerEvent::Rejected`] per
+/// [`REJECTION_REPORT_MICROS`] at most, carrying the count, so that a flood
+/// of rejected calls cannot fill the event channel and push the transitions
+/// out of a subscriber's reach.
+#[derive(Debug, Default)]
+struct Rejections {
+    /// Rejected calls since the last report.
+    pending: AtomicU64,
+    /// The `retry_after` of the last of them, in microseconds; `NO_WAIT`
+    /// when unknown.
+    retry_after: AtomicU64,
+    /// When the last report was sent, in microseconds since the epoch,
+    /// plus one (0: never).
+    sent_at: AtomicU64,
+}
+
+/// The shortest span between two rejection reports: 10 ms.
+const REJECTION_REPORT_MICROS: u64 = 10_000;
+const NO_WAIT: u64 = u64::MAX;
 
 impl Breaker {
     /// A breaker named `name` with the default configuration.
@@ -123,6 +146,7 @@ impl Breaker {
                 core,
                 epoch: Instant::now(),
                 events: Events::new(crate::event::CAPACITY),
+                rejections: Rejections::default(),
             }),
         }
     }
@@ -211,14 +235,11 @@ impl Breaker {
                     .slow_call_duration()
                     .map(|_| Instant::now()),
             }),
-            Err(retry_after) => {
-                let retry_after = retry_after.map(Duration::from_micros);
+            Err(retry_micros) => {
+                let retry_after = retry_micros.map(Duration::from_micros);
                 tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
                 if shared.events.wanted() {
-                    shared.events.send(BreakerEvent::Rejected {
-                        name: shared.name.clone(),
-                        retry_after,
-                    });
+                    self.count_rejection(retry_micros);
                 }
                 Err(BreakerOpen::new(shared.name.clone(), retry_after))
             }
@@ -316,6 +337,52 @@ impl Breaker {
         micros(Instant::now().saturating_duration_since(self.shared.epoch))
     }
 
+    /// Counts a rejection, and reports the pending ones unless a report
+    /// went out less than [`REJECTION_REPORT_MICROS`] ago. The ones left
+    /// pending go with the next report, or before the next other event.
+    fn count_rejection(&self, retry_after: Option<u64>) {
+        let rejections = &self.shared.rejections;
+        rejections.pending.fetch_add(1, Ordering::Relaxed);
+        rejections
+            .retry_after
+            .store(retry_after.unwrap_or(NO_WAIT), Ordering::Relaxed);
+        let now = self.now().saturating_add(1);
+        let sent_at = rejections.sent_at.load(Ordering::Relaxed);
+        if sent_at != 0 && now < sent_at.saturating_add(REJECTION_REPORT_MICROS) {
+            return;
+        }
+        if rejections
+            .sent_at
+            .compare_exchange(sent_at, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.report_rejections();
+        }
+    }
+
+    /// Sends the rejections counted since the last report now, as one
+    /// [`BreakerEvent::Rejected`], if there are any and anybody listens.
+    ///
+    /// Rejections are reported at most once per 10 ms, so the last ones of
+    /// a burst wait for the next report or the next other event; a
+    /// subscriber that wants them by a deadline of its own (the registry,
+    /// once per report interval) calls this.
+    pub fn report_rejections(&self) {
+        let shared = &*self.shared;
+        if !shared.events.wanted() {
+            return;
+        }
+        let count = shared.rejections.pending.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            let retry_after = shared.rejections.retry_after.load(Ordering::Relaxed);
+            shared.events.send(BreakerEvent::Rejected {
+                name: shared.name.clone(),
+                retry_after: (retry_after != NO_WAIT).then(|| Duration::from_micros(retry_after)),
+                count,
+            });
+        }
+    }
+
     fn emit(&self, signal: Signal) {
         let shared = &*self.shared;
         let event = match signal {
@@ -343,6 +410,8 @@ impl Breaker {
             }
         };
         if shared.events.wanted() {
+            // Rejections that came first are reported first.
+            self.report_rejections();
             shared.events.send(event);
         }
     }

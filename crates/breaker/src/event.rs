@@ -6,6 +6,15 @@
 //! many), it never slows a call down. With no subscriber no event value is
 //! even built: the hot path checks one counter.
 //!
+//! Rejections are counted, not sent one by one: a subscriber gets one
+//! [`BreakerEvent::Rejected`] with the count at most every 10 ms (the first
+//! rejection after a quiet spell at once), and the ones still pending
+//! before the next other event, or when it asks with
+//! [`Breaker::report_rejections`]. The buffer of 256 events is then taken
+//! by transitions, not by a flood of rejected calls.
+//!
+//! [`Breaker::report_rejections`]: crate::Breaker::report_rejections
+//!
 //! [`Breaker::subscribe`]: crate::Breaker::subscribe
 
 use std::fmt;
@@ -93,12 +102,21 @@ pub enum BreakerEvent {
         /// Why.
         reason: TransitionReason,
     },
-    /// A call was rejected.
+    /// Calls were rejected: `count` of them since the previous report.
+    ///
+    /// Rejections are reported in batches, at most one report per 10 ms
+    /// (the first rejection after a quiet spell at once); the rejections
+    /// still pending are reported before the next other event, so that
+    /// the order of events holds. A flood of rejected calls thus costs a
+    /// subscriber at most a hundred events a second, and cannot push the
+    /// transitions out of its buffer.
     Rejected {
         /// The breaker's name.
         name: Arc<str>,
-        /// When a probe may pass, if known.
+        /// When a probe may pass, if known, as of the last of these calls.
         retry_after: Option<Duration>,
+        /// How many calls were rejected (at least 1).
+        count: u64,
     },
     /// A threshold was reached. In `Closed` the breaker opens at the same
     /// moment; in `MetricsOnly` this is reported once per episode (until the

@@ -80,7 +80,10 @@
 //!   allow is an [`IllegalTransition`].
 //! - **Events**: transitions with their [`TransitionReason`], rejections and
 //!   threshold crossings go to `tracing` and to [`Breaker::subscribe`]rs; no
-//!   event is built when nobody subscribes.
+//!   event is built when nobody subscribes. Rejections reach subscribers in
+//!   batches (one [`BreakerEvent::Rejected`] with a count, at most every
+//!   10 ms, and before the next other event), so that a flood of rejected
+//!   calls cannot push the transitions out of a subscriber's buffer.
 //!
 //! # Shared or per route
 //!

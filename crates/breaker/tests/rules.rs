@@ -555,3 +555,67 @@ async fn reconfigure_keeps_the_window_and_refuses_a_new_window_shape() {
         "failure_rate_threshold"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_rejections_is_reported_in_batches_before_the_next_transition() {
+    let b = breaker(BreakerConfig::builder().wait_in_open(Duration::from_secs(1)));
+    let mut events = b.subscribe();
+    b.force_open();
+    // A thousand rejections within one report span: the first is reported
+    // at once, the rest wait for the next report.
+    for _ in 0..1_000 {
+        assert!(b.try_acquire().is_err());
+    }
+    time::advance(Duration::from_millis(10)).await;
+    for _ in 0..500 {
+        assert!(b.try_acquire().is_err());
+    }
+    b.close();
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push(event.expect("nothing lost"));
+    }
+    let counts: Vec<u64> = seen
+        .iter()
+        .filter_map(|event| match event {
+            BreakerEvent::Rejected { count, .. } => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, [1, 1_000, 499], "batched, none lost: {seen:?}");
+    assert!(
+        matches!(
+            seen.last(),
+            Some(BreakerEvent::Transition {
+                to: State::Closed,
+                ..
+            })
+        ),
+        "the pending rejections went out before the transition: {seen:?}"
+    );
+    assert_eq!(seen.len(), 5, "forced open, three reports, closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_rejections_are_reported_on_request() {
+    let b = breaker(BreakerConfig::builder());
+    b.force_open();
+    let mut events = b.subscribe();
+    for _ in 0..3 {
+        assert!(b.try_acquire().is_err());
+    }
+    let first = events.try_recv().expect("the first at once").unwrap();
+    assert!(
+        matches!(first, BreakerEvent::Rejected { count: 1, .. }),
+        "{first:?}"
+    );
+    assert!(events.try_recv().is_none(), "the other two wait");
+    b.report_rejections();
+    let rest = events.try_recv().expect("reported on request").unwrap();
+    assert!(
+        matches!(rest, BreakerEvent::Rejected { count: 2, .. }),
+        "{rest:?}"
+    );
+    b.report_rejections();
+    assert!(events.try_recv().is_none(), "nothing twice");
+}

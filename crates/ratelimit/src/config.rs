@@ -80,6 +80,27 @@ fn default_max_keys() -> usize {
     100_000
 }
 
+impl Default for RateLimitConfig {
+    /// 100 calls per second with a burst of 100, no waiting, at most
+    /// 100,000 keys.
+    ///
+    /// A builder asks for its rate, and a config read on its own must give
+    /// one; this default is for what inherits from a default, such as the
+    /// named rate limiters of a registry that sets no rate of its own. It is
+    /// in the spirit of Resilience4j's default (50 calls per refresh
+    /// period, one call waiting at most), at a rate that a service notices
+    /// only under real load.
+    fn default() -> Self {
+        Self {
+            rate: 100,
+            period: one_second(),
+            burst: None,
+            max_wait: None,
+            max_keys: default_max_keys(),
+        }
+    }
+}
+
 impl RateLimitConfig {
     /// A builder with no rate yet, a period of one second, a burst equal to
     /// the rate, no waiting, and at most 100,000 keys.
@@ -290,6 +311,15 @@ mod tests {
             error_of(RateLimitConfig::per_second(1).max_keys(0)),
             "max_keys: must be in [1, 100000000], got 0"
         );
+    }
+
+    #[test]
+    fn the_default_is_valid_and_documented() {
+        let config = RateLimitConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config, RateLimitConfig::per_second(100).build().unwrap());
+        assert_eq!(config.burst(), 100);
+        assert_eq!(config.max_wait(), None);
     }
 
     #[test]

@@ -67,6 +67,21 @@ impl Gcra {
         }
     }
 
+    /// A limit from its two numbers, as [`Self::interval`] and
+    /// [`Self::tolerance`] give them.
+    #[inline]
+    pub(crate) fn from_parts(interval: u64, tolerance: u64) -> Self {
+        Self {
+            interval: interval.max(1),
+            tolerance,
+        }
+    }
+
+    /// The tolerance `tau`.
+    pub(crate) fn tolerance(&self) -> u64 {
+        self.tolerance
+    }
+
     /// The emission interval `T`.
     pub(crate) fn interval(&self) -> u64 {
         self.interval
@@ -113,6 +128,28 @@ impl Cell {
     pub(crate) fn new() -> Self {
         Self {
             tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps the debt of calls across a change of the emission interval
+    /// from `from` to `to`: the lead of `tat` over `now` is scaled by
+    /// `to / from`, rounded up.
+    pub(crate) fn rescale(&self, now: u64, from: u64, to: u64) {
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let debt = tat.saturating_sub(now);
+            if debt == 0 {
+                return;
+            }
+            let scaled = (u128::from(debt) * u128::from(to)).div_ceil(u128::from(from.max(1)));
+            let next = now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX));
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => tat = actual,
+            }
         }
     }
 

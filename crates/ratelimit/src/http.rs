@@ -294,12 +294,12 @@ impl RateHeaders {
     /// only when `admitted` asks for them.
     fn of<Req, L: Admit<Req>>(limit: &L, check: &Check, admitted: bool) -> Option<Self> {
         let common = limit.common();
-        let burst = common.config.burst();
+        let burst = common.burst();
         match check.verdict {
             Verdict::Now { tat } | Verdict::Later { tat, .. } => admitted.then(|| Self {
                 limit: burst,
-                remaining: common.gcra.available(tat, check.now),
-                reset: ceil_secs_nanos(common.gcra.reset(tat, check.now)),
+                remaining: common.gcra().available(tat, check.now),
+                reset: ceil_secs_nanos(common.gcra().reset(tat, check.now)),
             }),
             Verdict::Rejected { reset, .. } => Some(Self {
                 limit: burst,

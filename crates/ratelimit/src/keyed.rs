@@ -177,7 +177,7 @@ where
     /// A new limiter with the same name and configuration, and no keys.
     pub(crate) fn fresh(&self) -> Self {
         let common = &self.shared.common;
-        Self::build(common.name.clone(), common.config.clone())
+        Self::build(common.name.clone(), common.config())
     }
 
     /// The limiter's name.
@@ -186,8 +186,8 @@ where
     }
 
     /// Its configuration.
-    pub fn config(&self) -> &RateLimitConfig {
-        &self.shared.common.config
+    pub fn config(&self) -> RateLimitConfig {
+        self.shared.common.config()
     }
 
     /// Admits a call for `key` now, or rejects it with [`RateLimited`]
@@ -233,7 +233,7 @@ where
         let now = common.now();
         let (shard, key) = self.lock_shard(key.clone());
         let tat = shard.map.get(&key).copied().unwrap_or(0);
-        common.gcra.available(tat, now)
+        common.gcra().available(tat, now)
     }
 
     /// How many keys are tracked now (idle keys not yet swept included).
@@ -262,7 +262,7 @@ where
     /// The limiter's figures now.
     pub fn snapshot(&self) -> KeyedRateLimiterSnapshot {
         let shared = &*self.shared;
-        let config = &shared.common.config;
+        let config = shared.common.config();
         KeyedRateLimiterSnapshot {
             name: shared.common.name.to_string(),
             limit: config.rate(),
@@ -282,9 +282,11 @@ where
         let common = &shared.common;
         let now = common.now();
         let keyed = match key {
-            Some(key) => self.acquire_key(key, now, common.max_wait),
+            Some(key) => self.acquire_key(key, now, common.max_wait()),
             None => Keyed::Decided(
-                shared.keyless.acquire(&common.gcra, now, common.max_wait),
+                shared
+                    .keyless
+                    .acquire(&common.gcra(), now, common.max_wait()),
                 None,
             ),
         };
@@ -297,7 +299,7 @@ where
             },
             Keyed::Decided(Decision::Reject { retry_after, tat }, _) => Verdict::Rejected {
                 error: common.reject(retry_after),
-                reset: common.gcra.reset(tat, now),
+                reset: common.gcra().reset(tat, now),
             },
             Keyed::Refused { retry_after } => Verdict::Rejected {
                 error: self.refuse(retry_after),
@@ -308,7 +310,7 @@ where
     }
 
     fn acquire_key(&self, key: K, now: u64, max_wait: u64) -> Keyed<K> {
-        let gcra = &self.shared.common.gcra;
+        let gcra = &self.shared.common.gcra();
         let (mut shard, key) = self.lock_shard(key);
         if let Some(tat) = shard.map.get_mut(&key) {
             let decision = gcra.decide(*tat, now, max_wait);
@@ -337,7 +339,7 @@ where
         let limiter = self.clone();
         Refund::new(move || {
             let shared = &*limiter.shared;
-            let gcra = &shared.common.gcra;
+            let gcra = &shared.common.gcra();
             let Some(key) = key else {
                 shared.keyless.refund(gcra, tat);
                 return;
@@ -506,7 +508,7 @@ impl<K> fmt::Debug for KeyedRateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
             .field("name", &self.shared.common.name)
-            .field("config", &self.shared.common.config)
+            .field("config", &self.shared.common.config())
             .field("shards", &self.shared.shards.len())
             .finish_non_exhaustive()
     }

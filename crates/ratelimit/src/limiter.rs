@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_core::{ConfigError, RateLimited};
@@ -67,11 +67,23 @@ pub struct RateLimiterSnapshot {
 /// What a single and a keyed limiter have in common.
 pub(crate) struct Common {
     pub(crate) name: Arc<str>,
-    pub(crate) config: RateLimitConfig,
-    pub(crate) gcra: Gcra,
-    pub(crate) max_wait: u64,
+    /// The configuration as given; read by `config()` and replaced by
+    /// `reconfigure()`, never on the call path (which reads `limit`).
+    config: Mutex<RateLimitConfig>,
+    limit: Limit,
     pub(crate) epoch: Instant,
     pub(crate) rejected: AtomicU64,
+}
+
+/// The numbers a call reads, in atomics so that a live limiter can be
+/// reconfigured without a lock on the call path. Each is read on its own:
+/// a call that races a reconfiguration may be decided with the new
+/// interval and the old tolerance, which is a valid limit too.
+struct Limit {
+    interval: AtomicU64,
+    tolerance: AtomicU64,
+    max_wait: AtomicU64,
+    burst: AtomicU32,
 }
 
 /// The decision about one call, with the instant it was made at.
@@ -138,7 +150,7 @@ impl RateLimiter {
     /// budget.
     pub(crate) fn fresh(&self) -> Self {
         let common = &self.shared.common;
-        Self::build(common.name.clone(), common.config.clone())
+        Self::build(common.name.clone(), common.config())
     }
 
     /// The limiter's name.
@@ -147,8 +159,49 @@ impl RateLimiter {
     }
 
     /// Its configuration.
-    pub fn config(&self) -> &RateLimitConfig {
-        &self.shared.common.config
+    pub fn config(&self) -> RateLimitConfig {
+        self.shared.common.config()
+    }
+
+    /// Changes the limit of this live limiter, keeping its state: the
+    /// calls it admitted still count against the new limit, from the next
+    /// call on. `max_keys` means nothing to a single limiter and is only
+    /// kept.
+    ///
+    /// The state is the *theoretical arrival time*, the moment the whole
+    /// burst is back. Its lead over now is a debt of calls, and the debt is
+    /// kept in calls: at a new rate it is rescaled (rounded up), so that a
+    /// limiter that had spent four calls has spent four calls of the new
+    /// limit too, and earns them back at the new rate. A call that races
+    /// the change is decided by the old limit or the new one. An invalid
+    /// `config` changes nothing.
+    ///
+    /// ```
+    /// use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let limiter = RateLimiter::from_config("api", RateLimitConfig::per_second(2).build().unwrap()).unwrap();
+    /// assert!(limiter.try_acquire().is_ok());
+    /// assert!(limiter.try_acquire().is_ok());
+    /// // A larger burst: the two calls made are still counted.
+    /// limiter.reconfigure(RateLimitConfig::per_second(2).burst(3).build().unwrap()).unwrap();
+    /// assert_eq!(limiter.remaining(), 1);
+    /// assert_eq!(limiter.config().burst(), 3);
+    /// // A slower rate: still two calls spent, of a burst of three.
+    /// limiter.reconfigure(RateLimitConfig::per_minute(1).burst(3).build().unwrap()).unwrap();
+    /// assert_eq!(limiter.remaining(), 1);
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: RateLimitConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let common = &self.shared.common;
+        let from = common.gcra().interval();
+        common.reconfigure(config);
+        let to = common.gcra().interval();
+        if from != to {
+            self.shared.cell.rescale(common.now(), from, to);
+        }
+        Ok(())
     }
 
     /// Admits a call now, or rejects it with [`RateLimited`] carrying the
@@ -157,7 +210,7 @@ impl RateLimiter {
     pub fn try_acquire(&self) -> Result<(), RateLimited> {
         let common = &self.shared.common;
         let now = common.now();
-        match self.shared.cell.acquire(&common.gcra, now, 0) {
+        match self.shared.cell.acquire(&common.gcra(), now, 0) {
             Decision::Admit { .. } => Ok(()),
             Decision::Reject { retry_after, .. } => Err(common.reject(retry_after)),
         }
@@ -185,7 +238,9 @@ impl RateLimiter {
     /// How many calls would be admitted now, one after the other.
     pub fn remaining(&self) -> u64 {
         let common = &self.shared.common;
-        common.gcra.available(self.shared.cell.tat(), common.now())
+        common
+            .gcra()
+            .available(self.shared.cell.tat(), common.now())
     }
 
     /// The limiter's figures now.
@@ -197,7 +252,8 @@ impl RateLimiter {
         let shared = &self.shared;
         let common = &shared.common;
         let now = common.now();
-        let verdict = match shared.cell.acquire(&common.gcra, now, common.max_wait) {
+        let gcra = common.gcra();
+        let verdict = match shared.cell.acquire(&gcra, now, common.max_wait()) {
             Decision::Admit { wait: 0, tat } => Verdict::Now { tat },
             Decision::Admit { wait, tat } => {
                 let limiter = self.clone();
@@ -205,13 +261,16 @@ impl RateLimiter {
                     at: common.instant(now + wait),
                     tat,
                     refund: Refund::new(move || {
-                        limiter.shared.cell.refund(&limiter.shared.common.gcra, tat);
+                        limiter
+                            .shared
+                            .cell
+                            .refund(&limiter.shared.common.gcra(), tat);
                     }),
                 }
             }
             Decision::Reject { retry_after, tat } => Verdict::Rejected {
                 error: common.reject(retry_after),
-                reset: common.gcra.reset(tat, now),
+                reset: gcra.reset(tat, now),
             },
         };
         Check { now, verdict }
@@ -231,14 +290,63 @@ impl<Req> Admit<Req> for RateLimiter {
 
 impl Common {
     pub(crate) fn new(name: Arc<str>, config: RateLimitConfig) -> Self {
+        let gcra = config.gcra();
         Self {
-            gcra: config.gcra(),
-            max_wait: config.max_wait_nanos(),
+            limit: Limit {
+                interval: AtomicU64::new(gcra.interval()),
+                tolerance: AtomicU64::new(gcra.tolerance()),
+                max_wait: AtomicU64::new(config.max_wait_nanos()),
+                burst: AtomicU32::new(config.burst()),
+            },
             name,
-            config,
+            config: Mutex::new(config),
             epoch: Instant::now(),
             rejected: AtomicU64::new(0),
         }
+    }
+
+    /// The configuration as given.
+    pub(crate) fn config(&self) -> RateLimitConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes a validated `config` from the next call on.
+    pub(crate) fn reconfigure(&self, config: RateLimitConfig) {
+        let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let gcra = config.gcra();
+        let limit = &self.limit;
+        limit.interval.store(gcra.interval(), Ordering::Relaxed);
+        limit.tolerance.store(gcra.tolerance(), Ordering::Relaxed);
+        limit
+            .max_wait
+            .store(config.max_wait_nanos(), Ordering::Relaxed);
+        limit.burst.store(config.burst(), Ordering::Relaxed);
+        *current = config;
+    }
+
+    /// The limit now, in the units of the state machine.
+    #[inline]
+    pub(crate) fn gcra(&self) -> Gcra {
+        Gcra::from_parts(
+            self.limit.interval.load(Ordering::Relaxed),
+            self.limit.tolerance.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The longest wait in nanoseconds (0: fail fast).
+    #[inline]
+    pub(crate) fn max_wait(&self) -> u64 {
+        self.limit.max_wait.load(Ordering::Relaxed)
+    }
+
+    /// The most calls allowed at once.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn burst(&self) -> u32 {
+        self.limit.burst.load(Ordering::Relaxed)
     }
 
     /// Nanoseconds since the epoch: the one clock read of a call.
@@ -260,11 +368,12 @@ impl Common {
     }
 
     pub(crate) fn snapshot(&self, available: u64) -> RateLimiterSnapshot {
+        let config = self.config();
         RateLimiterSnapshot {
             name: self.name.to_string(),
-            limit: self.config.rate(),
-            period: self.config.period(),
-            burst: self.config.burst(),
+            limit: config.rate(),
+            period: config.period(),
+            burst: config.burst(),
             available,
             rejected: self.rejected.load(Ordering::Relaxed),
         }
@@ -294,7 +403,7 @@ impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("name", &self.shared.common.name)
-            .field("config", &self.shared.common.config)
+            .field("config", &self.shared.common.config())
             .field("remaining", &self.remaining())
             .finish()
     }

@@ -60,58 +60,126 @@ impl Kind for Breaker {
 
     fn forward(&self, source: Source, hub: Hub) -> Option<Forward> {
         let interval = hub.settings().rejection_interval;
-        Some(Box::pin(forward(self.subscribe(), source, hub, interval)))
+        Some(Box::pin(forward(
+            self.clone(),
+            self.subscribe(),
+            source,
+            hub,
+            interval,
+        )))
     }
 }
 
 /// Forwards one breaker's events to the hub until the breaker is gone (or
 /// the task is aborted), counting rejections into one event per
 /// `interval`.
-async fn forward(mut stream: EventStream, source: Source, hub: Hub, interval: Duration) {
+///
+/// The breaker itself reports rejections in batches, at most one per
+/// 10 ms; at each deadline the forwarder asks it for the ones still
+/// pending, so that the last rejections of a burst are reported on time.
+async fn forward(
+    breaker: Breaker,
+    mut stream: EventStream,
+    source: Source,
+    hub: Hub,
+    interval: Duration,
+) {
     let mut rejected = Rejections::default();
     let mut deadline = pin!(sleep_until(Instant::now()));
     let mut armed = false;
+    let span = interval.max(TAIL);
     loop {
         tokio::select! {
             biased;
-            event = stream.recv() => match event {
-                Ok(BreakerEvent::Rejected { retry_after, .. }) => {
-                    rejected.count += 1;
-                    rejected.retry_after = retry_after;
-                    if interval.is_zero() {
-                        rejected.flush(&hub, &source);
-                    } else if !armed {
-                        deadline.as_mut().reset(Instant::now() + interval);
-                        armed = true;
-                    } else if deadline.deadline() <= Instant::now() {
-                        // Under a steady flood the timer branch may not
-                        // get its turn: report on time all the same.
-                        armed = false;
-                        rejected.flush(&hub, &source);
-                    }
-                }
-                Ok(event) => {
-                    // Rejections that came first are reported first.
-                    rejected.flush(&hub, &source);
-                    if let Some(what) = translate(event) {
-                        hub.publish(&source, what);
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    rejected.flush(&hub, &source);
-                    hub.publish(&source, EventKind::Lagged { missed });
-                }
-                Err(RecvError::Closed) => {
-                    rejected.flush(&hub, &source);
+            event = stream.recv() => {
+                let rejection = matches!(event, Ok(BreakerEvent::Rejected { .. }));
+                if !handle(event, &mut rejected, &hub, &source) {
                     return;
                 }
-            },
+                if !rejection {
+                    continue;
+                }
+                if interval.is_zero() {
+                    rejected.flush(&hub, &source);
+                }
+                if !armed {
+                    deadline.as_mut().reset(Instant::now() + span);
+                    armed = true;
+                } else if deadline.deadline() <= Instant::now() {
+                    // Under a steady flood the timer branch may not
+                    // get its turn: report on time all the same.
+                    armed = false;
+                    if !collect_pending(&breaker, &mut stream, &mut rejected, &hub, &source) {
+                        return;
+                    }
+                }
+            }
             () = &mut deadline, if armed => {
                 armed = false;
-                rejected.flush(&hub, &source);
+                if !collect_pending(&breaker, &mut stream, &mut rejected, &hub, &source) {
+                    return;
+                }
             }
         }
     }
+}
+
+/// How soon after a rejection the breaker is asked for the ones it still
+/// holds, when the report interval is shorter: the breaker's own span.
+const TAIL: Duration = Duration::from_millis(10);
+
+/// Asks the breaker for its pending rejections, takes every event already
+/// waiting (that report among them), and publishes the count. False when
+/// the breaker is gone.
+fn collect_pending(
+    breaker: &Breaker,
+    stream: &mut EventStream,
+    rejected: &mut Rejections,
+    hub: &Hub,
+    source: &Source,
+) -> bool {
+    breaker.report_rejections();
+    while let Some(event) = stream.try_recv() {
+        if !handle(event, rejected, hub, source) {
+            return false;
+        }
+    }
+    rejected.flush(hub, source);
+    true
+}
+
+/// Counts a rejection report, or publishes any other event (after the
+/// rejections counted before it). False when the breaker is gone.
+fn handle(
+    event: Result<BreakerEvent, RecvError>,
+    rejected: &mut Rejections,
+    hub: &Hub,
+    source: &Source,
+) -> bool {
+    match event {
+        Ok(BreakerEvent::Rejected {
+            retry_after, count, ..
+        }) => {
+            rejected.count += count;
+            rejected.retry_after = retry_after;
+        }
+        Ok(event) => {
+            // Rejections that came first are reported first.
+            rejected.flush(hub, source);
+            if let Some(what) = translate(event) {
+                hub.publish(source, what);
+            }
+        }
+        Err(RecvError::Lagged(missed)) => {
+            rejected.flush(hub, source);
+            hub.publish(source, EventKind::Lagged { missed });
+        }
+        Err(RecvError::Closed) => {
+            rejected.flush(hub, source);
+            return false;
+        }
+    }
+    true
 }
 
 #[derive(Default)]

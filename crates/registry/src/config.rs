@@ -69,6 +69,26 @@ pub struct Overrides(Map<String, Value>);
 /// assert_eq!(db.config().max_concurrent_calls(), 4);
 /// assert_eq!(db.config().max_wait(), std::time::Duration::from_secs(1));
 ///
+/// // So do rate limiters and retry budgets.
+/// let config: RegistryConfig = toml::from_str(r#"
+///     [ratelimiters.default]
+///     rate = 50
+///
+///     [ratelimiters.search]
+///     burst = 10
+///
+///     [budgets.default]
+///     ratio = 0.1
+///
+///     [budgets.db]
+///     min_per_second = 2
+/// "#).unwrap();
+/// let registry = Registry::from_config(&config).unwrap();
+/// let search = registry.rate_limiter("search").config();
+/// assert_eq!((search.rate(), search.burst()), (50, 10));
+/// let db = registry.budget("db").config();
+/// assert_eq!((db.ratio(), db.min_per_second()), (0.1, 2));
+///
 /// let error = toml::from_str::<RegistryConfig>("[breakers.search]\nfailure_rate_threshold = 0.0")
 ///     .map(|config| Registry::from_config(&config))
 ///     .unwrap()
@@ -90,6 +110,13 @@ pub struct RegistryConfig {
     /// Bulkhead configs by name; `default` is inherited by the others.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub bulkheads: BTreeMap<String, Overrides>,
+    /// Rate-limit configs by name; `default` is inherited by the others
+    /// (and itself laid over 100 calls per second, burst 100).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ratelimiters: BTreeMap<String, Overrides>,
+    /// Retry-budget configs by name; `default` is inherited by the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, Overrides>,
     /// How many keys one name may have for keyed instances (default 1,024).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,

@@ -2,18 +2,24 @@
 //! nothing fetched from elsewhere) served at `GET /`.
 //!
 //! The page lists every breaker with its state as a colour, its rates and
-//! counts, and every bulkhead with its calls in flight (of the most
-//! allowed), queued and rejected. It subscribes to `events` with an
-//! `EventSource` and applies each transition at once, and it re-fetches
-//! `health/breakers` and `health/bulkheads` every two seconds and after
-//! every event. Its URLs are relative to the page, so it
+//! counts, every bulkhead with its calls in flight (of the most
+//! allowed), queued and rejected, every rate limiter with the calls it
+//! would admit now (of its burst), its limit and its rejections, and every
+//! retry budget with its balance, ratio, retries and refusals. It
+//! subscribes to `events` with an `EventSource` and applies each
+//! transition at once, and it re-fetches `health/breakers`,
+//! `health/bulkheads`, `health/ratelimiters` and `health/budgets` every two
+//! seconds and after every event. Its URLs are relative to the page, so it
 //! works wherever the service is mounted.
 //!
 //! Each breaker is an `<article class="breaker">` with `data-name`,
 //! `data-key` and `data-state` (`CLOSED`, `OPEN`, ...) attributes; the
 //! event log is `<ol id="events">`, one `<li data-type="...">` per event.
 //! Each bulkhead is a `<tr>` of `<table id="bulkheads">` with `data-name`,
-//! `data-key` and `data-full` (`true` when no permit is free).
+//! `data-key` and `data-full` (`true` when no permit is free); each rate
+//! limiter a `<tr>` of `<table id="ratelimiters">` with `data-exhausted`
+//! (`true` when no call would be admitted now), and each retry budget a
+//! `<tr>` of `<table id="budgets">` with `data-spent`.
 
 use http::Response;
 use http::header::{self, HeaderValue};
@@ -61,5 +67,7 @@ mod tests {
         assert!(PAGE.contains("new EventSource("));
         assert!(PAGE.contains("health/breakers"));
         assert!(PAGE.contains("health/bulkheads"));
+        assert!(PAGE.contains("health/ratelimiters"));
+        assert!(PAGE.contains("health/budgets"));
     }
 }

@@ -4,9 +4,16 @@
 //!
 //! Names follow Resilience4j's (`resilience4j_circuitbreaker_state` becomes
 //! `portcullis_circuitbreaker_state`, `resilience4j_bulkhead_available_concurrent_calls`
-//! becomes `portcullis_bulkhead_available_concurrent_calls`); every breaker
-//! and bulkhead series has the labels `name` and, for a keyed instance,
+//! becomes `portcullis_bulkhead_available_concurrent_calls`,
+//! `resilience4j_ratelimiter_available_permissions` becomes
+//! `portcullis_ratelimiter_available_permissions`); retry budgets, which
+//! Resilience4j does not have, are `portcullis_retry_budget_*`. Every
+//! instance's series has the labels `name` and, for a keyed instance,
 //! `key`.
+//!
+//! A rate limiter has no `waiting_threads` gauge: a call that waits for its
+//! slot holds no thread and no counter, only its reserved slot, which
+//! `available_permissions` already shows.
 
 use portcullis_breaker::State;
 
@@ -117,6 +124,46 @@ pub(crate) const BULKHEAD_REJECTED: Meta = counter(
     "portcullis_bulkhead_rejected_calls_total",
     "Calls the bulkhead rejected since it was made.",
 );
+pub(crate) const RATELIMITER_AVAILABLE: Meta = gauge(
+    "portcullis_ratelimiter_available_permissions",
+    "Calls the rate limiter would admit now, one after the other.",
+);
+pub(crate) const RATELIMITER_LIMIT: Meta = gauge(
+    "portcullis_ratelimiter_limit",
+    "Calls the rate limiter allows per period, on average.",
+);
+pub(crate) const RATELIMITER_PERIOD: Meta = gauge(
+    "portcullis_ratelimiter_period_seconds",
+    "The period the rate limiter's limit is counted over.",
+);
+pub(crate) const RATELIMITER_BURST: Meta = gauge(
+    "portcullis_ratelimiter_burst",
+    "The most calls the rate limiter admits at once.",
+);
+pub(crate) const RATELIMITER_REJECTED: Meta = counter(
+    "portcullis_ratelimiter_rejected_calls_total",
+    "Calls the rate limiter rejected since it was made.",
+);
+pub(crate) const BUDGET_AVAILABLE: Meta = gauge(
+    "portcullis_retry_budget_available_retries",
+    "Whole retries the budget's balance holds now.",
+);
+pub(crate) const BUDGET_RATIO: Meta = gauge(
+    "portcullis_retry_budget_ratio",
+    "Retries the budget allows per request.",
+);
+pub(crate) const BUDGET_DEPOSITS: Meta = counter(
+    "portcullis_retry_budget_deposits_total",
+    "Requests recorded by the budget since it was made.",
+);
+pub(crate) const BUDGET_WITHDRAWALS: Meta = counter(
+    "portcullis_retry_budget_withdrawals_total",
+    "Retries taken from the budget since it was made.",
+);
+pub(crate) const BUDGET_REFUSED: Meta = counter(
+    "portcullis_retry_budget_refused_total",
+    "Retries the budget refused for want of balance since it was made.",
+);
 pub(crate) const EVENT_SUBSCRIBERS: Meta = gauge(
     "portcullis_registry_event_subscribers",
     "Subscribers to the registry's events, including GET /events clients.",
@@ -131,7 +178,7 @@ pub(crate) const EVENT_LAGGED: Meta = counter(
 );
 
 /// Every family, in the order they are rendered.
-pub(crate) const ALL: [Meta; 18] = [
+pub(crate) const ALL: [Meta; 28] = [
     BREAKER_STATE,
     BREAKER_BUFFERED,
     BREAKER_CALLS,
@@ -147,6 +194,16 @@ pub(crate) const ALL: [Meta; 18] = [
     BULKHEAD_IN_FLIGHT,
     BULKHEAD_QUEUED,
     BULKHEAD_REJECTED,
+    RATELIMITER_AVAILABLE,
+    RATELIMITER_LIMIT,
+    RATELIMITER_PERIOD,
+    RATELIMITER_BURST,
+    RATELIMITER_REJECTED,
+    BUDGET_AVAILABLE,
+    BUDGET_RATIO,
+    BUDGET_DEPOSITS,
+    BUDGET_WITHDRAWALS,
+    BUDGET_REFUSED,
     EVENT_SUBSCRIBERS,
     EVENT_DROPPED,
     EVENT_LAGGED,
@@ -267,9 +324,48 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
         push(BULKHEAD_QUEUED, labels.clone(), f64::from(figures.queued));
         push(BULKHEAD_REJECTED, labels, figures.rejected as f64);
     }
+    for keyed in registry.rate_limiters() {
+        let figures = &keyed.snapshot;
+        let labels = labels_of(&figures.name, keyed.key.as_deref());
+        push(
+            RATELIMITER_AVAILABLE,
+            labels.clone(),
+            figures.available as f64,
+        );
+        push(RATELIMITER_LIMIT, labels.clone(), f64::from(figures.limit));
+        push(
+            RATELIMITER_PERIOD,
+            labels.clone(),
+            figures.period.as_secs_f64(),
+        );
+        push(RATELIMITER_BURST, labels.clone(), f64::from(figures.burst));
+        push(RATELIMITER_REJECTED, labels, figures.rejected as f64);
+    }
+    for keyed in registry.budgets() {
+        let figures = &keyed.snapshot;
+        let labels = labels_of(&figures.name, keyed.key.as_deref());
+        push(BUDGET_AVAILABLE, labels.clone(), figures.available as f64);
+        push(BUDGET_RATIO, labels.clone(), figures.ratio);
+        push(BUDGET_DEPOSITS, labels.clone(), figures.deposits as f64);
+        push(
+            BUDGET_WITHDRAWALS,
+            labels.clone(),
+            figures.withdrawals as f64,
+        );
+        push(BUDGET_REFUSED, labels, figures.refused as f64);
+    }
     let stats = registry.event_stats();
     push(EVENT_SUBSCRIBERS, Vec::new(), stats.subscribers as f64);
     push(EVENT_DROPPED, Vec::new(), stats.dropped as f64);
     push(EVENT_LAGGED, Vec::new(), stats.lagged as f64);
     families
+}
+
+/// The labels of an instance's series: `name`, and `key` for a keyed one.
+fn labels_of(name: &str, key: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut labels = vec![("name", name.to_owned())];
+    if let Some(key) = key {
+        labels.push(("key", key.to_owned()));
+    }
+    labels
 }

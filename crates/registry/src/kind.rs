@@ -1,7 +1,7 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
-//! Each kind (circuit breaker and bulkhead now; rate limiter and retry
-//! budget as they join) implements [`Kind`] once; the generic
+//! Each kind (circuit breaker, bulkhead, rate limiter, retry budget)
+//! implements [`Kind`] once; the generic
 //! [`Store`](crate::store::Store) does the rest: named configs with
 //! inheritance, get-or-create, keys, live updates, snapshots and event
 //! forwarding.
@@ -25,6 +25,10 @@ pub enum InstanceKind {
     Breaker,
     /// A bulkhead (`portcullis_bulkhead::Bulkhead`).
     Bulkhead,
+    /// A rate limiter (`portcullis_ratelimit::RateLimiter`).
+    RateLimiter,
+    /// A retry budget (`portcullis_retry::RetryBudget`).
+    Budget,
 }
 
 /// Which instance an event or a figure belongs to.
@@ -87,20 +91,24 @@ pub(crate) trait Kind: Clone + Send + Sync + 'static {
 
 impl InstanceKind {
     /// The kind as written in snapshots and events: `"breaker"`,
-    /// `"bulkhead"`.
+    /// `"bulkhead"`, `"ratelimiter"`, `"budget"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Breaker => "breaker",
             Self::Bulkhead => "bulkhead",
+            Self::RateLimiter => "ratelimiter",
+            Self::Budget => "budget",
         }
     }
 
     /// The section of a config file, and of the HTTP paths, that holds this
-    /// kind: `"breakers"`, `"bulkheads"`.
+    /// kind: `"breakers"`, `"bulkheads"`, `"ratelimiters"`, `"budgets"`.
     pub fn section(self) -> &'static str {
         match self {
             Self::Breaker => "breakers",
             Self::Bulkhead => "bulkheads",
+            Self::RateLimiter => "ratelimiters",
+            Self::Budget => "budgets",
         }
     }
 }
@@ -110,6 +118,8 @@ impl fmt::Display for InstanceKind {
         f.write_str(match self {
             Self::Breaker => "circuit breaker",
             Self::Bulkhead => "bulkhead",
+            Self::RateLimiter => "rate limiter",
+            Self::Budget => "retry budget",
         })
     }
 }

@@ -18,7 +18,11 @@ use crate::registry::Registry;
 /// `portcullis_circuitbreaker_not_permitted_calls_total`,
 /// `portcullis_circuitbreaker_failure_rate`, ...,
 /// `portcullis_bulkhead_available_concurrent_calls{name}`,
-/// `portcullis_bulkhead_in_flight{name}`, ...).
+/// `portcullis_bulkhead_in_flight{name}`, ...,
+/// `portcullis_ratelimiter_available_permissions{name}`,
+/// `portcullis_ratelimiter_rejected_calls_total{name}`, ...,
+/// `portcullis_retry_budget_available_retries{name}`,
+/// `portcullis_retry_budget_withdrawals_total{name}`, ...).
 ///
 /// Figures are read when [`publish`](Self::publish) is called: call it
 /// before each scrape, or let [`run`](Self::run) call it periodically.

@@ -9,6 +9,8 @@ use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
 use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
 use portcullis_core::ConfigError;
 use portcullis_core::config::check_range as in_range;
+use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
+use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
 use crate::config::{Overrides, RegistryConfig};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
@@ -42,6 +44,14 @@ use crate::store::Store;
 ///   [`bulkhead_for`](Self::bulkhead_for), `[bulkheads.<name>]` configs),
 ///   except that a live bulkhead cannot be reconfigured yet: an update that
 ///   would change one is refused and changes nothing.
+/// - **Rate limiters** ([`rate_limiter`](Self::rate_limiter),
+///   [`rate_limiter_for`](Self::rate_limiter_for), `[ratelimiters.<name>]`
+///   configs) and **retry budgets** ([`budget`](Self::budget),
+///   [`budget_for`](Self::budget_for), `[budgets.<name>]`) the same way. A
+///   live rate limiter takes any valid update and keeps what it admitted;
+///   a live budget keeps its balance and takes a new ratio and floor, but
+///   not a new `ttl`. The default rate-limit config is
+///   [`RateLimitConfig::default`]: 100 calls per second, burst 100.
 ///
 /// ```
 /// use portcullis_breaker::State;
@@ -73,6 +83,10 @@ pub struct RegistryBuilder {
     breakers: BTreeMap<String, Overrides>,
     bulkhead_default: BulkheadConfig,
     bulkheads: BTreeMap<String, Overrides>,
+    rate_limiter_default: RateLimitConfig,
+    rate_limiters: BTreeMap<String, Overrides>,
+    budget_default: BudgetConfig,
+    budgets: BTreeMap<String, Overrides>,
     max_keys: usize,
     events: hub::Settings,
 }
@@ -95,6 +109,8 @@ pub struct EventStats {
 struct Shared {
     breakers: Store<Breaker>,
     bulkheads: Store<Bulkhead>,
+    rate_limiters: Store<RateLimiter>,
+    budgets: Store<RetryBudget>,
     hub: Hub,
 }
 
@@ -288,11 +304,160 @@ impl Registry {
         self.shared.bulkheads.snapshots()
     }
 
+    /// The rate limiter named `name`, made on first use with the config
+    /// named `name` (or the default). Every caller gets the same limiter:
+    /// the handle is the one [`RateLimiter::from_config`] makes, and costs
+    /// the same per call.
+    pub fn rate_limiter(&self, name: &str) -> RateLimiter {
+        self.shared.hub.start_pending();
+        self.shared
+            .rate_limiters
+            .get_or_create(name, &self.shared.hub)
+    }
+
+    /// The rate limiter named `name` for `key` (a client, a tenant), made
+    /// on first use with the config named `name`: one budget of calls per
+    /// key.
+    ///
+    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
+    /// When it has that many, the least recently used limiter among them
+    /// that has its whole burst back (it remembers nothing) is evicted; if
+    /// there is none, this fails. For many short-lived keys on a hot path,
+    /// a [`KeyedRateLimiter`](portcullis_ratelimit::KeyedRateLimiter)
+    /// registered by name keeps them in its own bounded shards instead.
+    pub fn rate_limiter_for(&self, name: &str, key: &str) -> Result<RateLimiter, KeyLimitReached> {
+        self.shared.hub.start_pending();
+        self.shared
+            .rate_limiters
+            .get_or_create_keyed(name, key, &self.shared.hub)
+    }
+
+    /// The rate limiter named `name` (with `key`), if it exists; never
+    /// makes one.
+    pub fn find_rate_limiter(&self, name: &str, key: Option<&str>) -> Option<RateLimiter> {
+        self.shared.rate_limiters.get(name, key)
+    }
+
+    /// Registers a rate limiter made elsewhere, under its own name, so that
+    /// the registry serves it. Config updates do not touch it.
+    pub fn register_rate_limiter(&self, limiter: RateLimiter) -> Result<(), AlreadyRegistered> {
+        self.shared.hub.start_pending();
+        self.shared
+            .rate_limiters
+            .register(limiter, &self.shared.hub)
+    }
+
+    /// Removes the rate limiter named `name` (with `key`) and returns it.
+    /// Its handles keep working, but the registry forgets it.
+    pub fn remove_rate_limiter(&self, name: &str, key: Option<&str>) -> Option<RateLimiter> {
+        self.shared
+            .rate_limiters
+            .remove(name, key, &self.shared.hub)
+    }
+
+    /// The config a rate limiter named `name` is (or would be) made with.
+    pub fn rate_limiter_config(&self, name: &str) -> RateLimitConfig {
+        self.shared.rate_limiters.config(name)
+    }
+
+    /// Replaces the overrides of the rate-limit config named `name` (laid
+    /// over the default; `default` itself lays them over
+    /// [`RateLimitConfig::default`]) and applies the result to the live
+    /// limiters of that name, plain and keyed, keeping their state: what
+    /// they admitted still counts against the new limit. Returns how many
+    /// limiters changed. An invalid config is an error naming the field,
+    /// such as `ratelimiters.api.rate`, and changes nothing.
+    pub fn update_rate_limiter_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<usize, ConfigError> {
+        self.shared
+            .rate_limiters
+            .set_overrides(name, Some(overrides), &self.shared.hub)
+    }
+
+    /// Every rate limiter's figures, sorted by name then key.
+    pub fn rate_limiters(&self) -> Vec<Keyed<RateLimiterSnapshot>> {
+        self.shared.rate_limiters.snapshots()
+    }
+
+    /// The retry budget named `name`, made on first use with the config
+    /// named `name` (or the default, [`BudgetConfig::default`]). Every
+    /// caller gets the same budget: give it to every retry layer that calls
+    /// one dependency
+    /// ([`RetryLayer::with_budget`](portcullis_retry::RetryLayer::with_budget)).
+    pub fn budget(&self, name: &str) -> RetryBudget {
+        self.shared.hub.start_pending();
+        self.shared.budgets.get_or_create(name, &self.shared.hub)
+    }
+
+    /// The retry budget named `name` for `key`, made on first use with the
+    /// config named `name`. At most [`max_keys`](RegistryBuilder::max_keys)
+    /// keys per name; the least recently used budget whose balance is back
+    /// to its floor makes room, and if there is none, this fails.
+    pub fn budget_for(&self, name: &str, key: &str) -> Result<RetryBudget, KeyLimitReached> {
+        self.shared.hub.start_pending();
+        self.shared
+            .budgets
+            .get_or_create_keyed(name, key, &self.shared.hub)
+    }
+
+    /// The retry budget named `name` (with `key`), if it exists; never
+    /// makes one.
+    pub fn find_budget(&self, name: &str, key: Option<&str>) -> Option<RetryBudget> {
+        self.shared.budgets.get(name, key)
+    }
+
+    /// Registers a retry budget made elsewhere
+    /// ([`RetryBudget::named`]), under its own name. Config updates do not
+    /// touch it.
+    pub fn register_budget(&self, budget: RetryBudget) -> Result<(), AlreadyRegistered> {
+        self.shared.hub.start_pending();
+        self.shared.budgets.register(budget, &self.shared.hub)
+    }
+
+    /// Removes the retry budget named `name` (with `key`) and returns it.
+    /// Its handles keep working, but the registry forgets it.
+    pub fn remove_budget(&self, name: &str, key: Option<&str>) -> Option<RetryBudget> {
+        self.shared.budgets.remove(name, key, &self.shared.hub)
+    }
+
+    /// The config a retry budget named `name` is (or would be) made with.
+    pub fn budget_config(&self, name: &str) -> BudgetConfig {
+        self.shared.budgets.config(name)
+    }
+
+    /// Replaces the overrides of the budget config named `name` and applies
+    /// the result to the live budgets of that name, keeping their balance:
+    /// a new `ratio` counts from the next deposit, a new `min_per_second`
+    /// at once. Returns how many budgets changed.
+    ///
+    /// A live budget's window cannot change: an update with another `ttl`
+    /// is an error on `budgets.<name>.ttl` and changes nothing (remove the
+    /// budget first to have it made again with the new window).
+    pub fn update_budget_config(
+        &self,
+        name: &str,
+        overrides: Overrides,
+    ) -> Result<usize, ConfigError> {
+        self.shared
+            .budgets
+            .set_overrides(name, Some(overrides), &self.shared.hub)
+    }
+
+    /// Every retry budget's figures, sorted by name then key.
+    pub fn budgets(&self) -> Vec<Keyed<BudgetSnapshot>> {
+        self.shared.budgets.snapshots()
+    }
+
     /// Every instance's figures.
     pub fn snapshot(&self) -> RegistrySnapshot {
         RegistrySnapshot {
             breakers: self.breakers(),
             bulkheads: self.bulkheads(),
+            rate_limiters: self.rate_limiters(),
+            budgets: self.budgets(),
         }
     }
 
@@ -335,7 +500,11 @@ impl Registry {
 
     /// How many instances of every kind there are.
     pub fn len(&self) -> usize {
-        self.shared.breakers.len() + self.shared.bulkheads.len()
+        let shared = &self.shared;
+        shared.breakers.len()
+            + shared.bulkheads.len()
+            + shared.rate_limiters.len()
+            + shared.budgets.len()
     }
 
     /// Whether there are none.
@@ -355,6 +524,8 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("breakers", &self.shared.breakers)
             .field("bulkheads", &self.shared.bulkheads)
+            .field("rate_limiters", &self.shared.rate_limiters)
+            .field("budgets", &self.shared.budgets)
             .field("events", &self.shared.hub)
             .finish()
     }
@@ -367,6 +538,10 @@ impl Default for RegistryBuilder {
             breakers: BTreeMap::new(),
             bulkhead_default: BulkheadConfig::default(),
             bulkheads: BTreeMap::new(),
+            rate_limiter_default: RateLimitConfig::default(),
+            rate_limiters: BTreeMap::new(),
+            budget_default: BudgetConfig::default(),
+            budgets: BTreeMap::new(),
             max_keys: DEFAULT_MAX_KEYS,
             events: hub::Settings::default(),
         }
@@ -402,21 +577,52 @@ impl RegistryBuilder {
         self
     }
 
+    /// The default rate-limit config, which named configs inherit from
+    /// (default: [`RateLimitConfig::default`], 100 calls per second with a
+    /// burst of 100).
+    pub fn rate_limiter_default(mut self, config: RateLimitConfig) -> Self {
+        self.rate_limiter_default = config;
+        self
+    }
+
+    /// A named rate-limit config: `overrides` laid over the default. The
+    /// name `default` lays them over the default itself.
+    pub fn rate_limiter_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.rate_limiters.insert(name.into(), overrides);
+        self
+    }
+
+    /// The default retry-budget config, which named configs inherit from
+    /// (default: [`BudgetConfig::default`], 20 % of the requests plus 10
+    /// retries a second, over 10 s).
+    pub fn budget_default(mut self, config: BudgetConfig) -> Self {
+        self.budget_default = config;
+        self
+    }
+
+    /// A named retry-budget config: `overrides` laid over the default. The
+    /// name `default` lays them over the default itself.
+    pub fn budget_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.budgets.insert(name.into(), overrides);
+        self
+    }
+
     /// Every section of a config file's data (replacing named configs of
     /// the same names given before).
     pub fn config(mut self, config: &RegistryConfig) -> Self {
-        self.breakers.extend(
-            config
-                .breakers
-                .iter()
-                .map(|(name, overrides)| (name.clone(), overrides.clone())),
-        );
-        self.bulkheads.extend(
-            config
-                .bulkheads
-                .iter()
-                .map(|(name, overrides)| (name.clone(), overrides.clone())),
-        );
+        let sections = [
+            (&mut self.breakers, &config.breakers),
+            (&mut self.bulkheads, &config.bulkheads),
+            (&mut self.rate_limiters, &config.ratelimiters),
+            (&mut self.budgets, &config.budgets),
+        ];
+        for (ours, theirs) in sections {
+            ours.extend(
+                theirs
+                    .iter()
+                    .map(|(name, overrides)| (name.clone(), overrides.clone())),
+            );
+        }
         if let Some(max_keys) = config.max_keys {
             self.max_keys = max_keys;
         }
@@ -468,6 +674,12 @@ impl RegistryBuilder {
             shared: Arc::new(Shared {
                 breakers: Store::new(self.breaker_default, self.breakers, self.max_keys)?,
                 bulkheads: Store::new(self.bulkhead_default, self.bulkheads, self.max_keys)?,
+                rate_limiters: Store::new(
+                    self.rate_limiter_default,
+                    self.rate_limiters,
+                    self.max_keys,
+                )?,
+                budgets: Store::new(self.budget_default, self.budgets, self.max_keys)?,
                 hub: Hub::new(self.events),
             }),
         })

@@ -42,6 +42,10 @@ use crate::{dashboard, figures, prometheus};
 /// | `GET /health/breakers/{name}` | one breaker's figures (`/{name}/{key}` for a keyed one) |
 /// | `GET /health/bulkheads` | `{"bulkheads": [...]}`: every bulkhead's figures |
 /// | `GET /health/bulkheads/{name}` | one bulkhead's figures (`/{name}/{key}` for a keyed one) |
+/// | `GET /health/ratelimiters` | `{"ratelimiters": [...]}`: every rate limiter's figures |
+/// | `GET /health/ratelimiters/{name}` | one rate limiter's figures (`/{name}/{key}` for a keyed one) |
+/// | `GET /health/budgets` | `{"budgets": [...]}`: every retry budget's figures |
+/// | `GET /health/budgets/{name}` | one retry budget's figures (`/{name}/{key}` for a keyed one) |
 /// | `GET /metrics` | Prometheus text exposition |
 /// | `GET /events` | server-sent events, from a bounded per-client buffer |
 /// | `GET /events/recent` | `{"events": [...]}`: the last events |
@@ -199,6 +203,18 @@ impl RegistryService {
             ),
             ["health", "bulkheads", name] if get => inner.one_bulkhead(name, None),
             ["health", "bulkheads", name, key] if get => inner.one_bulkhead(name, Some(key)),
+            ["health", "ratelimiters"] if get => json_response(
+                StatusCode::OK,
+                &json!({"ratelimiters": inner.registry.rate_limiters()}),
+            ),
+            ["health", "ratelimiters", name] if get => inner.one_rate_limiter(name, None),
+            ["health", "ratelimiters", name, key] if get => inner.one_rate_limiter(name, Some(key)),
+            ["health", "budgets"] if get => json_response(
+                StatusCode::OK,
+                &json!({"budgets": inner.registry.budgets()}),
+            ),
+            ["health", "budgets", name] if get => inner.one_budget(name, None),
+            ["health", "budgets", name, key] if get => inner.one_budget(name, Some(key)),
             ["metrics"] if get => {
                 let text = prometheus::render(&figures::collect(&inner.registry));
                 with_type(
@@ -213,8 +229,15 @@ impl RegistryService {
             ),
             []
             | ["health"]
-            | ["health", "live" | "ready" | "breakers" | "bulkheads"]
-            | ["health", "breakers" | "bulkheads", ..]
+            | [
+                "health",
+                "live" | "ready" | "breakers" | "bulkheads" | "ratelimiters" | "budgets",
+            ]
+            | [
+                "health",
+                "breakers" | "bulkheads" | "ratelimiters" | "budgets",
+                ..,
+            ]
             | ["metrics"]
             | ["events"]
             | ["events", "recent"]
@@ -352,6 +375,26 @@ impl Inner {
                 &Keyed::new(key.map(str::to_owned), bulkhead.snapshot()),
             ),
             None => not_found(InstanceKind::Bulkhead, name, key),
+        }
+    }
+
+    fn one_rate_limiter(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
+        match self.registry.find_rate_limiter(name, key) {
+            Some(limiter) => json_response(
+                StatusCode::OK,
+                &Keyed::new(key.map(str::to_owned), limiter.snapshot()),
+            ),
+            None => not_found(InstanceKind::RateLimiter, name, key),
+        }
+    }
+
+    fn one_budget(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
+        match self.registry.find_budget(name, key) {
+            Some(budget) => json_response(
+                StatusCode::OK,
+                &Keyed::new(key.map(str::to_owned), budget.snapshot()),
+            ),
+            None => not_found(InstanceKind::Budget, name, key),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use portcullis_breaker::BreakerSnapshot;
 use portcullis_bulkhead::BulkheadSnapshot;
+use portcullis_ratelimit::RateLimiterSnapshot;
+use portcullis_retry::BudgetSnapshot;
 use serde::Serialize;
 
 /// An instance's figures with its key (`None` for a plain instance).
@@ -25,6 +27,10 @@ pub struct RegistrySnapshot {
     pub breakers: Vec<Keyed<BreakerSnapshot>>,
     /// Every bulkhead, sorted by name then key.
     pub bulkheads: Vec<Keyed<BulkheadSnapshot>>,
+    /// Every rate limiter, sorted by name then key.
+    pub rate_limiters: Vec<Keyed<RateLimiterSnapshot>>,
+    /// Every retry budget, sorted by name then key.
+    pub budgets: Vec<Keyed<BudgetSnapshot>>,
 }
 
 impl<S> Keyed<S> {

@@ -1,5 +1,6 @@
 //! Looking up a breaker that exists, by name or by `(name, key)`, allocates
-//! nothing: counted with an instrumented global allocator. (A plain `main`,
+//! nothing, and neither does a call through a rate limiter or a retry
+//! budget from the registry: counted with an instrumented global allocator. (A plain `main`,
 //! not the test harness, so that no other thread allocates meanwhile.)
 #![cfg(not(loom))]
 
@@ -52,4 +53,27 @@ fn main() {
     registry.breaker("new");
     assert!(region.change().allocations > 0);
     println!("looking up existing breakers, plain and keyed: no allocation");
+
+    // A rate limiter and a budget from the registry are the crates' own
+    // handles: a call costs no allocation (nor lock), as when made directly.
+    let limiter = registry.rate_limiter("api");
+    let keyed = registry.rate_limiter_for("api", "acme").unwrap();
+    let budget = registry.budget("db");
+    let region = Region::new(GLOBAL);
+    let mut admitted = 0;
+    for _ in 0..10_000 {
+        admitted += usize::from(limiter.try_acquire().is_ok());
+        admitted += usize::from(keyed.try_acquire().is_ok());
+        budget.deposit();
+        admitted += usize::from(budget.try_withdraw());
+    }
+    let change = region.change();
+    assert!(admitted >= 200, "calls were admitted: {admitted}");
+    assert!(limiter.snapshot().rejected > 0, "and some were rejected");
+    assert_eq!(
+        (change.allocations, change.reallocations),
+        (0, 0),
+        "a call through a registry rate limiter or budget allocated"
+    );
+    println!("calls through registry rate limiters and budgets: no allocation");
 }

@@ -1,5 +1,6 @@
 //! The dashboard in a real headless Chromium: the page lists every breaker
-//! with its state and every bulkhead with its figures, applies a transition
+//! with its state, and every bulkhead, rate limiter and retry budget with
+//! its figures, applies a transition
 //! that arrives over `GET /events`, and a screenshot of it is saved as a
 //! test artifact.
 #![cfg(not(loom))]
@@ -153,6 +154,14 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
                 .unwrap(),
         )
         .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 2))
+        .rate_limiter_config(
+            "api",
+            // Slow enough that the burst stays spent while the page loads.
+            Overrides::new()
+                .set("rate", 10)
+                .set("period", "1h")
+                .set("burst", 3),
+        )
         .build()
         .unwrap();
     let payments = registry.breaker("payments");
@@ -167,6 +176,17 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
     let _permit = db.try_acquire().unwrap();
     let tenant = registry.bulkhead_for("tenants", "acme").unwrap();
     let _first = tenant.try_acquire().unwrap();
+    let api = registry.rate_limiter("api");
+    for _ in 0..3 {
+        api.try_acquire().unwrap();
+    }
+    assert!(api.try_acquire().is_err());
+    registry.rate_limiter_for("clients", "10.0.0.1").unwrap();
+    let budget = registry.budget("orders");
+    for _ in 0..5 {
+        budget.deposit();
+    }
+    assert!(budget.try_withdraw());
 
     let service = RegistryService::builder(registry.clone())
         // Each stream ends after 2 s and is not reopened within the page's
@@ -227,7 +247,14 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
     assert_eq!(status["data-status"], "DEGRADED");
     assert!(dom.contains("failure rate 100.0 %"), "the rates are shown");
 
-    let rows = elements(&dom, "tr");
+    let all_rows = elements(&dom, "tr");
+    let rows_with = |flag: &str| -> Vec<&HashMap<String, String>> {
+        all_rows
+            .iter()
+            .filter(|row| row.contains_key(flag))
+            .collect()
+    };
+    let rows = rows_with("data-full");
     let row_of = |name: &str| {
         rows.iter()
             .find(|row| row.get("data-name").map(String::as_str) == Some(name))
@@ -240,6 +267,30 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
     assert!(
         dom.contains(">1 / 25<"),
         "in flight of max for tenants:\n{dom}"
+    );
+
+    let limiters = rows_with("data-exhausted");
+    assert_eq!(limiters.len(), 2, "two rate limiters:\n{dom}");
+    assert_eq!(limiters[0]["data-name"], "api");
+    assert_eq!(limiters[0]["data-exhausted"], "true", "its burst is spent");
+    assert_eq!(limiters[1]["data-name"], "clients");
+    assert_eq!(limiters[1]["data-key"], "10.0.0.1");
+    assert_eq!(limiters[1]["data-exhausted"], "false");
+    assert!(dom.contains(">10 per 1h<"), "the limit of api:\n{dom}");
+    assert!(
+        dom.contains(">100 / 100<"),
+        "the default limit's burst, all available:\n{dom}"
+    );
+    assert!(
+        dom.contains("api: rate limiter added"),
+        "the log says the kind:\n{dom}"
+    );
+    let budgets = rows_with("data-spent");
+    assert_eq!(budgets.len(), 1, "one budget:\n{dom}");
+    assert_eq!(budgets[0]["data-name"], "orders");
+    assert!(
+        dom.contains(">1 / 0<"),
+        "one retry taken, none refused:\n{dom}"
     );
 
     // The screenshot, kept as an artifact of the test run.

@@ -657,6 +657,172 @@ async fn bulkhead_metrics_parse_back_as_prometheus_text() {
     );
 }
 
+/// A registry with a spent rate limiter `api`, a keyed one, and a budget
+/// `db` that paid for one retry and refused another. The periods are long
+/// so that nothing refills while the test runs.
+fn limited_registry() -> Registry {
+    let registry = Registry::builder()
+        .rate_limiter_config(
+            "api",
+            Overrides::new()
+                .set("rate", 2)
+                .set("period", "1h")
+                .set("burst", 2),
+        )
+        .rate_limiter_config(
+            "clients",
+            Overrides::new().set("rate", 5).set("period", "1h"),
+        )
+        .budget_config(
+            "db",
+            Overrides::new()
+                .set("ratio", 0.25)
+                .set("min_per_second", 0)
+                .set("ttl", "1h"),
+        )
+        .build()
+        .unwrap();
+    let api = registry.rate_limiter("api");
+    api.try_acquire().unwrap();
+    api.try_acquire().unwrap();
+    for _ in 0..3 {
+        assert!(api.try_acquire().is_err());
+    }
+    let client = registry.rate_limiter_for("clients", "10.0.0.1/32").unwrap();
+    client.try_acquire().unwrap();
+    let db = registry.budget("db");
+    for _ in 0..4 {
+        db.deposit();
+    }
+    assert!(db.try_withdraw());
+    assert!(!db.try_withdraw());
+    registry
+}
+
+#[tokio::test]
+async fn rate_limiters_and_budgets_are_served_with_their_figures() {
+    let registry = limited_registry();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let all = get(addr, "/health/ratelimiters").await;
+    assert_eq!(all.status, 200);
+    let list = all.json()["ratelimiters"].as_array().unwrap().clone();
+    let names: Vec<_> = list
+        .iter()
+        .map(|r| (r["name"].clone(), r["key"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("api".into(), serde_json::Value::Null),
+            ("clients".into(), "10.0.0.1/32".into()),
+        ]
+    );
+    let api = get(addr, "/health/ratelimiters/api").await;
+    assert_eq!(api.status, 200);
+    let figures = api.json();
+    assert_eq!(figures["limit"], 2);
+    assert_eq!(figures["period"], "1h");
+    assert_eq!(figures["burst"], 2);
+    assert_eq!(figures["available"], 0, "the burst is spent");
+    assert_eq!(figures["rejected"], 3);
+    assert_eq!(figures, list[0]);
+    let keyed = get(addr, "/health/ratelimiters/clients/10.0.0.1%2F32").await;
+    assert_eq!(keyed.status, 200);
+    assert_eq!(keyed.json()["key"], "10.0.0.1/32");
+    assert_eq!(keyed.json()["available"], 4);
+    assert_eq!(keyed.json()["burst"], 5, "the burst defaults to the rate");
+
+    let missing = get(addr, "/health/ratelimiters/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no rate limiter named 'nope'");
+    let missing = get(addr, "/health/ratelimiters/clients/other").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["error"],
+        "no rate limiter named 'clients' with key 'other'"
+    );
+
+    let budgets = get(addr, "/health/budgets").await;
+    assert_eq!(budgets.status, 200);
+    let list = budgets.json()["budgets"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    let db = get(addr, "/health/budgets/db").await;
+    assert_eq!(db.status, 200);
+    let figures = db.json();
+    assert_eq!(figures["name"], "db");
+    assert_eq!(figures["ratio"], 0.25);
+    assert_eq!(figures["ttl"], "1h");
+    assert_eq!(figures["available"], 0);
+    assert_eq!(figures["deposits"], 4);
+    assert_eq!(figures["withdrawals"], 1);
+    assert_eq!(figures["refused"], 1);
+    assert_eq!(figures, list[0]);
+    let missing = get(addr, "/health/budgets/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no retry budget named 'nope'");
+    assert_eq!(get(addr, "/health/budgets/db/eu").await.status, 404);
+    assert_eq!(
+        get(addr, "/health/ratelimiters/db").await.status,
+        404,
+        "a budget is not a rate limiter"
+    );
+    for deep in ["/health/ratelimiters/api/a/b", "/health/budgets/db/a/b"] {
+        assert_eq!(get(addr, deep).await.status, 404, "too deep: {deep}");
+    }
+    let post = send(addr, "POST", "/health/ratelimiters", &[], b"").await;
+    assert_eq!(post.status, 405);
+    assert_eq!(registry.len(), 3, "serving never makes an instance");
+    assert_eq!(get(addr, "/health").await.json()["status"], "UP");
+}
+
+#[tokio::test]
+async fn rate_limiter_and_budget_metrics_parse_back_as_prometheus_text() {
+    let registry = limited_registry();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+    let reply = get(addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    let samples = parse_prometheus(&reply.body);
+    let api = [("name", "api")];
+    let client = [("name", "clients"), ("key", "10.0.0.1/32")];
+    for (family, api_value, client_value) in [
+        ("portcullis_ratelimiter_available_permissions", 0.0, 4.0),
+        ("portcullis_ratelimiter_limit", 2.0, 5.0),
+        ("portcullis_ratelimiter_period_seconds", 3600.0, 3600.0),
+        ("portcullis_ratelimiter_burst", 2.0, 5.0),
+        ("portcullis_ratelimiter_rejected_calls_total", 3.0, 0.0),
+    ] {
+        assert_eq!(value(&samples, family, &api), api_value, "{family}");
+        assert_eq!(value(&samples, family, &client), client_value, "{family}");
+        assert_eq!(
+            samples.iter().filter(|s| s.name == family).count(),
+            2,
+            "{family}: one series per rate limiter"
+        );
+    }
+    let db = [("name", "db")];
+    for (family, expected) in [
+        ("portcullis_retry_budget_available_retries", 0.0),
+        ("portcullis_retry_budget_ratio", 0.25),
+        ("portcullis_retry_budget_deposits_total", 4.0),
+        ("portcullis_retry_budget_withdrawals_total", 1.0),
+        ("portcullis_retry_budget_refused_total", 1.0),
+    ] {
+        assert_eq!(value(&samples, family, &db), expected, "{family}");
+    }
+    for (family, kind) in [
+        ("portcullis_ratelimiter_rejected_calls_total", "counter"),
+        ("portcullis_ratelimiter_available_permissions", "gauge"),
+        ("portcullis_retry_budget_refused_total", "counter"),
+        ("portcullis_retry_budget_available_retries", "gauge"),
+    ] {
+        assert!(
+            reply.body.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family} is a {kind}"
+        );
+    }
+}
+
 #[test]
 fn the_prometheus_reader_rejects_what_a_scraper_would() {
     for bad in [

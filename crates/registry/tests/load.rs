@@ -159,7 +159,8 @@ async fn ten_thousand_requests_a_slow_reader_dropped_a_fast_one_gets_every_trans
                 .build()
                 .unwrap(),
         )
-        // Every rejection is an event: the most the feed can be asked for.
+        // Every rejection report of a breaker is an event of its own: the
+        // most the feed can be asked for.
         .rejection_report_interval(Duration::ZERO)
         .event_buffer(2048)
         .build()

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use portcullis_breaker::{BreakerConfig, State};
@@ -340,5 +341,65 @@ async fn bulkhead_figures_are_published_and_a_removed_one_goes_to_zero() {
         recorder.gauge("portcullis_bulkhead_max_allowed_concurrent_calls", &labels),
         Some(0.0),
         "a bulkhead that leaves has its gauges set to 0"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limiter_and_budget_figures_are_published() {
+    let recorder = Keep::default();
+    let registry = Registry::builder()
+        .rate_limiter_config(
+            "api",
+            portcullis_registry::Overrides::new()
+                .set("rate", 2)
+                .set("burst", 2),
+        )
+        .build()
+        .unwrap();
+    let api = registry.rate_limiter("api");
+    let budget = registry.budget("db");
+    let mut publisher =
+        metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
+    let described = recorder.described.lock().unwrap().clone();
+    for family in [
+        "portcullis_ratelimiter_available_permissions",
+        "portcullis_ratelimiter_rejected_calls_total",
+        "portcullis_retry_budget_available_retries",
+        "portcullis_retry_budget_withdrawals_total",
+        "portcullis_retry_budget_refused_total",
+    ] {
+        assert!(described.contains(&family.to_owned()), "{family}");
+    }
+    api.try_acquire().unwrap();
+    api.try_acquire().unwrap();
+    assert!(api.try_acquire().is_err());
+    assert!(budget.try_withdraw(), "the floor of the default budget");
+    metrics::with_local_recorder(&recorder, || publisher.publish());
+    let api_labels = [("name", "api")];
+    let db_labels = [("name", "db")];
+    assert_eq!(
+        recorder.gauge("portcullis_ratelimiter_available_permissions", &api_labels),
+        Some(0.0)
+    );
+    assert_eq!(
+        recorder.counter("portcullis_ratelimiter_rejected_calls_total", &api_labels),
+        Some(1)
+    );
+    assert_eq!(
+        recorder.gauge("portcullis_retry_budget_available_retries", &db_labels),
+        Some(99.0),
+        "10 a second over 10 s, less the one taken"
+    );
+    assert_eq!(
+        recorder.counter("portcullis_retry_budget_withdrawals_total", &db_labels),
+        Some(1)
+    );
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    metrics::with_local_recorder(&recorder, || publisher.publish());
+    assert_eq!(
+        recorder.gauge("portcullis_ratelimiter_available_permissions", &api_labels),
+        Some(2.0),
+        "the burst is back"
     );
 }

@@ -309,3 +309,221 @@ async fn a_live_bulkhead_refuses_a_changed_config() {
         .unwrap();
     assert_eq!(registry.bulkhead("search").max_concurrent_calls(), 9);
 }
+
+const LIMITS: &str = r#"
+max_keys = 2
+
+[ratelimiters.default]
+rate = 50
+period = "1m"
+
+[ratelimiters.search]
+burst = 5
+
+[budgets.default]
+ratio = 0.1
+
+[budgets.db]
+min_per_second = 1
+ttl = "30s"
+"#;
+
+#[tokio::test]
+async fn rate_limiters_and_budgets_inherit_from_their_defaults() {
+    let config: RegistryConfig = toml::from_str(LIMITS).unwrap();
+    let registry = Registry::from_config(&config).unwrap();
+    let search = registry.rate_limiter("search").config();
+    assert_eq!(search.rate(), 50, "from the default");
+    assert_eq!(search.period(), Duration::from_secs(60), "from the default");
+    assert_eq!(search.burst(), 5, "its own");
+    let other = registry.rate_limiter("other").config();
+    assert_eq!((other.rate(), other.burst()), (50, 50));
+    let db = registry.budget("db").config();
+    assert_eq!(db.ratio(), 0.1);
+    assert_eq!(db.min_per_second(), 1);
+    assert_eq!(db.ttl(), Duration::from_secs(30));
+    assert_eq!(registry.budget("db").name(), "db");
+
+    // Without a section, the documented defaults.
+    let plain = Registry::new();
+    assert_eq!(
+        plain.rate_limiter("api").config(),
+        portcullis_ratelimit::RateLimitConfig::default()
+    );
+    assert_eq!(plain.rate_limiter("api").config().rate(), 100);
+    assert_eq!(
+        plain.budget("db").config(),
+        portcullis_retry::BudgetConfig::default()
+    );
+
+    for (file, message) in [
+        (
+            "[ratelimiters.api]\nrate = 0",
+            "ratelimiters.api.rate: must be in [1, 1000000000], got 0",
+        ),
+        (
+            "[budgets.db]\nttl = \"2h\"",
+            "budgets.db.ttl: must be in [1s, 1h], got 2h",
+        ),
+    ] {
+        let config: RegistryConfig = toml::from_str(file).unwrap();
+        assert_eq!(
+            Registry::from_config(&config).unwrap_err().to_string(),
+            message
+        );
+    }
+    let config: RegistryConfig = toml::from_str("[ratelimiters.api]\nrat = 5").unwrap();
+    assert_eq!(
+        Registry::from_config(&config).unwrap_err().field(),
+        "ratelimiters.api.rat"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_update_keeps_the_limiters_state() {
+    let registry = Registry::builder()
+        .rate_limiter_config("api", Overrides::new().set("rate", 10).set("burst", 4))
+        .build()
+        .unwrap();
+    let api = registry.rate_limiter("api");
+    let keyed = registry.rate_limiter_for("api", "acme").unwrap();
+    for _ in 0..4 {
+        api.try_acquire().unwrap();
+    }
+    assert!(api.try_acquire().is_err());
+    keyed.try_acquire().unwrap();
+    let mut feed = registry.watch();
+
+    // A larger burst: the four calls admitted still count, so only the
+    // difference is available, not a fresh burst of eight.
+    let changed = registry
+        .update_rate_limiter_config("api", Overrides::new().set("rate", 10).set("burst", 8))
+        .unwrap();
+    assert_eq!(changed, 2, "the plain limiter and the keyed one");
+    assert_eq!(api.config().burst(), 8);
+    assert_eq!(api.remaining(), 4, "8 - 4 admitted");
+    assert_eq!(keyed.remaining(), 7, "8 - 1 admitted");
+    assert_eq!(api.snapshot().rejected, 1, "the count is kept");
+    assert!(
+        registry.find_rate_limiter("api", None).unwrap().remaining() == 4,
+        "the registry holds the same limiter"
+    );
+    let mut seen = Vec::new();
+    while let Some(event) = feed.try_recv() {
+        seen.push((event.what, event.key));
+    }
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Changed, None),
+            (EventKind::Changed, Some("acme".to_owned()))
+        ]
+    );
+
+    // An invalid update changes nothing.
+    let error = registry
+        .update_rate_limiter_config("api", Overrides::new().set("rate", 0))
+        .unwrap_err();
+    assert_eq!(error.field(), "ratelimiters.api.rate");
+    assert_eq!(api.config().burst(), 8);
+
+    // A slower rate: the debt is paid back at the new rate.
+    registry
+        .update_rate_limiter_config("api", Overrides::new().set("rate", 1).set("burst", 8))
+        .unwrap();
+    for _ in 0..4 {
+        api.try_acquire().unwrap();
+    }
+    assert!(api.try_acquire().is_err());
+    tokio::time::advance(Duration::from_millis(900)).await;
+    assert!(api.try_acquire().is_err(), "one call a second now");
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(api.try_acquire().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
+    let registry = Registry::builder()
+        .budget_config(
+            "db",
+            Overrides::new().set("ratio", 0.5).set("min_per_second", 0),
+        )
+        .build()
+        .unwrap();
+    let db = registry.budget("db");
+    for _ in 0..4 {
+        db.deposit();
+    }
+    assert_eq!(db.available(), 2);
+    let changed = registry
+        .update_budget_config(
+            "db",
+            Overrides::new().set("ratio", 1.0).set("min_per_second", 0),
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(db.available(), 2, "the balance is kept");
+    db.deposit();
+    assert_eq!(
+        db.available(),
+        3,
+        "the new ratio counts from the next deposit"
+    );
+
+    let error = registry
+        .update_budget_config("db", Overrides::new().set("ttl", "20s"))
+        .unwrap_err();
+    assert_eq!(error.field(), "budgets.db.ttl");
+    assert!(
+        error.message().contains("cannot change on a live budget"),
+        "{error}"
+    );
+    assert_eq!(db.config().ttl(), Duration::from_secs(10), "unchanged");
+    assert_eq!(db.config().ratio(), 1.0, "unchanged");
+
+    // Once it is removed, the new window is taken by the next one.
+    registry.remove_budget("db", None).unwrap();
+    registry
+        .update_budget_config("db", Overrides::new().set("ttl", "20s"))
+        .unwrap();
+    assert_eq!(
+        registry.budget("db").config().ttl(),
+        Duration::from_secs(20)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
+    let registry = Registry::builder()
+        .max_keys(2)
+        .rate_limiter_config(
+            "per-client",
+            Overrides::new().set("rate", 1).set("burst", 1),
+        )
+        .build()
+        .unwrap();
+    let a = registry.rate_limiter_for("per-client", "a").unwrap();
+    let b = registry.rate_limiter_for("per-client", "b").unwrap();
+    a.try_acquire().unwrap();
+    b.try_acquire().unwrap();
+    // Both have spent their burst: neither may be forgotten.
+    let error = registry.rate_limiter_for("per-client", "c").unwrap_err();
+    assert_eq!(error.limit(), 2);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Both have it back: the least recently used one makes room.
+    registry.rate_limiter_for("per-client", "c").unwrap();
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some("a"))
+            .is_none()
+    );
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some("b"))
+            .is_some()
+    );
+    let same = registry.rate_limiter_for("per-client", "b").unwrap();
+    assert!(same.try_acquire().is_ok());
+    assert!(b.try_acquire().is_err(), "one limiter for every caller");
+    assert_eq!(registry.len(), 2);
+}

@@ -29,6 +29,8 @@
 //! early: it may be refused, never over-allowed. Checked with `loom`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
@@ -60,7 +62,30 @@ use tokio::time::Instant;
 /// ```
 #[derive(Clone)]
 pub struct RetryBudget {
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
+}
+
+/// A retry budget's figures at one moment, as plain data.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct BudgetSnapshot {
+    /// The budget's name (empty for an unnamed budget).
+    pub name: String,
+    /// Retries per request that the budget allows.
+    pub ratio: f64,
+    /// Retries per second allowed whatever the traffic.
+    pub min_per_second: u32,
+    /// How long a deposit counts.
+    #[serde(with = "portcullis_core::duration::serde")]
+    pub ttl: Duration,
+    /// Whole retries the balance holds now.
+    pub available: u64,
+    /// Requests recorded (deposits) since the budget was made.
+    pub deposits: u64,
+    /// Retries taken from the balance since the budget was made.
+    pub withdrawals: u64,
+    /// Retries refused for want of balance since the budget was made.
+    pub refused: u64,
 }
 
 /// The configuration of a [`RetryBudget`].
@@ -77,18 +102,26 @@ pub struct BudgetConfig {
 }
 
 struct Shared {
-    config: BudgetConfig,
+    name: Arc<str>,
+    /// The configuration as given; read by `config()` and replaced by
+    /// `reconfigure()`, never on the call path (which reads `core`).
+    config: Mutex<BudgetConfig>,
     core: Core,
     epoch: Instant,
+    deposits: StdAtomicU64,
+    withdrawals: StdAtomicU64,
+    refused: StdAtomicU64,
 }
 
 /// The balance, as a pure state machine over atomics: time comes in as
 /// nanoseconds since the budget was made.
 pub(crate) struct Core {
-    /// Millionths of a retry deposited per request.
-    deposit: u64,
+    /// Millionths of a retry deposited per request. Like `reserve`, a
+    /// parameter (changed by a reconfiguration), not part of the protocol:
+    /// a plain `std` atomic even under loom.
+    deposit: StdAtomicU64,
     /// Retries always available per window, in millionths.
-    reserve: u64,
+    reserve: StdAtomicU64,
     bucket_nanos: u64,
     buckets: u64,
     /// Cumulative deposits minus withdrawals, in millionths, wrapping.
@@ -117,34 +150,122 @@ impl RetryBudget {
 
     /// A budget from a configuration, validated first.
     pub fn from_config(config: BudgetConfig) -> Result<Self, ConfigError> {
+        Self::named("", config)
+    }
+
+    /// A budget named `name` (as a registry and its figures show it), from
+    /// a configuration validated first.
+    pub fn named(name: impl Into<Arc<str>>, config: BudgetConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            shared: std::sync::Arc::new(Shared {
+            shared: Arc::new(Shared {
+                name: name.into(),
                 core: Core::new(&config),
-                config,
+                config: Mutex::new(config),
                 epoch: Instant::now(),
+                deposits: StdAtomicU64::new(0),
+                withdrawals: StdAtomicU64::new(0),
+                refused: StdAtomicU64::new(0),
             }),
         })
     }
 
+    /// The budget's name (empty unless it was made [`named`](Self::named)).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     /// Its configuration.
-    pub fn config(&self) -> &BudgetConfig {
-        &self.shared.config
+    pub fn config(&self) -> BudgetConfig {
+        *self
+            .shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the ratio and the floor of this live budget, keeping its
+    /// balance: what was deposited and withdrawn still counts, and the new
+    /// ratio applies to the next deposit, the new floor at once.
+    ///
+    /// The window cannot change under live traffic: a `config` with
+    /// another `ttl` is refused with an error on `ttl` (make a new budget
+    /// instead), and an invalid one changes nothing.
+    ///
+    /// ```
+    /// use portcullis_retry::{BudgetConfig, RetryBudget};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let ttl = Duration::from_secs(10);
+    /// let budget = RetryBudget::named("db", BudgetConfig::new(0.5, 0, ttl)).unwrap();
+    /// budget.deposit();
+    /// budget.reconfigure(BudgetConfig::new(1.0, 0, ttl)).unwrap();
+    /// budget.deposit();
+    /// assert_eq!(budget.available(), 1, "half a retry kept, plus a whole one");
+    /// let error = budget.reconfigure(BudgetConfig::new(1.0, 0, ttl * 2)).unwrap_err();
+    /// assert_eq!(error.field(), "ttl");
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let mut current = self
+            .shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if config.ttl != current.ttl {
+            return Err(ConfigError::new(
+                "ttl",
+                format!(
+                    "cannot change on a live budget (from {} to {}); make a new budget instead",
+                    duration::format(current.ttl),
+                    duration::format(config.ttl)
+                ),
+            ));
+        }
+        self.shared.core.set_rates(&config);
+        *current = config;
+        Ok(())
     }
 
     /// Records a request: adds `ratio` of a retry to the balance.
     pub fn deposit(&self) {
+        self.shared.deposits.fetch_add(1, StdOrdering::Relaxed);
         self.shared.core.deposit(self.now());
     }
 
     /// Takes one retry from the balance, if there is one.
     pub fn try_withdraw(&self) -> bool {
-        self.shared.core.try_withdraw(self.now())
+        let taken = self.shared.core.try_withdraw(self.now());
+        let counter = if taken {
+            &self.shared.withdrawals
+        } else {
+            &self.shared.refused
+        };
+        counter.fetch_add(1, StdOrdering::Relaxed);
+        taken
     }
 
     /// How many whole retries the balance holds now.
     pub fn available(&self) -> u64 {
         self.shared.core.balance(self.now()) / UNIT
+    }
+
+    /// The budget's figures now.
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        let shared = &*self.shared;
+        let config = self.config();
+        BudgetSnapshot {
+            name: shared.name.to_string(),
+            ratio: config.ratio,
+            min_per_second: config.min_per_second,
+            ttl: config.ttl,
+            available: self.available(),
+            deposits: shared.deposits.load(StdOrdering::Relaxed),
+            withdrawals: shared.withdrawals.load(StdOrdering::Relaxed),
+            refused: shared.refused.load(StdOrdering::Relaxed),
+        }
     }
 
     fn now(&self) -> u64 {
@@ -156,7 +277,8 @@ impl RetryBudget {
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
-            .field("config", &self.shared.config)
+            .field("name", &self.shared.name)
+            .field("config", &self.config())
             .field("available", &self.available())
             .finish()
     }
@@ -222,21 +344,32 @@ impl Core {
     pub(crate) fn new(config: &BudgetConfig) -> Self {
         let ttl_nanos = u64::try_from(config.ttl.as_nanos()).unwrap_or(u64::MAX);
         let buckets = u64::from(BUCKETS);
+        let (deposit, reserve) = Self::rates(config);
+        Self::from_parts(deposit, reserve, (ttl_nanos / buckets).max(1), buckets)
+    }
+
+    /// The deposit per request and the reserve, in millionths of a retry.
+    fn rates(config: &BudgetConfig) -> (u64, u64) {
         // Reserve: min_per_second × ttl retries, in millionths.
         let reserve =
             (u128::from(config.min_per_second) * config.ttl.as_millis() * u128::from(UNIT)) / 1000;
-        Self::from_parts(
+        (
             (config.ratio * UNIT as f64).round() as u64,
             u64::try_from(reserve).unwrap_or(u64::MAX / 4),
-            (ttl_nanos / buckets).max(1),
-            buckets,
         )
+    }
+
+    /// Takes the ratio and the floor of `config` (same window).
+    fn set_rates(&self, config: &BudgetConfig) {
+        let (deposit, reserve) = Self::rates(config);
+        self.deposit.store(deposit, StdOrdering::Relaxed);
+        self.reserve.store(reserve, StdOrdering::Relaxed);
     }
 
     pub(crate) fn from_parts(deposit: u64, reserve: u64, bucket_nanos: u64, buckets: u64) -> Self {
         Self {
-            deposit,
-            reserve,
+            deposit: StdAtomicU64::new(deposit),
+            reserve: StdAtomicU64::new(reserve),
             bucket_nanos,
             buckets,
             net: AtomicU64::new(0),
@@ -248,8 +381,9 @@ impl Core {
 
     pub(crate) fn deposit(&self, now: u64) {
         self.rotate(now);
-        if self.deposit > 0 {
-            self.net.fetch_add(self.deposit, Ordering::AcqRel);
+        let deposit = self.deposit.load(StdOrdering::Relaxed);
+        if deposit > 0 {
+            self.net.fetch_add(deposit, Ordering::AcqRel);
         }
     }
 
@@ -287,7 +421,7 @@ impl Core {
             Some(oldest) => self.mark(oldest).load(Ordering::Acquire),
         };
         let in_window = net.wrapping_sub(mark) as i64;
-        (self.reserve as i64)
+        (self.reserve.load(StdOrdering::Relaxed) as i64)
             .saturating_add(in_window)
             .max(0)
             .unsigned_abs()

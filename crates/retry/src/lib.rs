@@ -155,7 +155,7 @@ pub use backoff::{
 };
 #[cfg(feature = "http")]
 pub use body::ReplayBody;
-pub use budget::{BudgetConfig, RetryBudget};
+pub use budget::{BudgetConfig, BudgetSnapshot, RetryBudget};
 pub use config::{RetryConfig, RetryConfigBuilder};
 #[cfg(feature = "http")]
 pub use error::BodyNotReplayable;

@@ -1,0 +1,71 @@
+//! Rate limiters in the registry.
+//!
+//! A live rate limiter takes a config update whole
+//! ([`RateLimiter::reconfigure`]): the calls it admitted still count
+//! against the new limit. `max_keys` is a field of the config that a
+//! single limiter does not use; the registry bounds its keyed rate
+//! limiters with its own [`max_keys`](crate::RegistryBuilder::max_keys).
+
+use portcullis_core::ConfigError;
+use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
+
+use crate::hub::Hub;
+use crate::kind::{Forward, InstanceKind, Kind, Source};
+
+impl Kind for RateLimiter {
+    type Config = RateLimitConfig;
+    type Snapshot = RateLimiterSnapshot;
+
+    const KIND: InstanceKind = InstanceKind::RateLimiter;
+
+    fn validate(config: &RateLimitConfig) -> Result<(), ConfigError> {
+        config.validate()
+    }
+
+    fn build(name: &str, config: RateLimitConfig) -> Self {
+        RateLimiter::from_config(name, config)
+            .expect("the registry validates every config it keeps")
+    }
+
+    fn name(&self) -> &str {
+        RateLimiter::name(self)
+    }
+
+    fn check_update(&self, config: &RateLimitConfig) -> Result<(), ConfigError> {
+        config.validate()
+    }
+
+    fn reconfigure(&self, config: RateLimitConfig) -> Result<(), ConfigError> {
+        RateLimiter::reconfigure(self, config)
+    }
+
+    fn snapshot(&self) -> RateLimiterSnapshot {
+        RateLimiter::snapshot(self)
+    }
+
+    /// A limiter with its whole burst back remembers nothing: a new one
+    /// would decide the same.
+    fn evictable(&self) -> bool {
+        self.remaining() >= u64::from(self.config().burst())
+    }
+
+    fn forward(&self, _source: Source, _hub: Hub) -> Option<Forward> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limiter_is_evictable_once_its_burst_is_back() {
+        let config = RateLimitConfig::per_second(10).burst(2).build().unwrap();
+        let limiter = <RateLimiter as Kind>::build("api", config);
+        assert!(limiter.evictable());
+        limiter.try_acquire().unwrap();
+        assert!(!limiter.evictable());
+        tokio::time::advance(std::time::Duration::from_millis(100)).await;
+        assert!(limiter.evictable());
+    }
+}
