@@ -61,19 +61,18 @@
 //! - **Building**: [`Routes`] holds the file and a
 //!   [`Registry`](crate::registry::Registry). [`Routes::route_layer`] is
 //!   the layer of an axum route, [`Routes::upstream_layer`] that of a
-//!   client. Their breaker and bulkhead are the registry's, **named after
-//!   the route or upstream** (`checkout`, `inventory`), so they appear in
-//!   the registry service's `/health/breakers` and `/health/bulkheads`
-//!   under those names, and can be controlled there.
+//!   client. Their breaker, bulkhead, rate limiter and retry budget are
+//!   the registry's, **named after the route or upstream** (`checkout`,
+//!   `inventory`), so they appear in the registry service's
+//!   `/health/breakers`, `/health/bulkheads`, `/health/ratelimiters` and
+//!   `/health/budgets` under those names, and can be controlled there.
 //! - **Reload**: [`Routes::reload`] validates the new text whole (nothing
-//!   changes if anything is wrong), then applies the breakers' new
-//!   configs through the registry, keeping their windows and state. Rate
-//!   limits, timeouts, retries and fallbacks are fixed when a stack is
-//!   built: a reload lists their changes in [`Reload::not_live`], and they
-//!   apply to stacks built afterwards.
-//!
-//! Rate limiters are made per route by [`Routes::route_layer`] (shared by
-//! every service of that layer), not kept by the registry.
+//!   changes if anything is wrong), then applies the new configs of the
+//!   breakers, rate limiters and retry budgets through the registry,
+//!   keeping their windows, state and balances. Timeouts, retry policies
+//!   and fallbacks, and a layer added or removed, are fixed when a stack
+//!   is built: a reload lists their changes in [`Reload::not_live`], and
+//!   they apply to stacks built afterwards.
 //!
 //! ```
 //! use portcullis::config::Routes;

@@ -115,8 +115,8 @@ impl Routes {
     /// are served at `/health/breakers` and `/health/bulkheads` under that
     /// name, and a reload reconfigures them. The breaker judges with
     /// [`HttpClassifier`] (the handler's 5xx are failures). The rate
-    /// limiter is made here, once: every service this layer makes shares
-    /// it. Errors become responses ([`ErrorMappingLayer`]), so the layer's
+    /// limiter is the registry's too (`/health/ratelimiters`), named
+    /// `route`, and a reload changes its limit. Errors become responses ([`ErrorMappingLayer`]), so the layer's
     /// services have `Error = Infallible`.
     ///
     /// The stack is boxed, a layer at a time (one allocation per layer and
@@ -191,7 +191,13 @@ impl Routes {
                 .build()
                 .expect("one attempt is valid")
         });
-        let retry = RetryLayer::http(upstream, retry).expect("validated when loaded");
+        let budget = retry
+            .budget()
+            .map(|_| self.shared.registry.budget(upstream));
+        let mut retry = RetryLayer::http(upstream, retry).expect("validated when loaded");
+        if let Some(budget) = budget {
+            retry = retry.with_budget(budget);
+        }
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReplayBody<B>>, Response<ResB>> =
                 BoxCloneSyncService::new(inner.map_err(Into::into));
@@ -208,10 +214,13 @@ impl Routes {
     ///
     /// What changes live, keeping state: the breakers' configs (their
     /// window, state and half-open permits are kept; a new window shape
-    /// cannot be applied to a live breaker and is an error). A live
-    /// bulkhead cannot be reconfigured (an error, as in the registry).
+    /// cannot be applied to a live breaker and is an error), the rate
+    /// limits (what a limiter admitted still counts against the new limit)
+    /// and the ratio and floor of retry budgets (a budget keeps its
+    /// balance; a new `ttl` is an error). A live bulkhead cannot be
+    /// reconfigured (an error, as in the registry).
     /// What applies only to stacks built afterwards, listed in
-    /// [`Reload::not_live`]: rate limits, timeouts, retries and fallbacks,
+    /// [`Reload::not_live`]: timeouts, retry policies and fallbacks,
     /// a layer added to or removed from a profile, and a route removed from
     /// the file (its built stack keeps working as it was). A route added by
     /// the reload can be built with [`route_layer`](Self::route_layer)
@@ -239,9 +248,15 @@ impl Routes {
                     continue;
                 };
                 for (layer, changed) in [
-                    ("rate_limit", old.rate_limit != new.rate_limit),
+                    (
+                        "rate_limit",
+                        old.rate_limit.is_some() != new.rate_limit.is_some(),
+                    ),
                     ("timeout", old.timeout != new.timeout),
-                    ("retry", old.retry != new.retry),
+                    (
+                        "retry",
+                        retry_policy(&old.retry) != retry_policy(&new.retry),
+                    ),
                     ("breaker", old.breaker.is_some() != new.breaker.is_some()),
                     ("bulkhead", old.bulkhead.is_some() != new.bulkhead.is_some()),
                     (
@@ -283,6 +298,17 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 ));
             }
         }
+        let budget = profile.retry.as_ref().and_then(RetryConfig::budget);
+        if let (Some(new), Some(live)) = (budget, registry.find_budget(name, None)) {
+            if live.config().ttl() != new.ttl() {
+                errors.push(ConfigError::new(
+                    format!("{path}.retry.budget.ttl"),
+                    format!(
+                        "cannot change on the live retry budget '{name}', which keeps its window"
+                    ),
+                ));
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -301,8 +327,36 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 .update_bulkhead_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
         }
+        if let Some(rate_limit) = &profile.rate_limit {
+            // A burst left out means "the rate", not the registry's default.
+            let overrides = Overrides::from_config(rate_limit)
+                .map_err(|e| e.within(&path))?
+                .set("burst", rate_limit.burst());
+            registry
+                .update_rate_limiter_config(name, overrides)
+                .map_err(|e| ConfigError::new(format!("{path}.rate_limit"), e.to_string()))?;
+        }
+        if let Some(budget) = profile.retry.as_ref().and_then(RetryConfig::budget) {
+            let overrides = Overrides::from_config(budget).map_err(|e| e.within(&path))?;
+            registry
+                .update_budget_config(name, overrides)
+                .map_err(|e| ConfigError::new(format!("{path}.retry.budget"), e.to_string()))?;
+        }
     }
     Ok(changed)
+}
+
+/// What of a retry config is fixed in a built stack: all but the numbers of
+/// its budget, which the registry applies live (a budget added or removed
+/// is not live either).
+fn retry_policy(config: &Option<RetryConfig>) -> Option<toml::Value> {
+    let mut value = toml::Value::try_from(config.as_ref()?).ok()?;
+    if let Some(table) = value.as_table_mut() {
+        if table.remove("budget").is_some() {
+            table.insert("budget".to_owned(), toml::Value::Boolean(true));
+        }
+    }
+    Some(value)
 }
 
 /// The layers of one profile, made once per route: every service shares
@@ -317,12 +371,10 @@ struct Parts {
 
 impl Parts {
     fn new(registry: &Registry, name: &str, profile: &Profile) -> Self {
-        // Rate limiters are per route for now, made here; once the registry
-        // keeps them, they come from it by name like breakers.
         let limiter = profile
             .rate_limit
-            .clone()
-            .map(|config| RateLimiter::from_config(name, config).expect("validated when loaded"));
+            .as_ref()
+            .map(|_| registry.rate_limiter(name));
         Self {
             name: name.to_owned(),
             registry: registry.clone(),
@@ -551,6 +603,75 @@ mod tests {
             routes.route_layer::<tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>, Body, Body>("nowhere").unwrap_err().to_string(),
             "no route or upstream named 'nowhere' in the config"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_changes_the_live_rate_limit() {
+        let file = r#"
+            [profiles.metered.rate_limit]
+            rate = 2
+            period = "1m"
+            [routes.search]
+            profile = "metered"
+        "#;
+        let routes = Routes::from_toml(file, Registry::new()).unwrap();
+        let service = route(&routes, "search", 200);
+        let limiter = routes.registry().find_rate_limiter("search", None).unwrap();
+        assert_eq!(limiter.config().burst(), 2, "the burst is the rate");
+        assert_eq!(send(&service).await, 200);
+        assert_eq!(send(&service).await, 200);
+        assert_eq!(send(&service).await, 429);
+
+        let reload = routes
+            .reload(&file.replace("rate = 2", "rate = 4"))
+            .unwrap();
+        assert!(reload.not_live.is_empty(), "{reload:?}");
+        assert_eq!(limiter.config().burst(), 4);
+        // The two calls admitted still count: two more pass, not four.
+        assert_eq!(send(&service).await, 200);
+        assert_eq!(send(&service).await, 200);
+        assert_eq!(send(&service).await, 429);
+        let served = routes.registry().rate_limiters();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].snapshot.name, "search");
+    }
+
+    #[tokio::test]
+    async fn a_reload_changes_the_live_retry_budget_but_not_its_window() {
+        let file = r#"
+            [profiles.api.retry]
+            max_attempts = 2
+            budget = { ratio = 0.2, min_per_second = 10, ttl = "10s" }
+            [upstreams.inventory]
+            profile = "api"
+        "#;
+        let routes = Routes::from_toml(file, Registry::new()).unwrap();
+        let client = service_fn(|_: Request<ReplayBody<Body>>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        });
+        let _service = routes
+            .upstream_layer::<_, Body, Body>("inventory")
+            .unwrap()
+            .layer(client);
+        let budget = routes.registry().find_budget("inventory", None).unwrap();
+        assert_eq!(budget.config().min_per_second(), 10);
+
+        let reload = routes
+            .reload(&file.replace("min_per_second = 10", "min_per_second = 3"))
+            .unwrap();
+        assert!(reload.not_live.is_empty(), "{reload:?}");
+        assert_eq!(budget.config().min_per_second(), 3);
+
+        let errors = routes
+            .reload(&file.replace("ttl = \"10s\"", "ttl = \"20s\""))
+            .unwrap_err();
+        assert_eq!(errors.errors()[0].field(), "profiles.api.retry.budget.ttl");
+        assert_eq!(budget.config().ttl(), std::time::Duration::from_secs(10));
+
+        let reload = routes
+            .reload(&file.replace("max_attempts = 2", "max_attempts = 3"))
+            .unwrap();
+        assert_eq!(reload.not_live, ["upstreams.inventory.retry"]);
     }
 
     #[tokio::test]
