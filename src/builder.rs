@@ -10,7 +10,8 @@ use tower::ServiceBuilder;
     feature = "timeout",
     feature = "bulkhead",
     feature = "fallback",
-    feature = "chaos"
+    feature = "chaos",
+    feature = "ratelimit"
 ))]
 use tower::layer::util::Stack;
 
@@ -22,6 +23,8 @@ use crate::bulkhead::{Bulkhead, BulkheadLayer};
 use crate::chaos::{Chaos, ChaosLayer};
 #[cfg(feature = "fallback")]
 use crate::fallback::FallbackLayer;
+#[cfg(feature = "ratelimit")]
+use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]
 use crate::retry::RetryLayer;
 #[cfg(feature = "timeout")]
@@ -68,9 +71,10 @@ use crate::timeout::TimeoutLayer;
 /// across everything a build links, so any other dependency can turn them
 /// on. A trait method `timeout(Duration)` would then silently become
 /// tower's timeout (whose error is not Portcullis's `Elapsed`). So the
-/// timeout is [`timeout_after`](Self::timeout_after) and the retry
-/// [`retry_with`](Self::retry_with): they are Portcullis's whatever features
-/// are on.
+/// timeout is [`timeout_after`](Self::timeout_after), the retry
+/// [`retry_with`](Self::retry_with) and the rate limit
+/// [`rate_limiter`](Self::rate_limiter): they are Portcullis's whatever
+/// features are on.
 ///
 /// # Variants
 ///
@@ -117,6 +121,16 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     #[cfg(feature = "bulkhead")]
     fn bulkhead(self, bulkhead: Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
 
+    /// A [rate limit](crate::ratelimit): every service built draws on the
+    /// budget of `limiter`, and a call over it fails at once with
+    /// `RateLimited` (or waits, up to the limiter's `max_wait`) (feature
+    /// `ratelimit`).
+    ///
+    /// Not `rate_limit`: tower's `ServiceBuilder::rate_limit` would shadow
+    /// it when tower's `limit` feature is on.
+    #[cfg(feature = "ratelimit")]
+    fn rate_limiter(self, limiter: RateLimiter) -> ServiceBuilder<Stack<RateLimitLayer, L>>;
+
     /// A [fallback](crate::fallback) built as `layer` says: its source and
     /// the failures it answers (feature `fallback`).
     #[cfg(feature = "fallback")]
@@ -157,6 +171,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "bulkhead")]
     fn bulkhead(self, bulkhead: Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
         self.layer(BulkheadLayer::new(bulkhead))
+    }
+
+    #[cfg(feature = "ratelimit")]
+    fn rate_limiter(self, limiter: RateLimiter) -> ServiceBuilder<Stack<RateLimitLayer, L>> {
+        self.layer(RateLimitLayer::new(limiter))
     }
 
     #[cfg(feature = "fallback")]

@@ -466,6 +466,34 @@ async fn bulkhead_rejects_beyond_its_permits_with_a_503() {
     assert_eq!(bulkhead.in_flight(), 0, "the permit came back");
 }
 
+#[cfg(feature = "ratelimit")]
+#[tokio::test(start_paused = true)]
+async fn rate_limiter_shares_the_budget_and_answers_429() {
+    use portcullis::ServiceBuilderExt;
+    use portcullis::ratelimit::{RateLimitConfig, RateLimiter};
+    use tower::ServiceBuilder;
+
+    let config = RateLimitConfig::per_second(2).build().unwrap();
+    let limiter = RateLimiter::from_config("api", config).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ErrorMappingLayer::new())
+        .rate_limiter(limiter.clone())
+        .service(service_fn(|_: ()| async {
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        }));
+    // Two clones, one budget of two calls.
+    assert_eq!(service.clone().oneshot(()).await.unwrap().status(), 200);
+    assert_eq!(service.clone().oneshot(()).await.unwrap().status(), 200);
+    let refused = service.clone().oneshot(()).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "x-portcullis-error"), Some("rate-limited"));
+    assert!(header(&refused, "retry-after").is_some());
+    assert_eq!(limiter.remaining(), 0);
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(service.oneshot(()).await.unwrap().status(), 200, "refilled");
+}
+
 #[cfg(feature = "fallback")]
 #[tokio::test]
 async fn fallback_answers_a_failure() {
