@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Threshold, TransitionReason};
 use crate::settings::Settings;
-use crate::window::{Counts, FAILED, SLOW, Window};
+use crate::window::{Counts, FAILED, RECORDED, SLOW, Window};
 
 /// The state of a circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,6 +190,13 @@ impl Core {
         state_of(kind(self.state.load(Ordering::Acquire)))
     }
 
+    /// Admits a call if the breaker is closed: one load.
+    #[inline]
+    pub(crate) fn acquire_closed(&self) -> Option<Ticket> {
+        let current = self.state.load(Ordering::Acquire);
+        (kind(current) == CLOSED).then_some(Ticket::Closed(generation(current)))
+    }
+
     /// Admits a call or rejects it with the wait until a probe may pass
     /// (`Err(None)` when it is unknown or never). Reads the clock only when
     /// the breaker is open or half-open.
@@ -310,6 +317,7 @@ impl Core {
     /// Records the outcome of an admitted call: `outcome` has `FAILED` and
     /// `SLOW` set as they apply. `retry_after` is a server-directed wait that
     /// came with a failure. Ignored outcomes are released, not recorded.
+    #[inline]
     pub(crate) fn record(
         &self,
         ticket: Ticket,
@@ -333,6 +341,41 @@ impl Core {
         let counts = self
             .window
             .record(outcome, &now, self.settings.minimum_calls());
+        if outcome == RECORDED && recording == CLOSED {
+            // The common case, kept short: a success while closed.
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Release);
+            }
+            if let Some(threshold) = counts.and_then(|counts| self.crossing(counts)) {
+                self.trip_now(current, threshold, now, signal);
+            }
+            return;
+        }
+        self.judge(
+            current,
+            recording,
+            outcome,
+            counts,
+            retry_after,
+            now,
+            signal,
+        );
+    }
+
+    /// The rest of [`record`](Self::record), for every outcome but a
+    /// success while closed: the window already holds `outcome`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn judge(
+        &self,
+        current: u64,
+        recording: u64,
+        outcome: u8,
+        counts: Option<Counts>,
+        retry_after: Option<u64>,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
         let mut crossed = None;
         if outcome & FAILED != 0 {
             let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
@@ -358,9 +401,7 @@ impl Core {
             return;
         }
         if let Some(threshold) = crossed {
-            let wait = self.open_wait(0);
-            let until = now().saturating_add(wait);
-            self.trip(current, threshold, until, signal);
+            self.trip_now(current, threshold, now, signal);
         } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
@@ -376,6 +417,22 @@ impl Core {
                 signal,
             );
         }
+    }
+
+    /// Opens the breaker from `current` for `threshold`, for the base wait
+    /// from `now`.
+    #[cold]
+    #[inline(never)]
+    fn trip_now(
+        &self,
+        current: u64,
+        threshold: Threshold,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
+        let wait = self.open_wait(0);
+        let until = now().saturating_add(wait);
+        self.trip(current, threshold, until, signal);
     }
 
     /// Opens the breaker from `current` for a threshold crossing; reports the
@@ -398,6 +455,7 @@ impl Core {
     }
 
     /// The threshold that `counts` crosses, if any.
+    #[inline]
     fn crossing(&self, counts: Counts) -> Option<Threshold> {
         let Counts {
             calls,
@@ -420,6 +478,7 @@ impl Core {
         None
     }
 
+    #[inline(never)]
     fn record_probe(
         &self,
         generation: u64,
@@ -652,7 +711,7 @@ impl Core {
 #[cfg(all(test, loom))]
 mod loom_models {
     use super::*;
-    use crate::window::{CountWindow, RECORDED};
+    use crate::window::CountWindow;
     use loom::sync::Arc;
     use loom::thread;
 
