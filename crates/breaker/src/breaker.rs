@@ -447,6 +447,15 @@ impl Permit {
     /// [`BreakerConfig::max_retry_after`]).
     #[inline]
     pub fn record_with(mut self, outcome: Outcome, retry_after: Option<Duration>) {
+        self.record_in_place(outcome, retry_after);
+    }
+
+    /// [`record_with`](Self::record_with) through a reference, for a
+    /// response future that keeps its permit where it is rather than move
+    /// it out (a move costs more than the rest of the recording). Records
+    /// at most once: the permit is spent afterwards.
+    #[inline]
+    pub(crate) fn record_in_place(&mut self, outcome: Outcome, retry_after: Option<Duration>) {
         let Some(ticket) = self.ticket.take() else {
             return;
         };

@@ -70,7 +70,9 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(permit) = permit.take() {
+                // Recorded in place: the permit stays (spent) until the
+                // future is dropped.
+                if let Some(permit) = permit {
                     let outcome = classifier.classify(result.as_ref());
                     let retry_after = match outcome {
                         Outcome::Failure if permit.wants_retry_after() => {
@@ -78,7 +80,7 @@ where
                         }
                         _ => None,
                     };
-                    permit.record_with(outcome, retry_after);
+                    permit.record_in_place(outcome, retry_after);
                 }
                 Poll::Ready(result)
             }
