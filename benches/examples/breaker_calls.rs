@@ -11,7 +11,9 @@
 //! one call, without the set-up.
 //!
 //! Contenders: `bare`, `tower_resilience`, `portcullis_count`,
-//! `portcullis_time`, `acquire_record_count`, `acquire_record_time`.
+//! `portcullis_time`, `time_fill_1k` and `time_fill_1m` (`portcullis_time`
+//! with a thousand or a million successes in the window first),
+//! `acquire_record_count`, `acquire_record_time`.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -86,6 +88,21 @@ fn main() {
             CircuitBreakerLayer::new(breaker(time_config())).layer(inner()),
             calls,
         ),
+        "time_fill_1k" | "time_fill_1m" => {
+            let breaker = breaker(time_config());
+            let fill = if contender.ends_with("1k") {
+                1_000
+            } else {
+                1_000_000
+            };
+            for _ in 0..fill {
+                breaker
+                    .try_acquire()
+                    .expect("the breaker is closed")
+                    .success();
+            }
+            run(CircuitBreakerLayer::new(breaker).layer(inner()), calls);
+        }
         "acquire_record_count" | "acquire_record_time" => {
             let config = if contender.ends_with("count") {
                 count_config()
