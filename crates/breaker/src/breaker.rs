@@ -223,18 +223,35 @@ impl Breaker {
     /// Never waits. In `Closed` this is one atomic load; the clock is read
     /// only when a slow-call rule is configured or the breaker is open or
     /// half-open.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, BreakerOpen> {
+        match self.shared.core.acquire_closed() {
+            Some(ticket) => Ok(self.permit(ticket)),
+            None => self.try_acquire_slow(),
+        }
+    }
+
+    /// A permit for `ticket`, timed if a slow-call rule is configured.
+    #[inline]
+    fn permit(&self, ticket: Ticket) -> Permit {
+        Permit {
+            breaker: self.clone(),
+            ticket: Some(ticket),
+            started: self
+                .shared
+                .core
+                .settings
+                .has_slow_call_rule()
+                .then(Instant::now),
+        }
+    }
+
+    /// Admission in any state but `Closed`.
+    #[inline(never)]
+    fn try_acquire_slow(&self) -> Result<Permit, BreakerOpen> {
         let shared = &*self.shared;
         match shared.core.acquire(|| self.now(), &mut |s| self.emit(s)) {
-            Ok(ticket) => Ok(Permit {
-                breaker: self.clone(),
-                ticket: Some(ticket),
-                started: shared
-                    .core
-                    .settings
-                    .slow_call_duration()
-                    .map(|_| Instant::now()),
-            }),
+            Ok(ticket) => Ok(self.permit(ticket)),
             Err(retry_micros) => {
                 let retry_after = retry_micros.map(Duration::from_micros);
                 tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
@@ -333,6 +350,7 @@ impl Breaker {
             .map_err(|illegal| IllegalTransition::new(self.shared.name.clone(), illegal.from, to))
     }
 
+    #[inline]
     fn now(&self) -> u64 {
         micros(Instant::now().saturating_duration_since(self.shared.epoch))
     }
@@ -420,13 +438,24 @@ impl Breaker {
 impl Permit {
     /// Records the call's outcome. `Ignored` records nothing and gives a
     /// half-open probe slot back.
+    #[inline]
     pub fn record(self, outcome: Outcome) {
         self.record_with(outcome, None);
     }
 
     /// Records the outcome with a server-directed wait (see
     /// [`BreakerConfig::max_retry_after`]).
+    #[inline]
     pub fn record_with(mut self, outcome: Outcome, retry_after: Option<Duration>) {
+        self.record_in_place(outcome, retry_after);
+    }
+
+    /// [`record_with`](Self::record_with) through a reference, for a
+    /// response future that keeps its permit where it is rather than move
+    /// it out (a move costs more than the rest of the recording). Records
+    /// at most once: the permit is spent afterwards.
+    #[inline]
+    pub(crate) fn record_in_place(&mut self, outcome: Outcome, retry_after: Option<Duration>) {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
@@ -465,6 +494,7 @@ impl Permit {
     }
 
     /// Records a success.
+    #[inline]
     pub fn success(self) {
         self.record(Outcome::Success);
     }
@@ -476,6 +506,7 @@ impl Permit {
 
     /// Whether the breaker wants a server-directed wait with the outcome
     /// (it does only when configured to open on one).
+    #[inline]
     pub(crate) fn wants_retry_after(&self) -> bool {
         self.breaker
             .shared
@@ -487,6 +518,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.breaker.shared.core.release(ticket);

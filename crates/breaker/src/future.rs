@@ -35,6 +35,7 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
         Self {
             state: Kind::Called {
@@ -60,6 +61,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             KindProj::Called {
@@ -68,7 +70,9 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(permit) = permit.take() {
+                // Recorded in place: the permit stays (spent) until the
+                // future is dropped.
+                if let Some(permit) = permit {
                     let outcome = classifier.classify(result.as_ref());
                     let retry_after = match outcome {
                         Outcome::Failure if permit.wants_retry_after() => {
@@ -76,7 +80,7 @@ where
                         }
                         _ => None,
                     };
-                    permit.record_with(outcome, retry_after);
+                    permit.record_in_place(outcome, retry_after);
                 }
                 Poll::Ready(result)
             }

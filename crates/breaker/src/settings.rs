@@ -97,14 +97,17 @@ impl Settings {
         );
     }
 
+    #[inline]
     pub(crate) fn failure_bp(&self) -> u64 {
         self.failure_bp.load(Relaxed)
     }
 
+    #[inline]
     pub(crate) fn slow_bp(&self) -> u64 {
         self.slow_bp.load(Relaxed)
     }
 
+    #[inline]
     pub(crate) fn minimum_calls(&self) -> u64 {
         self.minimum_calls.load(Relaxed)
     }
@@ -137,10 +140,18 @@ impl Settings {
         optional(self.max_wait_in_half_open.load(Relaxed))
     }
 
+    #[inline]
     pub(crate) fn max_retry_after(&self) -> Option<u64> {
         optional(self.max_retry_after.load(Relaxed))
     }
 
+    /// Whether calls are timed for a slow-call rule.
+    #[inline]
+    pub(crate) fn has_slow_call_rule(&self) -> bool {
+        self.slow_call_nanos.load(Relaxed) != NONE
+    }
+
+    #[inline]
     pub(crate) fn slow_call_duration(&self) -> Option<Duration> {
         optional(self.slow_call_nanos.load(Relaxed)).map(Duration::from_nanos)
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Threshold, TransitionReason};
 use crate::settings::Settings;
-use crate::window::{Counts, FAILED, SLOW, Window};
+use crate::window::{Counts, FAILED, RECORDED, SLOW, Window};
 
 /// The state of a circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,14 +118,17 @@ pub(crate) struct Reading {
     pub(crate) retry_after: Option<u64>,
 }
 
+#[inline]
 fn kind(word: u64) -> u64 {
     word & KIND_MASK
 }
 
+#[inline]
 fn generation(word: u64) -> u64 {
     word >> KIND_BITS
 }
 
+#[inline]
 fn word(generation: u64, kind: u64) -> u64 {
     generation << KIND_BITS | kind
 }
@@ -164,6 +167,7 @@ fn rate(part: u64, whole: u64) -> f32 {
     }
 }
 
+#[inline]
 pub(crate) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros())
         .unwrap_or(u64::MAX)
@@ -188,6 +192,13 @@ impl Core {
 
     pub(crate) fn state(&self) -> State {
         state_of(kind(self.state.load(Ordering::Acquire)))
+    }
+
+    /// Admits a call if the breaker is closed: one load.
+    #[inline]
+    pub(crate) fn acquire_closed(&self) -> Option<Ticket> {
+        let current = self.state.load(Ordering::Acquire);
+        (kind(current) == CLOSED).then_some(Ticket::Closed(generation(current)))
     }
 
     /// Admits a call or rejects it with the wait until a probe may pass
@@ -310,6 +321,7 @@ impl Core {
     /// Records the outcome of an admitted call: `outcome` has `FAILED` and
     /// `SLOW` set as they apply. `retry_after` is a server-directed wait that
     /// came with a failure. Ignored outcomes are released, not recorded.
+    #[inline]
     pub(crate) fn record(
         &self,
         ticket: Ticket,
@@ -333,6 +345,41 @@ impl Core {
         let counts = self
             .window
             .record(outcome, &now, self.settings.minimum_calls());
+        if outcome == RECORDED && recording == CLOSED {
+            // The common case, kept short: a success while closed.
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Release);
+            }
+            if let Some(threshold) = counts.and_then(|counts| self.crossing(counts)) {
+                self.trip_now(current, threshold, now, signal);
+            }
+            return;
+        }
+        self.judge(
+            current,
+            recording,
+            outcome,
+            counts,
+            retry_after,
+            now,
+            signal,
+        );
+    }
+
+    /// The rest of [`record`](Self::record), for every outcome but a
+    /// success while closed: the window already holds `outcome`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn judge(
+        &self,
+        current: u64,
+        recording: u64,
+        outcome: u8,
+        counts: Option<Counts>,
+        retry_after: Option<u64>,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
         let mut crossed = None;
         if outcome & FAILED != 0 {
             let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
@@ -358,9 +405,7 @@ impl Core {
             return;
         }
         if let Some(threshold) = crossed {
-            let wait = self.open_wait(0);
-            let until = now().saturating_add(wait);
-            self.trip(current, threshold, until, signal);
+            self.trip_now(current, threshold, now, signal);
         } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
@@ -376,6 +421,22 @@ impl Core {
                 signal,
             );
         }
+    }
+
+    /// Opens the breaker from `current` for `threshold`, for the base wait
+    /// from `now`.
+    #[cold]
+    #[inline(never)]
+    fn trip_now(
+        &self,
+        current: u64,
+        threshold: Threshold,
+        now: impl Fn() -> u64,
+        signal: &mut impl FnMut(Signal),
+    ) {
+        let wait = self.open_wait(0);
+        let until = now().saturating_add(wait);
+        self.trip(current, threshold, until, signal);
     }
 
     /// Opens the breaker from `current` for a threshold crossing; reports the
@@ -398,6 +459,7 @@ impl Core {
     }
 
     /// The threshold that `counts` crosses, if any.
+    #[inline]
     fn crossing(&self, counts: Counts) -> Option<Threshold> {
         let Counts {
             calls,
@@ -420,6 +482,7 @@ impl Core {
         None
     }
 
+    #[inline(never)]
     fn record_probe(
         &self,
         generation: u64,
@@ -652,7 +715,7 @@ impl Core {
 #[cfg(all(test, loom))]
 mod loom_models {
     use super::*;
-    use crate::window::{CountWindow, RECORDED};
+    use crate::window::CountWindow;
     use loom::sync::Arc;
     use loom::thread;
 
@@ -700,6 +763,37 @@ mod loom_models {
             assert_eq!(total, 1);
             assert_eq!(core.state(), State::Open);
             assert_eq!(core.generation(), 1);
+        });
+    }
+
+    /// A success on the closed fast path races a failure that opens the
+    /// breaker on its own (50 %, a minimum of one call): the breaker opens
+    /// exactly once, whether the success is recorded before the failure,
+    /// after it, or found stale. (Loom models `SeqCst` as `AcqRel`, so the
+    /// window's "the later of two recorders sees both outcomes" is argued in
+    /// `window.rs`, not modelled here.)
+    #[test]
+    fn a_fast_path_success_races_a_trip() {
+        loom::model(|| {
+            let core = Arc::new(core(1, 1, 5_000));
+            let handles: Vec<_> = [RECORDED, RECORDED | FAILED]
+                .into_iter()
+                .map(|outcome| {
+                    let core = core.clone();
+                    thread::spawn(move || {
+                        let mut signals = Vec::new();
+                        // The success may come after the breaker opened.
+                        let Some(ticket) = core.acquire_closed() else {
+                            return 0;
+                        };
+                        core.record(ticket, outcome, None, || 0, &mut |s| signals.push(s));
+                        transitions(&signals)
+                    })
+                })
+                .collect();
+            let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(total, 1);
+            assert_eq!(core.state(), State::Open);
         });
     }
 

@@ -99,6 +99,7 @@ impl Window {
     /// (it can only lower the rates). `now` is read only by time windows,
     /// where a success may also evict older failures' successes and so is
     /// always judged.
+    #[inline]
     pub(crate) fn record(
         &self,
         outcome: u8,
@@ -128,6 +129,7 @@ impl Window {
     }
 
     /// Whether recording reads the clock.
+    #[inline]
     pub(crate) fn needs_clock(&self) -> bool {
         matches!(self, Self::Time(_))
     }
@@ -148,12 +150,14 @@ impl CountWindow {
     }
 
     /// `index % size` without a division (Lemire's fastmod).
+    #[inline]
     fn slot(&self, index: u64) -> &AtomicU8 {
         let low = self.fastmod.wrapping_mul(u64::from(index as u32));
         let slot = ((u128::from(low) * u128::from(self.size)) >> 64) as usize;
         &self.slots[slot]
     }
 
+    #[inline]
     fn record(&self, outcome: u8, minimum_calls: u64) -> Option<Counts> {
         let index = self.head.fetch_add(1, Ordering::SeqCst);
         let slot = self.slot(index);
@@ -176,6 +180,7 @@ impl CountWindow {
         Some(self.counts())
     }
 
+    #[inline]
     fn counts(&self) -> Counts {
         let calls = self.head.load(Ordering::SeqCst).min(u64::from(self.size));
         let clamp = |value: i64| (value.max(0) as u64).min(calls);
@@ -217,6 +222,7 @@ impl TimeWindow {
         }
     }
 
+    #[inline]
     fn record(&self, outcome: u8, now: u64) -> Counts {
         if now >= self.next_rotation.load(Ordering::Acquire) {
             self.rotate(now);
@@ -228,6 +234,7 @@ impl TimeWindow {
         self.read()
     }
 
+    #[inline]
     fn counts(&self, now: u64) -> Counts {
         if now >= self.next_rotation.load(Ordering::Acquire) {
             self.rotate(now);
@@ -235,6 +242,7 @@ impl TimeWindow {
         self.read()
     }
 
+    #[inline]
     fn read(&self) -> Counts {
         let totals = self.totals.load(Ordering::SeqCst);
         let slow = self.slow.load(Ordering::SeqCst);
@@ -251,6 +259,8 @@ impl TimeWindow {
 
     /// Moves the window to the bucket that contains `now`. One caller per
     /// bucket boundary wins and writes the marks; the others go on.
+    #[cold]
+    #[inline(never)]
     fn rotate(&self, now: u64) {
         let bucket = now / self.bucket_micros;
         let last = self.epoch.load(Ordering::Acquire);
