@@ -135,8 +135,34 @@ impl<S: Service<Req>, Req> Future for Admitted<S, Req> {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn new(start: Start<S, Req>) -> Self {
-        let kind = match start {
+    /// Starts a call on `inner` (ready) as `verdict` says, as [`start`]
+    /// does, but builds the response future in place: the inner future is
+    /// written once, where it stays, instead of being moved from one
+    /// wrapper to the next (a copy of the whole future each time).
+    #[inline]
+    pub(crate) fn start(inner: &mut S, request: Req, verdict: Verdict) -> Self
+    where
+        S: Clone,
+    {
+        match verdict {
+            Verdict::Now { .. } => Self {
+                kind: Kind::Admitted {
+                    call: Admitted::Called {
+                        future: inner.call(request),
+                    },
+                },
+            },
+            verdict => Self::start_slow(inner, request, verdict),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_slow(inner: &mut S, request: Req, verdict: Verdict) -> Self
+    where
+        S: Clone,
+    {
+        let kind = match start(inner, request, verdict) {
             Start::Admitted(call) => Kind::Admitted { call },
             Start::Rejected(error) => Kind::Rejected { error: Some(error) },
         };

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use portcullis_core::BoxError;
 use tower_service::Service;
 
-use crate::future::{ResponseFuture, start};
+use crate::future::ResponseFuture;
 use crate::limiter::Admit;
 use crate::{ByKey, KeyExtractor, KeyedRateLimiter, RateLimiter};
 
@@ -84,7 +84,7 @@ where
     L: Admit<Req>,
 {
     let check = limit.check(&request);
-    ResponseFuture::new(start(inner, request, check.verdict))
+    ResponseFuture::start(inner, request, check.verdict)
 }
 
 impl<S, Req> Service<Req> for RateLimit<S, RateLimiter>

@@ -72,6 +72,7 @@ where
     R: Replay<Req>,
     S: Service<R::Request>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         spare: Option<S>,
@@ -105,6 +106,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -174,7 +176,19 @@ where
 }
 
 /// Counts a call that ends after `attempts` attempts.
+#[inline]
 fn finished(shared: &Shared, attempts: u32, succeeded: bool) {
+    if succeeded && attempts <= 1 {
+        // The path every call takes: one counter, nothing else.
+        Counters::bump(&shared.counters.successful_without_retry);
+    } else {
+        finished_slow(shared, attempts, succeeded);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn finished_slow(shared: &Shared, attempts: u32, succeeded: bool) {
     let counters = &shared.counters;
     match (succeeded, attempts > 1) {
         (true, false) => Counters::bump(&counters.successful_without_retry),

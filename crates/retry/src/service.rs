@@ -113,6 +113,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &*self.shared;
         if let Some(budget) = &shared.budget {

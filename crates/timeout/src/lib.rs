@@ -36,7 +36,11 @@
 //! No allocation per call, no boxed future: the response future holds the
 //! inner future and a `tokio::time::Sleep` inline. The inner future is
 //! polled first and the timer is made only when it is pending, so a
-//! response that is ready at once costs one clock read. Propagation (opt-in) writes a header and a request extension.
+//! response that is ready at once costs no clock read with [`Timeout`]
+//! (whose timeout therefore starts at the first poll that finds the inner
+//! future pending, not in `call`), and one with [`HttpTimeout`] (which
+//! fixes its deadline in `call`, to honour and propagate deadlines).
+//! Propagation (opt-in) writes a header and a request extension.
 //!
 //! # Features
 //!
@@ -59,9 +63,11 @@ pub use http::{Deadline, HttpResponseFuture, HttpTimeout, HttpTimeoutLayer, Requ
 pub use layer::TimeoutLayer;
 pub use service::Timeout;
 
+#[cfg(feature = "http")]
 use std::pin::Pin;
 
 /// The timer of a response future, made on first use.
+#[cfg(feature = "http")]
 fn timer(
     mut slot: Pin<&mut Option<tokio::time::Sleep>>,
     deadline: tokio::time::Instant,

@@ -9,8 +9,12 @@ use crate::future::ResponseFuture;
 /// Fails a call with [`Elapsed`](crate::Elapsed) when the inner service
 /// takes longer than the timeout.
 ///
-/// The timer starts in `call`. Inside a retry this is the per-attempt
-/// timeout; outside it, the total deadline of all the attempts.
+/// The timer starts on the first poll of the response future that finds
+/// the inner future pending (not in `call`): a response that is ready at
+/// once costs no clock read. The time between `call` and that poll, and
+/// the first poll of the inner future itself, are not counted. Inside a
+/// retry this is the per-attempt timeout; outside it, the total deadline
+/// of all the attempts.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeout<S> {
     inner: S,
@@ -57,8 +61,8 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        ResponseFuture::new(self.inner.call(request), deadline, self.timeout)
+        ResponseFuture::new(self.inner.call(request), self.timeout)
     }
 }

@@ -1,6 +1,7 @@
 //! Timeouts driven with `tower_test::mock` and paused time.
 #![cfg(not(loom))]
 
+use std::future::Future;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -42,6 +43,33 @@ async fn a_call_that_finishes_in_time_passes_through() {
         response.await.unwrap_err().is::<std::io::Error>(),
         "inner errors pass through"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_starts_at_the_first_poll_that_finds_the_call_pending() {
+    let (mut service, mut handle) =
+        mock::spawn_layer::<u8, u8, _>(TimeoutLayer::new(Duration::from_secs(2)));
+    assert!(service.poll_ready().is_ready());
+    let response = service.call(1);
+    let (_request, _keep_pending) = handle.next_request().await.unwrap();
+    // Not polled yet: this time does not count.
+    time::advance(Duration::from_secs(5)).await;
+    let mut response = Box::pin(response);
+    let mut poll = move || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        response.as_mut().poll(&mut cx)
+    };
+    assert!(poll().is_pending(), "the timer starts now");
+    let started = Instant::now();
+    time::advance(Duration::from_millis(1_999)).await;
+    assert!(poll().is_pending());
+    time::advance(Duration::from_millis(1)).await;
+    let error = match poll() {
+        std::task::Poll::Ready(result) => result.unwrap_err(),
+        std::task::Poll::Pending => panic!("the timeout has passed"),
+    };
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert!(error.is::<Elapsed>());
 }
 
 fn http_layer() -> HttpTimeoutLayer {
