@@ -7,15 +7,12 @@
 //! 30 s timeout, 3 attempts with exponential backoff, a breaker with a
 //! count window of 100 calls, a bulkhead of 100 permits that fails fast.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::fmt::Debug;
 use std::time::Duration;
 
-use std::fmt::Debug;
-
+use portcullis_benches::inner;
 use tower::limit::ConcurrencyLimitLayer;
-use tower::util::ServiceFn;
-use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower::{Layer, Service, ServiceBuilder};
 
 /// The per-call timeout of both stacks.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,12 +28,6 @@ pub(crate) const PERMITS: u32 = 100;
 
 /// Calls in the count window of both breakers.
 pub(crate) const WINDOW: u32 = 100;
-
-/// The service every contender wraps: answers with its request, at once.
-pub(crate) fn inner()
--> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
 
 /// The Portcullis stack, from the pattern crates' layers.
 pub(crate) fn portcullis()

@@ -15,52 +15,17 @@
 //!
 //! Run with `cargo bench -p portcullis-benches --bench breaker`.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_benches::call_ready;
-use portcullis_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer};
-use tokio::runtime::Runtime;
+use portcullis_benches::{breaker, call_ready, count_config, inner, runtime, time_config};
+use portcullis_breaker::{Breaker, CircuitBreakerLayer};
 use tokio::time::Instant;
-use tower::util::ServiceFn;
-use tower::{Layer, service_fn};
-
-/// The service every contender wraps: answers with its request, at once.
-fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
+use tower::Layer;
 
 /// How many calls `time_window_fill` times between two clock reads.
 const CHUNK: u64 = 1_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
-
-fn count_config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .count_window(100)
-        .build()
-        .expect("a valid count-window configuration")
-}
-
-fn time_config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .time_window(Duration::from_secs(60), 60)
-        .minimum_calls(20)
-        .build()
-        .expect("a valid time-window configuration")
-}
-
-fn breaker(config: BreakerConfig) -> Breaker {
-    Breaker::from_config("bench", config).expect("a valid configuration")
-}
 
 /// Records `calls` successes through the handle.
 fn fill(breaker: &Breaker, calls: u64) {

@@ -15,35 +15,19 @@
 //!
 //! Run with `cargo bench -p portcullis-benches --bench bulkhead`.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_benches::call_ready;
+use portcullis_benches::{call_ready, inner, runtime};
 use portcullis_bulkhead::{
     Bulkhead, BulkheadConfig, BulkheadLayer, KeyedBulkhead, KeyedBulkheadLayer,
 };
-use tokio::runtime::Runtime;
+use tower::Layer;
 use tower::limit::ConcurrencyLimitLayer;
-use tower::util::ServiceFn;
-use tower::{Layer, service_fn};
 
 /// Permits of every contender: far more than the one call in flight.
 const PERMITS: u32 = 100;
-
-/// The service every contender wraps: answers with its request, at once.
-fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
 
 fn config(wait: Duration) -> BulkheadConfig {
     BulkheadConfig::builder()

@@ -17,8 +17,7 @@
 //!
 //! Run with `cargo bench -p portcullis-benches --bench ratelimit`.
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -28,27 +27,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{DefaultDirectRateLimiter, Quota};
-use portcullis_benches::call_ready;
+use portcullis_benches::{call_ready, inner, runtime};
 use portcullis_core::BoxError;
 use portcullis_ratelimit::{KeyedRateLimiter, RateLimitConfig, RateLimitLayer, RateLimiter};
-use tokio::runtime::Runtime;
-use tower::util::ServiceFn;
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, Service};
 
 /// A limit no benchmark run can exhaust.
 const RATE: u32 = 1_000_000_000;
-
-/// The service every contender wraps: answers with its request, at once.
-fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
 
 fn config() -> RateLimitConfig {
     RateLimitConfig::per_second(RATE)

@@ -16,16 +16,9 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_benches::call_ready;
+use portcullis_benches::{call_ready, runtime};
 use portcullis_breaker::Breaker;
 use portcullis_registry::{Registry, RegistryService};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
 
 fn lookup(c: &mut Criterion) {
     let runtime = runtime();

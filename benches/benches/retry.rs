@@ -16,28 +16,13 @@
 //! Run with `cargo bench -p portcullis-benches --bench retry`.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_benches::call_ready;
+use portcullis_benches::{call_ready, inner, runtime};
 use portcullis_retry::{BudgetConfig, RetryBudget, RetryConfig, RetryLayer};
-use tokio::runtime::Runtime;
-use tower::util::ServiceFn;
-use tower::{Layer, service_fn};
-
-/// The service every contender wraps: answers with its request, at once.
-fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
+use tower::Layer;
 
 fn portcullis(config: portcullis_retry::RetryConfigBuilder) -> RetryLayer {
     RetryLayer::from_config("bench", config.build().expect("a valid configuration"))

@@ -21,25 +21,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_benches::call_ready;
+use portcullis_benches::{call_ready, inner, runtime};
 use stacks::{
-    inner, portcullis, portcullis_without_breaker, tower_resilience,
-    tower_resilience_concurrency_limit,
+    portcullis, portcullis_without_breaker, tower_resilience, tower_resilience_concurrency_limit,
 };
-use tokio::runtime::Runtime;
 
 // The stacks, shared by `benches/stack.rs` and `tests/stack_alloc.rs`;
 // each uses only part of them.
 #[allow(dead_code)]
 #[path = "../stacks.rs"]
 mod stacks;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
 
 fn success_path(c: &mut Criterion) {
     let runtime = runtime();

@@ -15,38 +15,11 @@
 //! with a thousand or a million successes in the window first),
 //! `acquire_record_count`, `acquire_record_time`.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::time::Duration;
 
-use portcullis_benches::call_ready;
-use portcullis_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer};
-use tower::util::ServiceFn;
-use tower::{Layer, Service, service_fn};
-
-fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clone + Send + 'static> {
-    service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
-}
-
-fn count_config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .count_window(100)
-        .build()
-        .expect("a valid count-window configuration")
-}
-
-fn time_config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .time_window(Duration::from_secs(60), 60)
-        .minimum_calls(20)
-        .build()
-        .expect("a valid time-window configuration")
-}
-
-fn breaker(config: BreakerConfig) -> Breaker {
-    Breaker::from_config("bench", config).expect("a valid configuration")
-}
+use portcullis_benches::{breaker, call_ready, count_config, inner, time_config};
+use portcullis_breaker::CircuitBreakerLayer;
+use tower::{Layer, Service};
 
 fn run<S>(mut service: S, calls: u64)
 where
