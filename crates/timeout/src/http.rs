@@ -119,6 +119,11 @@ impl Deadline {
 
 impl HttpTimeoutLayer {
     /// Requests are limited to `timeout`; a timeout answers 504.
+    ///
+    /// A timeout (or a [`RequestTimeout`]) too long for the clock to add,
+    /// such as `Duration::MAX`, means "thirty years", as tokio's timers
+    /// read it: it never panics. Use [`from_config`](Self::from_config) for
+    /// a timeout checked against the config's range.
     pub fn new(timeout: Duration) -> Self {
         Self {
             settings: Settings {
@@ -226,7 +231,7 @@ where
             .get::<RequestTimeout>()
             .map_or(settings.timeout, |t| t.0);
         let now = Instant::now();
-        let mut deadline = now + timeout;
+        let mut deadline = crate::deadline_after(now, timeout);
         if let Some(outer) = request.extensions().get::<Deadline>() {
             deadline = deadline.min(outer.0);
         }

@@ -66,6 +66,19 @@ pub use service::Timeout;
 #[cfg(feature = "http")]
 use std::pin::Pin;
 
+/// How far away "never" is: a timeout longer than the clock can add
+/// (`Duration::MAX`, say) waits this long instead, as tokio's own timers do.
+#[cfg(feature = "http")]
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `now + timeout`, saturated at [`FAR_FUTURE`] instead of overflowing.
+#[cfg(feature = "http")]
+fn deadline_after(now: tokio::time::Instant, timeout: std::time::Duration) -> tokio::time::Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 /// The timer of a response future, made on first use.
 #[cfg(feature = "http")]
 fn timer(

@@ -181,3 +181,81 @@ fn layers_from_config() {
         "status"
     );
 }
+
+/// A timeout longer than the clock can add to `now` waits "forever" (as
+/// tokio's own timers do) instead of panicking in `call`.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_long_for_the_clock_never_panics() {
+    for (layer, extension) in [
+        (HttpTimeoutLayer::new(Duration::MAX), None),
+        (http_layer(), Some(RequestTimeout(Duration::MAX))),
+        (
+            HttpTimeoutLayer::new(Duration::MAX).propagate_grpc(),
+            Some(RequestTimeout(Duration::from_secs(u64::MAX / 2))),
+        ),
+    ] {
+        let (mut service, mut handle) = mock::spawn_layer::<Request<()>, Response<()>, _>(layer);
+        let mut request = Request::new(());
+        if let Some(extension) = extension {
+            request.extensions_mut().insert(extension);
+        }
+        assert!(service.poll_ready().is_ready());
+        let response = service.call(request);
+        let (seen, send) = handle.next_request().await.unwrap();
+        if let Some(value) = seen.headers().get("grpc-timeout") {
+            assert_eq!(value, "15768000M", "thirty years: the far future");
+        }
+        time::advance(Duration::from_secs(10 * 365 * 24 * 60 * 60)).await;
+        let mut answer = Response::new(());
+        *answer.status_mut() = StatusCode::ACCEPTED;
+        send.send_response(answer);
+        assert_eq!(response.await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the duration, a layer made with it and a request carrying
+    /// it as its own timeout are served without a panic, and a call still
+    /// in flight after the timeout is answered 504.
+    #[test]
+    fn no_timeout_duration_panics(
+        secs in proptest::prop_oneof![0u64..3_600, proptest::prelude::any::<u64>()],
+        nanos in 0u32..1_000_000_000,
+    ) {
+        let timeout = Duration::new(secs, nanos);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            for (layer, extension) in [
+                (HttpTimeoutLayer::new(timeout), None),
+                (http_layer().propagate_grpc(), Some(RequestTimeout(timeout))),
+                (http_layer().propagate_header(http::HeaderName::from_static("x-ms")), Some(RequestTimeout(timeout))),
+            ] {
+                let (mut service, mut handle) =
+                    mock::spawn_layer::<Request<()>, Response<()>, _>(layer);
+                let mut request = Request::new(());
+                if let Some(extension) = extension {
+                    request.extensions_mut().insert(extension);
+                }
+                assert!(service.poll_ready().is_ready());
+                let started = Instant::now();
+                let response = service.call(request);
+                let (_seen, _keep_pending) = handle.next_request().await.unwrap();
+                if timeout <= Duration::from_secs(3600) {
+                    let response = response.await.unwrap();
+                    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+                    // Paused time moves in whole milliseconds.
+                    let waited = started.elapsed();
+                    assert!(waited >= timeout && waited <= timeout + Duration::from_millis(1), "{waited:?} for {timeout:?}");
+                } else {
+                    drop(response);
+                }
+            }
+        });
+    }
+}
