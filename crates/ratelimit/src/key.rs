@@ -14,11 +14,51 @@
 //! A request without a key (no peer address, no such header, a closure
 //! that returns `None`) is not let through unlimited: all of them share one
 //! more budget of the same limit.
+//!
+//! The header and route keys are [`BoundedKey`]s: at most 64 bytes each,
+//! whatever the client sends. A value of up to 63 bytes is kept as it is; a
+//! longer one is replaced by a 128-bit digest (SipHash, keyed at random
+//! once per process, so a client cannot aim two values at one digest). So
+//! `max_keys` bounds the memory of a keyed limit, even under a flood of
+//! 16 KiB header values, and no key pins the buffer its request was read
+//! into.
 
-use std::hash::Hash;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::OnceLock;
 
 #[cfg(feature = "http")]
 pub use self::http_keys::{ClientIp, Header, Route};
+
+/// A key of at most 64 bytes: the value itself when it is short (up to
+/// [`BoundedKey::INLINE`] bytes), else a 128-bit keyed digest of it.
+///
+/// No allocation, and a fixed size in a keyed limiter's map, whatever the
+/// value's length.
+///
+/// ```
+/// use portcullis_ratelimit::key::BoundedKey;
+///
+/// let short = BoundedKey::new(b"tenant-42");
+/// assert_eq!(short.as_bytes(), Some(&b"tenant-42"[..]));
+/// assert_eq!(format!("{short:?}"), "\"tenant-42\"");
+///
+/// let long = vec![b'x'; 16 * 1024];
+/// let digest = BoundedKey::new(&long);
+/// assert!(digest.is_digest());
+/// assert_eq!(digest, BoundedKey::new(&long), "the same value, the same key");
+/// assert_ne!(digest, BoundedKey::new(&long[1..]));
+/// assert_eq!(std::mem::size_of::<BoundedKey>(), 64);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BoundedKey {
+    /// The length of an inline value, or [`DIGEST`] for a digest.
+    len: u8,
+    bytes: [u8; BoundedKey::INLINE],
+}
+
+/// The `len` of a [`BoundedKey`] holding a digest.
+const DIGEST: u8 = u8::MAX;
 
 /// Finds the key a request is limited by.
 ///
@@ -50,14 +90,75 @@ where
     }
 }
 
+impl BoundedKey {
+    /// The longest value kept as it is; a longer one is digested.
+    pub const INLINE: usize = 63;
+
+    /// The key of `value`.
+    pub fn new(value: &[u8]) -> Self {
+        let mut bytes = [0; Self::INLINE];
+        if value.len() <= Self::INLINE {
+            bytes[..value.len()].copy_from_slice(value);
+            return Self {
+                // At most 63: it fits, and it is never `DIGEST`.
+                len: value.len() as u8,
+                bytes,
+            };
+        }
+        static SEED: OnceLock<RandomState> = OnceLock::new();
+        let seed = SEED.get_or_init(RandomState::new);
+        let high = seed.hash_one((0u8, value));
+        let low = seed.hash_one((1u8, value));
+        bytes[..8].copy_from_slice(&high.to_be_bytes());
+        bytes[8..16].copy_from_slice(&low.to_be_bytes());
+        Self { len: DIGEST, bytes }
+    }
+
+    /// The value, if it was short enough to be kept as it is.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        (!self.is_digest()).then(|| &self.bytes[..usize::from(self.len)])
+    }
+
+    /// Whether the value was too long and this is its digest.
+    pub fn is_digest(&self) -> bool {
+        self.len == DIGEST
+    }
+}
+
+impl From<&str> for BoundedKey {
+    fn from(value: &str) -> Self {
+        Self::new(value.as_bytes())
+    }
+}
+
+impl From<&[u8]> for BoundedKey {
+    fn from(value: &[u8]) -> Self {
+        Self::new(value)
+    }
+}
+
+impl fmt::Debug for BoundedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_bytes() {
+            Some(bytes) => fmt::Debug::fmt(&String::from_utf8_lossy(bytes), f),
+            None => {
+                f.write_str("#")?;
+                self.bytes[..16]
+                    .iter()
+                    .try_for_each(|byte| write!(f, "{byte:02x}"))
+            }
+        }
+    }
+}
+
 #[cfg(feature = "http")]
 mod http_keys {
     use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-    use http::{HeaderName, HeaderValue, Request};
+    use http::{HeaderName, Request};
     use portcullis_core::ConfigError;
 
-    use super::KeyExtractor;
+    use super::{BoundedKey, KeyExtractor};
 
     /// The client's IP address.
     ///
@@ -243,22 +344,23 @@ mod http_keys {
     }
 
     impl<B> KeyExtractor<Request<B>> for Header {
-        type Key = HeaderValue;
+        type Key = BoundedKey;
 
-        fn extract(&self, request: &Request<B>) -> Option<HeaderValue> {
-            request.headers().get(&self.name).cloned()
+        fn extract(&self, request: &Request<B>) -> Option<BoundedKey> {
+            let value = request.headers().get(&self.name)?;
+            Some(BoundedKey::new(value.as_bytes()))
         }
     }
 
     impl<B> KeyExtractor<Request<B>> for Route {
-        type Key = String;
+        type Key = BoundedKey;
 
-        fn extract(&self, request: &Request<B>) -> Option<String> {
+        fn extract(&self, request: &Request<B>) -> Option<BoundedKey> {
             #[cfg(feature = "axum")]
             if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
-                return Some(path.as_str().to_owned());
+                return Some(BoundedKey::new(path.as_str().as_bytes()));
             }
-            Some(request.uri().path().to_owned())
+            Some(BoundedKey::new(request.uri().path().as_bytes()))
         }
     }
 
@@ -429,13 +531,46 @@ mod http_keys {
                 .body(())
                 .unwrap();
             let header = Header::new(HeaderName::from_static("x-api-key"));
-            assert_eq!(
-                header.extract(&request),
-                Some(HeaderValue::from_static("k1"))
-            );
+            assert_eq!(header.extract(&request), Some(BoundedKey::new(b"k1")));
             let missing = Header::new(HeaderName::from_static("x-tenant"));
             assert_eq!(missing.extract(&request), None);
-            assert_eq!(Route.extract(&request).as_deref(), Some("/orders/42"));
+            assert_eq!(
+                Route.extract(&request).unwrap().as_bytes(),
+                Some(&b"/orders/42"[..])
+            );
+        }
+
+        #[test]
+        fn long_header_and_route_keys_are_digests_of_a_fixed_size() {
+            let long = "k".repeat(16 * 1024);
+            let request = |value: &str| {
+                Request::builder()
+                    .uri(format!("/{value}"))
+                    .header("x-api-key", value)
+                    .body(())
+                    .unwrap()
+            };
+            let header = Header::new(HeaderName::from_static("x-api-key"));
+            let key = header.extract(&request(&long)).unwrap();
+            assert!(key.is_digest());
+            assert_eq!(key.as_bytes(), None);
+            assert_eq!(header.extract(&request(&long)), Some(key), "stable");
+            let other = header.extract(&request(&long[1..])).unwrap();
+            assert_ne!(key, other, "another value, another key");
+            assert!(Route.extract(&request(&long)).unwrap().is_digest());
+            let edge = "e".repeat(BoundedKey::INLINE);
+            assert_eq!(
+                header.extract(&request(&edge)).unwrap().as_bytes(),
+                Some(edge.as_bytes()),
+                "63 bytes are kept as they are"
+            );
+            assert!(
+                header
+                    .extract(&request(&format!("{edge}e")))
+                    .unwrap()
+                    .is_digest()
+            );
+            assert!(format!("{key:?}").starts_with('#'));
         }
     }
 }

@@ -84,4 +84,45 @@ fn main() {
     println!(
         "rate limiter, admitted path (RateLimit, try_acquire, HttpRateLimit): no allocation per call"
     );
+    #[cfg(feature = "http")]
+    long_header_keys_cost_a_fixed_size();
+}
+
+/// A flood of 16 KiB header values as keys keeps a fixed size per key: the
+/// limiter holds a bounded digest, not the value (nor the buffer the
+/// request was read into).
+#[cfg(feature = "http")]
+fn long_header_keys_cost_a_fixed_size() {
+    use portcullis_ratelimit::KeyExtractor;
+    use portcullis_ratelimit::key::{BoundedKey, Header};
+
+    const KEYS: usize = 1_000;
+    // One call an hour: no key goes idle (and is swept) during the test.
+    let config = RateLimitConfig::per_second(1)
+        .period(Duration::from_secs(3600))
+        .max_keys(100_000)
+        .build()
+        .unwrap();
+    let keyed =
+        portcullis_ratelimit::KeyedRateLimiter::<BoundedKey>::from_config("keys", config).unwrap();
+    let extractor = Header::new(http::HeaderName::from_static("x-api-key"));
+    let region = Region::new(GLOBAL);
+    for i in 0..KEYS {
+        let request = http::Request::builder()
+            .header("x-api-key", format!("{i:016}").repeat(1024))
+            .body(())
+            .unwrap();
+        let key = extractor.extract(&request).expect("a key");
+        keyed.try_acquire(&key).expect("a new key is admitted");
+    }
+    let change = region.change();
+    let retained = change.bytes_allocated as isize - change.bytes_deallocated as isize
+        + change.bytes_reallocated;
+    assert_eq!(keyed.keys(), KEYS);
+    let per_key = retained / KEYS as isize;
+    assert!(
+        per_key <= 512,
+        "{per_key} bytes retained per 16 KiB key: the value was kept"
+    );
+    println!("keyed rate limiter: {per_key} bytes per 16 KiB header key");
 }

@@ -113,7 +113,7 @@ async fn per_client_ip_and_per_route_limits_answer_429_with_headers() {
     let same_route = get_from(server, [127, 0, 0, 3], "/items/2").await;
     assert_eq!(same_route.status, 429);
     assert!(same_route.header("retry-after").is_some());
-    assert_eq!(routes.remaining(&"/items/{id}".to_owned()), 0);
+    assert_eq!(routes.remaining(&"/items/{id}".into()), 0);
     assert_eq!(routes.keys(), 1);
 
     serving.abort();
