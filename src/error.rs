@@ -2,8 +2,10 @@
 //! [`ErrorKind`]; and every error of a configuration at once:
 //! [`ConfigErrors`].
 
+use std::collections::HashSet;
 use std::error::Error;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use portcullis_core::{BreakerOpen, BulkheadFull, ConfigError, Elapsed, RateLimited, Rejection};
@@ -144,12 +146,25 @@ impl ErrorKind {
 ///      profiles.slow.timeout.timeout: must be in [1ms, 1d], got 0s"
 /// );
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// At most [`ConfigErrors::MAX_KEPT`] errors are kept; further distinct
+/// errors are counted and reported as "and N more", so that a generated
+/// file with a mistake repeated a hundred thousand times is checked in
+/// linear time and prints a screenful. `Debug` prints the same lines as
+/// `Display`, so `fn main() -> Result<(), ConfigErrors>` and `.unwrap()`
+/// read well.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConfigErrors {
     errors: Vec<ConfigError>,
+    /// Digests of the distinct errors found past the first
+    /// [`MAX_KEPT`](Self::MAX_KEPT).
+    more: HashSet<u64>,
 }
 
 impl ConfigErrors {
+    /// How many errors are kept whole; the rest are only counted.
+    pub const MAX_KEPT: usize = 100;
+
     /// No errors yet.
     pub fn new() -> Self {
         Self::default()
@@ -157,8 +172,16 @@ impl ConfigErrors {
 
     /// Adds `error`, unless the same error (field and message) is there.
     pub fn push(&mut self, error: ConfigError) {
-        if !self.errors.contains(&error) {
+        if self.errors.contains(&error) {
+            return;
+        }
+        if self.errors.len() < Self::MAX_KEPT {
             self.errors.push(error);
+        } else {
+            // A fixed-key hasher: the same error always has the same digest.
+            let mut hasher = std::hash::DefaultHasher::new();
+            error.hash(&mut hasher);
+            self.more.insert(hasher.finish());
         }
     }
 
@@ -177,7 +200,8 @@ impl ConfigErrors {
         }
     }
 
-    /// The errors, in the order they were found.
+    /// The errors kept, in the order they were found (the first
+    /// [`MAX_KEPT`](Self::MAX_KEPT)).
     pub fn errors(&self) -> &[ConfigError] {
         &self.errors
     }
@@ -187,9 +211,14 @@ impl ConfigErrors {
         self.errors.iter().find(|error| error.field() == field)
     }
 
-    /// How many errors there are.
+    /// How many distinct errors were found, kept or only counted.
     pub fn len(&self) -> usize {
-        self.errors.len()
+        self.errors.len() + self.more.len()
+    }
+
+    /// How many distinct errors were found past the ones kept.
+    pub fn omitted(&self) -> usize {
+        self.more.len()
     }
 
     /// Whether there are none.
@@ -220,6 +249,7 @@ impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         Self {
             errors: vec![error],
+            more: HashSet::new(),
         }
     }
 }
@@ -244,7 +274,19 @@ impl fmt::Display for ConfigErrors {
             }
             write!(f, "{error}")?;
         }
-        Ok(())
+        match self.more.len() {
+            0 => Ok(()),
+            1 => f.write_str("\nand 1 more error"),
+            more => write!(f, "\nand {more} more errors"),
+        }
+    }
+}
+
+/// The same lines as `Display`: a config error is read by a person, most
+/// often from `unwrap` or a `main` that returns it.
+impl fmt::Debug for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -272,6 +314,57 @@ mod tests {
         fn source(&self) -> Option<&(dyn Error + 'static)> {
             Some(self.0.as_ref())
         }
+    }
+
+    #[test]
+    fn a_flood_of_errors_is_capped_and_counted_once_each() {
+        let mut errors = ConfigErrors::new();
+        for round in 0..2 {
+            for i in 0..100_000 {
+                errors.push(ConfigError::new(
+                    format!("routes.r{i}.profile"),
+                    "no profile named 'x'",
+                ));
+            }
+            assert_eq!(
+                errors.len(),
+                100_000,
+                "round {round}: duplicates are not counted"
+            );
+        }
+        assert_eq!(errors.errors().len(), ConfigErrors::MAX_KEPT);
+        assert_eq!(errors.omitted(), 100_000 - ConfigErrors::MAX_KEPT);
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), ConfigErrors::MAX_KEPT + 1);
+        assert!(text.starts_with("routes.r0.profile: no profile named 'x'\n"));
+        assert!(
+            text.ends_with("\nand 99900 more errors"),
+            "{}",
+            &text[text.len() - 60..]
+        );
+    }
+
+    #[test]
+    fn debug_reads_like_display() {
+        let mut errors = ConfigErrors::new();
+        assert_eq!(format!("{errors:?}"), "no configuration errors");
+        errors.push(ConfigError::new(
+            "routes.search.profile",
+            "no profile named 'fast'",
+        ));
+        errors.push(ConfigError::new(
+            "profiles.slow.timeout.timeout",
+            "must be in [1ms, 1d], got 0s",
+        ));
+        assert_eq!(format!("{errors:?}"), errors.to_string());
+        assert_eq!(format!("{errors:#?}"), errors.to_string());
+        let unwrapped =
+            std::panic::catch_unwind(|| Err::<(), _>(errors.clone()).unwrap()).unwrap_err();
+        let message = unwrapped.downcast_ref::<String>().unwrap();
+        assert!(
+            message.ends_with("routes.search.profile: no profile named 'fast'\nprofiles.slow.timeout.timeout: must be in [1ms, 1d], got 0s"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -152,7 +152,9 @@ impl ConfigFile {
     /// broken cross-layer rule is reported at once.
     pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
         let raw: RawFile = toml::from_str(text).map_err(|error| {
-            ConfigError::new("file", error.to_string().trim_end().replace('\n', " "))
+            // Kept whole: toml's message ends with a diagram of the line,
+            // a caret under the place.
+            ConfigError::new("file", error.to_string().trim_end())
         })?;
         Self::from_raw(raw)
     }
@@ -783,7 +785,34 @@ mod tests {
     fn a_bad_file_is_one_error_with_its_place() {
         let errors = ConfigFile::from_toml("[profiles.api\nbreaker = 1").unwrap_err();
         assert_eq!(fields(&errors), ["file"]);
-        assert!(errors.to_string().contains("line 1"), "{errors}");
+        let text = errors.to_string();
+        assert!(text.contains("line 1"), "{errors}");
+        // The diagram of the line is kept on its own lines, caret included.
+        assert!(
+            text.lines().any(|line| line.contains("| [profiles.api")),
+            "{errors}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line.trim_start().starts_with('|') && line.contains('^')),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn nan_and_inf_name_their_field() {
+        for value in ["nan", "inf", "-inf"] {
+            let errors = ConfigFile::from_toml(&format!(
+                "[profiles.api.breaker]\nfailure_rate_threshold = {value}\n"
+            ))
+            .unwrap_err();
+            let text = errors.to_string();
+            assert!(
+                text.contains("failure_rate_threshold: must be a finite number"),
+                "{text}"
+            );
+            assert!(!text.contains("null"), "{text}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::fmt;
 ///     "profiles.payments.breaker.failure_rate_threshold: must be in (0, 100], got 150"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConfigError {
     field: Cow<'static, str>,
     message: String,

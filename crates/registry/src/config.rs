@@ -30,9 +30,121 @@ use serde_json::{Map, Value};
 /// `sliding_window`, is replaced whole. A field set to `null` (possible in
 /// JSON, not in TOML) takes the kind's own default, which for an optional
 /// rule means "no such rule".
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A number must be finite: `nan` and `inf` (which TOML and YAML can
+/// spell) are refused with the field named, rather than read as `null`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Overrides(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Overrides {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(finite::Visit { path: None })? {
+            Value::Object(map) => Ok(Self(map)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a table of fields, got {other}"
+            ))),
+        }
+    }
+}
+
+/// Reading any value as a JSON [`Value`], as `Value`'s own `Deserialize`
+/// does, except that a number that is not finite is an error naming its
+/// field instead of turning into `null`.
+mod finite {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// Reads one value; `path` is the field it is at, for errors.
+    pub(super) struct Visit {
+        pub(super) path: Option<String>,
+    }
+
+    impl Visit {
+        fn at(&self, field: &str) -> Self {
+            Self {
+                path: Some(match &self.path {
+                    Some(path) => format!("{path}.{field}"),
+                    None => field.to_owned(),
+                }),
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Visit {
+        type Value = Value;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Visit {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a config value")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Number::from_f64(v).map(Value::Number).ok_or_else(|| {
+                let field = self.path.as_deref().unwrap_or("value");
+                E::custom(format!("{field}: must be a finite number, got {v}"))
+            })
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut values = Vec::new();
+            while let Some(value) = seq.next_element_seed(self.at(&values.len().to_string()))? {
+                values.push(value);
+            }
+            Ok(Value::Array(values))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut values = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value_seed(self.at(&key))?;
+                values.insert(key, value);
+            }
+            Ok(Value::Object(values))
+        }
+    }
+}
 
 /// A registry's configuration as serde data, for config files.
 ///
@@ -228,6 +340,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn nan_and_inf_are_refused_with_their_field_named() {
+        for (text, field) in [
+            ("failure_rate_threshold = nan", "failure_rate_threshold"),
+            ("failure_rate_threshold = -inf", "failure_rate_threshold"),
+            (
+                "sliding_window = { type = \"count\", size = inf }",
+                "sliding_window.size",
+            ),
+        ] {
+            let error = toml::from_str::<Overrides>(text).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("{field}: must be a finite number")),
+                "{text}: {error}"
+            );
+            assert!(!error.contains("null"), "{text}: {error}");
+        }
+        let read: Overrides = toml::from_str(
+            "failure_rate_threshold = 25.0\nminimum_calls = 3\nsliding_window = { type = \"count\", size = 5 }\nlist = [1, 2.5]",
+        )
+        .unwrap();
+        assert_eq!(
+            read,
+            Overrides::new()
+                .set("failure_rate_threshold", 25.0)
+                .set("minimum_calls", 3)
+                .set(
+                    "sliding_window",
+                    serde_json::json!({ "type": "count", "size": 5 })
+                )
+                .set("list", serde_json::json!([1, 2.5]))
+        );
+    }
 
     #[test]
     fn fields_not_set_are_inherited() {
