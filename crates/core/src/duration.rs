@@ -37,6 +37,9 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     if text.is_empty() {
         return Err(fail("is empty"));
     }
+    if text.starts_with('-') {
+        return Err(fail("cannot be negative"));
+    }
     let mut total: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {
@@ -207,6 +210,8 @@ mod tests {
         }
         let error = parse("5 parsecs").unwrap_err().to_string();
         assert!(error.contains("unknown unit"), "{error}");
+        let error = parse("-1s").unwrap_err().to_string();
+        assert!(error.contains("cannot be negative"), "{error}");
     }
 
     proptest! {
@@ -214,6 +219,29 @@ mod tests {
         fn format_round_trips(nanos in 0u64..u64::MAX / 4) {
             let duration = Duration::from_nanos(nanos);
             prop_assert_eq!(parse(&format(duration)), Ok(duration));
+        }
+
+        /// Whatever a config file holds, reading it as a duration gives a
+        /// duration or an error, never a panic; what is read formats back
+        /// to the same duration.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "\\PC{0,40}") {
+            if let Ok(duration) = parse(&text) {
+                prop_assert_eq!(parse(&format(duration)), Ok(duration));
+            }
+        }
+
+        #[test]
+        fn numbers_and_units_parse_or_fail_cleanly(
+            parts in proptest::collection::vec(
+                ("-?[0-9]{0,30}(\\.[0-9]{0,30})?", "(ns|us|µs|ms|s|m|h|d|x|)", " ?"),
+                1..6,
+            )
+        ) {
+            let text: String = parts.iter().map(|(n, u, sp)| format!("{n}{u}{sp}")).collect();
+            if let Ok(duration) = parse(&text) {
+                prop_assert_eq!(parse(&format(duration)), Ok(duration));
+            }
         }
     }
 
