@@ -358,8 +358,11 @@ mod tests {
         ));
         assert_eq!(format!("{errors:?}"), errors.to_string());
         assert_eq!(format!("{errors:#?}"), errors.to_string());
-        let unwrapped =
-            std::panic::catch_unwind(|| Err::<(), _>(errors.clone()).unwrap()).unwrap_err();
+        // What a user sees from `load(..).unwrap()` or `main` returning it.
+        fn load(errors: ConfigErrors) -> Result<(), ConfigErrors> {
+            Err(errors)
+        }
+        let unwrapped = std::panic::catch_unwind(|| load(errors.clone()).unwrap()).unwrap_err();
         let message = unwrapped.downcast_ref::<String>().unwrap();
         assert!(
             message.ends_with("routes.search.profile: no profile named 'fast'\nprofiles.slow.timeout.timeout: must be in [1ms, 1d], got 0s"),
