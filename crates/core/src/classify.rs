@@ -54,6 +54,58 @@ pub trait Classify<Res, E = BoxError> {
         let _ = result;
         None
     }
+
+    /// What the callee said about calling it again, for a retry to obey.
+    ///
+    /// Unlike [`retry_after`](Classify::retry_after), which drops a wait it
+    /// cannot trust, this keeps the difference between "no wait asked for",
+    /// "a wait, however long" and "do not retry": a retry waits at least the
+    /// server's delay, gives up on a wait longer than it accepts, and does
+    /// not retry at all when told not to. Defaults to `retry_after`.
+    fn pushback(&self, result: Result<&Res, &E>) -> Pushback {
+        self.retry_after(result)
+            .map_or(Pushback::None, Pushback::After)
+    }
+}
+
+/// What a callee said, with one result, about when to call it again.
+///
+/// Read by [`Classify::pushback`]; a retry waits the longer of this and its
+/// own backoff.
+///
+/// ```
+/// use portcullis_core::Pushback;
+/// use std::time::Duration;
+///
+/// let asked = Pushback::After(Duration::from_secs(2));
+/// assert_eq!(asked.at_least(Duration::from_millis(100)), Some(Duration::from_secs(2)));
+/// assert_eq!(Pushback::None.at_least(Duration::from_millis(100)), Some(Duration::from_millis(100)));
+/// assert_eq!(Pushback::Stop.at_least(Duration::from_millis(100)), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Pushback {
+    /// Nothing was said: the caller's backoff decides alone.
+    None,
+    /// Wait at least this long (`Retry-After: 120`,
+    /// `grpc-retry-pushback-ms: 250`). A value too large for a `Duration`
+    /// is `Duration::MAX`: it is a wait, and a very long one.
+    After(Duration),
+    /// Do not retry: a negative or malformed `grpc-retry-pushback-ms`
+    /// (gRFC A6).
+    Stop,
+}
+
+impl Pushback {
+    /// The wait before the next attempt given the caller's own `backoff`:
+    /// the longer of the two, or `None` when the callee said not to retry.
+    pub fn at_least(self, backoff: Duration) -> Option<Duration> {
+        match self {
+            Self::None => Some(backoff),
+            Self::After(wait) => Some(wait.max(backoff)),
+            Self::Stop => None,
+        }
+    }
 }
 
 /// The default classifier: every `Ok` is a success, every error a failure,

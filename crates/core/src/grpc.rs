@@ -3,7 +3,7 @@ use std::time::Duration;
 use http::Response;
 
 use crate::classify::classify_error;
-use crate::{BoxError, Classify, HttpClassifier, Outcome};
+use crate::{BoxError, Classify, HttpClassifier, Outcome, Pushback};
 
 /// Classifies gRPC responses by their `grpc-status`.
 ///
@@ -63,6 +63,30 @@ impl<B> Classify<Response<B>, BoxError> for GrpcClassifier {
         let millis: u64 = value.to_str().ok()?.trim().parse().ok()?;
         Some(Duration::from_millis(millis)).filter(|d| *d <= crate::retry_after::DEFAULT_MAX)
     }
+
+    /// The server's `grpc-retry-pushback-ms` as gRFC A6 reads it: a
+    /// non-negative integer is a wait in milliseconds (a value too large
+    /// for a `Duration` is `Duration::MAX`); anything else, negative or not
+    /// a number, means "do not retry".
+    fn pushback(&self, result: Result<&Response<B>, &BoxError>) -> Pushback {
+        let Ok(response) = result else {
+            return Pushback::None;
+        };
+        let Some(value) = response.headers().get("grpc-retry-pushback-ms") else {
+            return Pushback::None;
+        };
+        let Ok(text) = value.to_str() else {
+            return Pushback::Stop;
+        };
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Pushback::Stop;
+        }
+        match text.parse::<u64>() {
+            Ok(millis) => Pushback::After(Duration::from_millis(millis)),
+            Err(_) => Pushback::After(Duration::MAX),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +131,31 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(GrpcClassifier.retry_after(Ok(&negative)), None);
+    }
+
+    #[test]
+    fn pushback_follows_grfc_a6() {
+        let with = |value: &str| {
+            let response = Response::builder()
+                .header("grpc-status", "14")
+                .header("grpc-retry-pushback-ms", value)
+                .body(())
+                .unwrap();
+            GrpcClassifier.pushback(Ok(&response))
+        };
+        assert_eq!(with("250"), Pushback::After(Duration::from_millis(250)));
+        assert_eq!(with("0"), Pushback::After(Duration::ZERO));
+        assert_eq!(
+            with("99999999999999999999999"),
+            Pushback::After(Duration::MAX)
+        );
+        for stop in ["-1", "1.5", "soon", "", "+5", "0x10"] {
+            assert_eq!(with(stop), Pushback::Stop, "{stop:?}");
+        }
+        let silent = Response::builder()
+            .header("grpc-status", "14")
+            .body(())
+            .unwrap();
+        assert_eq!(GrpcClassifier.pushback(Ok(&silent)), Pushback::None);
     }
 }

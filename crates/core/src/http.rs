@@ -3,7 +3,7 @@ use std::time::{Duration, SystemTime};
 use http::{Response, StatusCode};
 
 use crate::classify::classify_error;
-use crate::{BoxError, Classify, Outcome, retry_after};
+use crate::{BoxError, Classify, Outcome, Pushback, retry_after};
 
 /// Classifies HTTP responses: 5xx, 408 (Request Timeout) and 429 (Too Many
 /// Requests) are failures, every other status a success; errors follow
@@ -59,6 +59,33 @@ impl<B> Classify<Response<B>, BoxError> for HttpClassifier {
             _ => None,
         }
     }
+
+    /// The `Retry-After` of a 429 or 503 response however far away it is
+    /// (a retry gives up on one longer than it accepts, instead of taking
+    /// it for "no header"); a malformed or repeated header says nothing.
+    fn pushback(&self, result: Result<&Response<B>, &BoxError>) -> Pushback {
+        let Ok(response) = result else {
+            return Pushback::None;
+        };
+        if !matches!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            return Pushback::None;
+        }
+        let mut values = response.headers().get_all(http::header::RETRY_AFTER).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Pushback::None;
+        };
+        let Ok(value) = value.to_str() else {
+            return Pushback::None;
+        };
+        match retry_after::parse_with_max(value, SystemTime::now(), Duration::MAX) {
+            Ok(wait) => Pushback::After(wait),
+            Err(retry_after::RetryAfterError::TooFar { .. }) => Pushback::After(Duration::MAX),
+            Err(retry_after::RetryAfterError::Malformed) => Pushback::None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +132,38 @@ mod tests {
         assert_eq!(with(500, "3"), None);
         assert_eq!(with(503, "later"), None);
         assert_eq!(with(503, "100000000"), None);
+    }
+
+    #[test]
+    fn pushback_keeps_long_waits_and_ignores_malformed_ones() {
+        let with = |code: u16, values: &[&str]| {
+            let mut response = Response::builder().status(code);
+            for value in values {
+                response = response.header("retry-after", *value);
+            }
+            HttpClassifier.pushback(Ok(&response.body(()).unwrap()))
+        };
+        let secs = |s| Pushback::After(Duration::from_secs(s));
+        assert_eq!(with(429, &["0"]), secs(0));
+        assert_eq!(with(503, &["3"]), secs(3));
+        assert_eq!(
+            with(503, &["100000000"]),
+            secs(100_000_000),
+            "kept, not dropped"
+        );
+        assert_eq!(
+            with(503, &["99999999999999999999999"]),
+            Pushback::After(Duration::MAX)
+        );
+        assert_eq!(with(503, &["later"]), Pushback::None);
+        assert_eq!(with(503, &["-1"]), Pushback::None);
+        assert_eq!(with(503, &["1", "2"]), Pushback::None, "ambiguous");
+        assert_eq!(with(500, &["3"]), Pushback::None);
+        assert_eq!(with(429, &[]), Pushback::None);
+        let error: BoxError = "reset".into();
+        assert_eq!(
+            Classify::<Response<()>>::pushback(&HttpClassifier, Err(&error)),
+            Pushback::None
+        );
     }
 }

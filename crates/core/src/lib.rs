@@ -60,7 +60,7 @@ mod http;
 pub mod retry_after;
 pub mod sync;
 
-pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use classify::{Classify, DefaultClassifier, Outcome, Pushback};
 pub use config::ConfigError;
 pub use error::{
     BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited, Rejection, find_in_chain,

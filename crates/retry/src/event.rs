@@ -35,6 +35,10 @@ pub enum GiveUpReason {
         /// The wait asked for.
         wait: Duration,
     },
+    /// The callee said not to retry: a negative or malformed
+    /// `grpc-retry-pushback-ms` (gRFC A6), or a custom
+    /// [`Pushback::Stop`](portcullis_core::Pushback::Stop).
+    ServerRefused,
     /// The request could not be sent again: a non-idempotent HTTP request
     /// without an `Idempotency-Key`, or a body larger than the replay limit.
     NotReplayable,
@@ -53,7 +57,8 @@ pub enum RetryEvent {
         attempt: u32,
         /// The wait before it.
         delay: Duration,
-        /// Whether the callee set the delay (`Retry-After`).
+        /// Whether the callee set the delay: its `Retry-After` was longer
+        /// than the backoff.
         server_directed: bool,
     },
     /// A call succeeded after at least one retry.
@@ -121,6 +126,7 @@ impl fmt::Display for GiveUpReason {
             Self::RetryAfterTooLong { wait } => {
                 write!(f, "the callee asked for a wait of {wait:?}, too long")
             }
+            Self::ServerRefused => f.write_str("the callee said not to retry"),
             Self::NotReplayable => f.write_str("the request cannot be sent again"),
         }
     }

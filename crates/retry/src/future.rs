@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use portcullis_core::{BoxError, Classify, Outcome};
+use portcullis_core::{BoxError, Classify, Outcome, Pushback};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -252,25 +252,31 @@ where
     if kept.is_none() {
         return give_up(result, GiveUpReason::NotReplayable);
     }
-    let server_delay = classifier.retry_after(result.as_ref());
-    if let Some(wait) = server_delay
+    let pushback = classifier.pushback(result.as_ref());
+    if let Pushback::After(wait) = pushback
         && wait > config.max_retry_after()
     {
         return give_up(result, GiveUpReason::RetryAfterTooLong { wait });
     }
-    let delay = server_delay.unwrap_or_else(|| {
-        let backoff = config.backoff();
+    let backoff = {
+        let step = Step::of(config.backoff(), attempts, *previous_delay);
         let jitter = config.jitter();
-        let step = Step::of(backoff, attempts, *previous_delay);
         let draw = if jitter.draws() {
             shared.rng.next_u64()
         } else {
             0
         };
         jitter.jitter(step, draw)
-    });
+    };
+    // The server's delay is a floor, never a shortcut: `Retry-After: 0`
+    // does not turn the backoff into a burst of immediate retries.
+    let Some(delay) = pushback.at_least(backoff) else {
+        return give_up(result, GiveUpReason::ServerRefused);
+    };
     if let Some(deadline) = deadline
-        && Instant::now() + delay >= deadline
+        && Instant::now()
+            .checked_add(delay)
+            .is_none_or(|at| at >= deadline)
     {
         return give_up(result, GiveUpReason::Deadline);
     }
@@ -290,7 +296,7 @@ where
     *previous_delay = delay;
     Counters::bump(&shared.counters.retries);
     let attempt = attempts + 1;
-    let server_directed = server_delay.is_some();
+    let server_directed = matches!(pushback, Pushback::After(wait) if wait >= backoff);
     match &result {
         Ok(_) => {
             tracing::debug!(retry = %shared.name, attempt, ?delay, server_directed, "retrying a failed response")

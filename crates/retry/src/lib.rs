@@ -65,9 +65,13 @@
 //!   linear or exponential, capped), spread by a [`Jitter`] (none, full,
 //!   equal, decorrelated, proportional) with injectable, seedable
 //!   randomness ([`Rng`]). A failure that carries a server-directed wait
-//!   (`Retry-After` on a 429 or 503; `grpc-retry-pushback-ms`) waits that
-//!   instead; a wait longer than `max_retry_after` is not waited: the
-//!   response is returned to the caller.
+//!   (`Retry-After` on a 429 or 503; `grpc-retry-pushback-ms`) waits the
+//!   longer of that and its backoff, so `Retry-After: 0` never turns into
+//!   immediate retries; a wait longer than `max_retry_after` is not
+//!   waited: the response is returned to the caller. A negative or
+//!   malformed `grpc-retry-pushback-ms` means "do not retry" (gRFC A6), and
+//!   the response is returned at once. The classifier's
+//!   [`Classify::pushback`](portcullis_core::Classify::pushback) reads it.
 //! - **Total deadline.** No retry starts, and no delay is waited, past
 //!   `total_deadline` after the call. An attempt in flight is not cut
 //!   short: put a timeout outside the retry for that, and one inside it for

@@ -129,7 +129,7 @@ where
         let deadline = shared
             .config
             .total_deadline()
-            .map(|deadline| Instant::now() + deadline);
+            .and_then(|deadline| Instant::now().checked_add(deadline));
         let future = self.inner.call(request);
         ResponseFuture::new(
             future,
