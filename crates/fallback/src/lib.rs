@@ -58,8 +58,11 @@
 //!   [`FallbackLayer::from_parts`] takes the method, URI, version and
 //!   headers), [`Chain`] (secondary services in order; **`Req: Clone`**),
 //!   and with the `http` feature [`StaleCache`] (the last good 2xx response
-//!   to the same `GET`/`HEAD` request, within a TTL and an entry bound,
-//!   marked `x-portcullis-fallback: stale`; bodies must be `Clone`).
+//!   to the same `GET`/`HEAD` request, within a TTL, an entry bound and a
+//!   bound per path, marked `x-portcullis-fallback: stale`; never one with
+//!   `Set-Cookie`, `no-store` or `private`, never for a request with
+//!   credentials unless keyed by them, and only where its `Vary` matches;
+//!   bodies must be `Clone`).
 //! - **A chain** ([`FallbackLayer::chain`]) tries its services in order,
 //!   each result going through the same trigger, and returns the last
 //!   failure if every one fails. Services of different types are boxed
