@@ -11,7 +11,7 @@ use portcullis::breaker::{BreakerConfig, State};
 use portcullis::bulkhead::BulkheadConfig;
 use portcullis::client::{NoAuthority, PerAuthorityLayer};
 use portcullis::core::{BoxError, BreakerOpen, BulkheadFull, HttpClassifier};
-use portcullis::registry::{KeyLimitReached, Registry};
+use portcullis::registry::{AtKeyLimit, KeyLimitReached, OVERFLOW_KEY, Registry};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock;
 
@@ -159,37 +159,73 @@ async fn a_relative_uri_is_a_typed_error_and_is_not_sent() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
-async fn past_the_key_bound_the_call_fails_with_a_typed_error() {
-    let registry = quick_registry().max_keys(1).build().unwrap();
+/// A client on `registry` (of one key) whose one key, `bad:81`, is open:
+/// an open breaker is not evicted. Returns it and its upstream's calls.
+async fn one_key_taken_by_an_open_breaker(
+    registry: &Registry,
+) -> (
+    impl Service<Request<()>, Response = Response<()>, Error = BoxError> + Clone,
+    Arc<AtomicUsize>,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let client = PerAuthorityLayer::new(registry.clone(), "upstream")
         .classifier(HttpClassifier)
         .layer(upstreams(calls.clone()));
-    // `bad:81` opens: it is the one key, and an open breaker is not evicted.
     for _ in 0..2 {
         client.clone().oneshot(get("http://bad:81/")).await.unwrap();
     }
-    let error = client
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    (client, calls)
+}
+
+#[tokio::test]
+async fn past_the_key_bound_new_hosts_share_the_overflow_breaker() {
+    let registry = quick_registry().max_keys(1).build().unwrap();
+    let (client, calls) = one_key_taken_by_an_open_breaker(&registry).await;
+    let response = client
         .clone()
         .oneshot(get("http://good:80/"))
         .await
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "served through the overflow breaker"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
+    assert_eq!(
+        keys,
+        [Some("bad:81".to_owned()), Some(OVERFLOW_KEY.to_owned())]
+    );
+
+    // Once `bad:81` closes and goes unused, `good:80` gets its own.
+    registry
+        .find_breaker("upstream", Some("bad:81"))
+        .unwrap()
+        .close();
+    client.oneshot(get("http://good:80/")).await.unwrap();
+    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
+    assert_eq!(
+        keys,
+        [Some("good:80".to_owned()), Some(OVERFLOW_KEY.to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn past_the_key_bound_a_strict_registry_fails_the_call_with_a_typed_error() {
+    let registry = quick_registry()
+        .max_keys(1)
+        .at_key_limit(AtKeyLimit::Reject)
+        .build()
+        .unwrap();
+    let (client, calls) = one_key_taken_by_an_open_breaker(&registry).await;
+    let error = client.oneshot(get("http://good:80/")).await.unwrap_err();
     let limit = error
         .downcast_ref::<KeyLimitReached>()
         .expect("key limit reached");
     assert_eq!((limit.name(), limit.limit()), ("upstream", 1));
     assert_eq!(calls.load(Ordering::SeqCst), 2, "not sent");
-
-    // Once it closes again, it may be evicted to make room.
-    registry
-        .find_breaker("upstream", Some("bad:81"))
-        .unwrap()
-        .close();
-    let response = client.oneshot(get("http://good:80/")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
-    assert_eq!(keys, [Some("good:80".to_owned())]);
 }
 
 #[tokio::test]

@@ -4,6 +4,10 @@
 //! - `registry/lookup`: a breaker handle obtained for a call — a handle
 //!   already held (a clone), a plain `RwLock<HashMap<String, Breaker>>`,
 //!   and the registry by name and by `(name, key)` among 64 keys.
+//! - `registry/new_key_at_limit`: a new key for a name that already has
+//!   `max_keys` keys (1,000 and 100,000), each making room by evicting one,
+//!   and with every key open (none can go: the overflow breaker); the cost
+//!   must not grow with the number of keys.
 //! - `registry/endpoints`: `GET /health`, `GET /health/breakers` and
 //!   `GET /metrics` through the `RegistryService` with 10 breakers, the
 //!   response built (JSON or Prometheus text) but not sent.
@@ -55,6 +59,40 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
+fn new_key_at_limit(c: &mut Criterion) {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let mut group = c.benchmark_group("registry/new_key_at_limit");
+    for (max_keys, open) in [(1_000, false), (100_000, false), (100_000, true)] {
+        let registry = Registry::builder()
+            .max_keys(max_keys)
+            .collect_events(false)
+            .build()
+            .expect("a valid registry");
+        for i in 0..max_keys {
+            let breaker = registry
+                .breaker_for("upstream", &format!("host-{i}"))
+                .expect("room");
+            if open {
+                breaker.force_open();
+            }
+        }
+        let mut next = max_keys;
+        let name = if open {
+            format!("{max_keys}_keys_all_open")
+        } else {
+            format!("{max_keys}_keys")
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                next += 1;
+                black_box(registry.breaker_for("upstream", &format!("host-{next}")))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn endpoints(c: &mut Criterion) {
     let runtime = runtime();
     let _guard = runtime.enter();
@@ -85,6 +123,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = lookup, endpoints
+    targets = lookup, new_key_at_limit, endpoints
 }
 criterion_main!(benches);

@@ -39,8 +39,8 @@ pub struct PerAuthorityLayer<C = DefaultClassifier> {
 /// a full bulkhead rejects it without calling the inner service, with
 /// [`BreakerOpen`](crate::core::BreakerOpen) or
 /// [`BulkheadFull`](crate::core::BulkheadFull). A request without an
-/// authority fails with [`NoAuthority`], one the registry has no room for
-/// with [`KeyLimitReached`](crate::registry::KeyLimitReached).
+/// authority fails with [`NoAuthority`], one a strict registry has no room
+/// for with [`KeyLimitReached`](crate::registry::KeyLimitReached).
 #[derive(Clone)]
 pub struct PerAuthority<S, C = DefaultClassifier> {
     inner: S,

@@ -19,7 +19,10 @@
 //! A request without an authority (a relative URI) fails with
 //! [`NoAuthority`]. When the registry has no room for another key
 //! ([`max_keys`](crate::registry::RegistryBuilder::max_keys), and none can
-//! be evicted) the call fails with the registry's
+//! be evicted: every one recently used, open, or holding failures) the host
+//! shares the name's overflow breaker; a registry built with
+//! [`AtKeyLimit::Reject`](crate::registry::AtKeyLimit::Reject) fails the
+//! call instead with
 //! [`KeyLimitReached`](crate::registry::KeyLimitReached): a typed error,
 //! not a panic, and the inner service is not called.
 //!

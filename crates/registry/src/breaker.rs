@@ -54,8 +54,15 @@ impl Kind for Breaker {
         Breaker::snapshot(self)
     }
 
+    /// Only a closed breaker with nothing against its callee: a failure or
+    /// slow call in its window, or a run of consecutive failures, is the
+    /// beginning of a trip that a flood of new keys must not erase.
     fn evictable(&self) -> bool {
-        self.state() == State::Closed
+        if self.state() != State::Closed {
+            return false;
+        }
+        let snapshot = Breaker::snapshot(self);
+        snapshot.failed_calls == 0 && snapshot.slow_calls == 0 && snapshot.consecutive_failures == 0
     }
 
     fn forward(&self, source: Source, hub: Hub) -> Option<Forward> {

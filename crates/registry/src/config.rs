@@ -232,6 +232,10 @@ pub struct RegistryConfig {
     /// How many keys one name may have for keyed instances (default 1,024).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,
+    /// What a new key gets when its name is full and no key can be evicted
+    /// (default: the name's overflow instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_key_limit: Option<crate::AtKeyLimit>,
 }
 
 /// The config name that holds a kind's default.

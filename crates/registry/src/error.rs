@@ -6,9 +6,11 @@ pub use portcullis_core::ConfigError;
 
 use crate::kind::InstanceKind;
 
-/// A keyed instance could not be created: its name already has as many keys
-/// as the registry allows, and none of them could be evicted (every one is
-/// busy: for breakers, not closed).
+/// A keyed instance could not be created by a registry built with
+/// [`AtKeyLimit::Reject`](crate::AtKeyLimit::Reject): its name already has
+/// as many keys as the registry allows, and none of them could be evicted
+/// (every one recently used or holding state: for breakers, not closed or
+/// with failures in the window).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyLimitReached {
     kind: InstanceKind,

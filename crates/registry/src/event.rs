@@ -55,9 +55,15 @@ pub struct Event {
 pub enum EventKind {
     /// The instance was created or registered.
     Added,
-    /// The instance was removed from the registry (or evicted to make room
-    /// for another key).
+    /// The instance was removed from the registry.
     Removed,
+    /// A new keyed instance (the event's key) took the place of one evicted
+    /// to make room for it: one event where there would be a `removed` and
+    /// an `added`.
+    Replaced {
+        /// The key of the evicted instance.
+        evicted: String,
+    },
     /// The instance's configuration was changed.
     Changed,
     /// A breaker changed state.
@@ -112,6 +118,7 @@ impl EventKind {
         match self {
             Self::Added => "added",
             Self::Removed => "removed",
+            Self::Replaced { .. } => "replaced",
             Self::Changed => "changed",
             Self::Transition { .. } => "transition",
             Self::Rejected { .. } => "rejected",

@@ -58,8 +58,11 @@
 //!   `breakers.payments.failure_rate_threshold`.
 //! - **Get-or-create**: [`Registry::breaker`] hands every caller the same
 //!   breaker; [`Registry::breaker_for`] does so per key, with at most
-//!   [`max_keys`](RegistryBuilder::max_keys) keys per name (the least
-//!   recently used closed one is evicted to make room).
+//!   [`max_keys`](RegistryBuilder::max_keys) keys per name: a CLOCK hand
+//!   evicts, in O(1), one neither recently used nor holding state (a
+//!   breaker with failures in its window is kept), and when none can go
+//!   the new key shares the name's overflow instance ([`AtKeyLimit`],
+//!   [`OVERFLOW_KEY`]); an eviction is one `replaced` event.
 //! - **Live updates**: [`Registry::update_breaker_config`] keeps each live
 //!   breaker's window, state and permits; an update a live breaker cannot
 //!   take changes nothing.
@@ -162,3 +165,4 @@ pub use metrics::MetricsPublisher;
 pub use registry::{EventStats, Registry, RegistryBuilder};
 pub use service::{RegistryService, RegistryServiceBuilder};
 pub use snapshot::{Keyed, RegistrySnapshot};
+pub use store::{AtKeyLimit, OVERFLOW_KEY};

@@ -17,7 +17,7 @@ use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::{Event, EventFeed};
 use crate::hub::{self, Hub};
 use crate::snapshot::{Keyed, RegistrySnapshot};
-use crate::store::Store;
+use crate::store::{AtKeyLimit, Store};
 
 /// The shared place where Portcullis instances are made, found, changed
 /// and watched: a cheap handle, cloned freely.
@@ -30,8 +30,11 @@ use crate::store::Store;
 ///   to every caller, making it on first use. Keyed instances
 ///   ([`breaker_for`](Self::breaker_for): one breaker per upstream host,
 ///   say) share the config of their name, and a name has at most
-///   [`max_keys`](RegistryBuilder::max_keys) of them: past that the least
-///   recently used closed one is evicted.
+///   [`max_keys`](RegistryBuilder::max_keys) of them: past that one that
+///   is neither recently used nor holding state (for a breaker: closed,
+///   with no failure in its window) is evicted, in O(1), and when none can
+///   be, the new key shares the name's overflow instance
+///   ([`AtKeyLimit`]).
 /// - **Live updates.** [`update_breaker_config`](Self::update_breaker_config)
 ///   applies to the live instances without losing their window, state or
 ///   permits; an update they cannot take (a new window shape) changes
@@ -88,6 +91,7 @@ pub struct RegistryBuilder {
     budget_default: BudgetConfig,
     budgets: BTreeMap<String, Overrides>,
     max_keys: usize,
+    at_key_limit: AtKeyLimit,
     events: hub::Settings,
 }
 
@@ -148,9 +152,12 @@ impl Registry {
     /// made on first use with the config named `name`.
     ///
     /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, the least recently used closed breaker among
-    /// them is evicted (its handles keep working, unregistered); if none is
-    /// closed, this fails.
+    /// When it has that many, a breaker among them that is neither recently
+    /// used nor holding failures (closed, nothing failed or slow in its
+    /// window) is evicted (its handles keep working, unregistered); if none
+    /// can be, the key gets the name's overflow breaker, shared by every
+    /// key without room and served under [`OVERFLOW_KEY`](crate::OVERFLOW_KEY),
+    /// or with [`AtKeyLimit::Reject`] this fails.
     pub fn breaker_for(&self, name: &str, key: &str) -> Result<Breaker, KeyLimitReached> {
         self.shared.hub.start_pending();
         self.shared
@@ -247,9 +254,10 @@ impl Registry {
     /// config named `name`: one pool of permits per key.
     ///
     /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, the least recently used bulkhead among them
-    /// with nothing in flight or queued is evicted; if there is none, this
-    /// fails.
+    /// When it has that many, one among them that is not recently used and
+    /// has nothing in flight or queued is evicted; if there is none, the key
+    /// shares the name's overflow bulkhead (or, with
+    /// [`AtKeyLimit::Reject`], this fails).
     pub fn bulkhead_for(&self, name: &str, key: &str) -> Result<Bulkhead, KeyLimitReached> {
         self.shared.hub.start_pending();
         self.shared
@@ -320,9 +328,10 @@ impl Registry {
     /// key.
     ///
     /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, the least recently used limiter among them
-    /// that has its whole burst back (it remembers nothing) is evicted; if
-    /// there is none, this fails. For many short-lived keys on a hot path,
+    /// When it has that many, one among them that is not recently used and
+    /// has its whole burst back (it remembers nothing) is evicted; if there
+    /// is none, the key shares the name's overflow limiter (or, with
+    /// [`AtKeyLimit::Reject`], this fails). For many short-lived keys on a hot path,
     /// a [`KeyedRateLimiter`](portcullis_ratelimit::KeyedRateLimiter)
     /// registered by name keeps them in its own bounded shards instead.
     pub fn rate_limiter_for(&self, name: &str, key: &str) -> Result<RateLimiter, KeyLimitReached> {
@@ -394,8 +403,9 @@ impl Registry {
 
     /// The retry budget named `name` for `key`, made on first use with the
     /// config named `name`. At most [`max_keys`](RegistryBuilder::max_keys)
-    /// keys per name; the least recently used budget whose balance is back
-    /// to its floor makes room, and if there is none, this fails.
+    /// keys per name; one not recently used whose balance is back to its
+    /// floor makes room, and if there is none, the key shares the name's
+    /// overflow budget (or, with [`AtKeyLimit::Reject`], this fails).
     pub fn budget_for(&self, name: &str, key: &str) -> Result<RetryBudget, KeyLimitReached> {
         self.shared.hub.start_pending();
         self.shared
@@ -543,6 +553,7 @@ impl Default for RegistryBuilder {
             budget_default: BudgetConfig::default(),
             budgets: BTreeMap::new(),
             max_keys: DEFAULT_MAX_KEYS,
+            at_key_limit: AtKeyLimit::default(),
             events: hub::Settings::default(),
         }
     }
@@ -626,12 +637,24 @@ impl RegistryBuilder {
         if let Some(max_keys) = config.max_keys {
             self.max_keys = max_keys;
         }
+        if let Some(at_limit) = config.at_key_limit {
+            self.at_key_limit = at_limit;
+        }
         self
     }
 
     /// How many keys one name may have (1 to 1,000,000; default 1,024).
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;
+        self
+    }
+
+    /// What a new key gets when its name has `max_keys` keys and none can
+    /// be evicted (default: [`AtKeyLimit::Overflow`], the name's shared
+    /// overflow instance; [`AtKeyLimit::Reject`] fails the lookup with
+    /// [`KeyLimitReached`]).
+    pub fn at_key_limit(mut self, at_limit: AtKeyLimit) -> Self {
+        self.at_key_limit = at_limit;
         self
     }
 
@@ -672,14 +695,30 @@ impl RegistryBuilder {
         in_range("recent_events", self.events.recent, 0, 100_000)?;
         Ok(Registry {
             shared: Arc::new(Shared {
-                breakers: Store::new(self.breaker_default, self.breakers, self.max_keys)?,
-                bulkheads: Store::new(self.bulkhead_default, self.bulkheads, self.max_keys)?,
+                breakers: Store::new(
+                    self.breaker_default,
+                    self.breakers,
+                    self.max_keys,
+                    self.at_key_limit,
+                )?,
+                bulkheads: Store::new(
+                    self.bulkhead_default,
+                    self.bulkheads,
+                    self.max_keys,
+                    self.at_key_limit,
+                )?,
                 rate_limiters: Store::new(
                     self.rate_limiter_default,
                     self.rate_limiters,
                     self.max_keys,
+                    self.at_key_limit,
                 )?,
-                budgets: Store::new(self.budget_default, self.budgets, self.max_keys)?,
+                budgets: Store::new(
+                    self.budget_default,
+                    self.budgets,
+                    self.max_keys,
+                    self.at_key_limit,
+                )?,
                 hub: Hub::new(self.events),
             }),
         })
@@ -869,35 +908,64 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keys_are_bounded_and_the_least_recently_used_closed_one_goes() {
+    async fn keys_are_bounded_and_an_unused_closed_one_goes() {
         let registry = Registry::builder().max_keys(3).build().unwrap();
+        let mut feed = registry.watch();
         let a = registry.breaker_for("upstream", "a").unwrap();
         registry.breaker_for("upstream", "b").unwrap();
         registry.breaker_for("upstream", "c").unwrap();
-        // `a` is used again: `b` is now the least recently used.
+        // `a` is used again: the hand spares it and takes `b`.
         assert!(registry.breaker_for("upstream", "a").is_ok());
         registry.breaker_for("upstream", "d").unwrap();
         assert!(registry.find_breaker("upstream", Some("b")).is_none());
         assert!(registry.find_breaker("upstream", Some("a")).is_some());
         assert_eq!(registry.len(), 3);
+        let events: Vec<_> = std::iter::from_fn(|| feed.try_recv())
+            .map(|event| (event.key, event.what))
+            .collect();
+        assert_eq!(
+            events.last(),
+            Some(&(
+                Some("d".to_owned()),
+                EventKind::Replaced {
+                    evicted: "b".to_owned()
+                }
+            )),
+            "one event for the eviction and the addition: {events:?}"
+        );
 
-        // Open ones are not evicted.
+        // Open ones are not evicted: the new key shares the overflow breaker.
         a.force_open();
-        registry
-            .find_breaker("upstream", Some("c"))
-            .unwrap()
-            .force_open();
-        registry
-            .find_breaker("upstream", Some("d"))
-            .unwrap()
-            .force_open();
-        let error = registry.breaker_for("upstream", "e").unwrap_err();
-        assert_eq!(error.limit(), 3);
-        assert_eq!(error.name(), "upstream");
+        for key in ["c", "d"] {
+            registry
+                .find_breaker("upstream", Some(key))
+                .unwrap()
+                .force_open();
+        }
+        let e = registry.breaker_for("upstream", "e").unwrap();
+        let f = registry.breaker_for("upstream", "f").unwrap();
+        assert!(registry.find_breaker("upstream", Some("e")).is_none());
+        let overflow = registry
+            .find_breaker("upstream", Some(crate::OVERFLOW_KEY))
+            .expect("the overflow breaker is served");
+        e.force_open();
+        assert_eq!(f.state(), State::ForcedOpen, "e and f share one breaker");
+        assert_eq!(overflow.state(), State::ForcedOpen);
+        assert_eq!(registry.len(), 4);
         // Another name has its own keys.
         assert!(registry.breaker_for("other", "e").is_ok());
         // A keyed breaker and the plain one of the same name are distinct.
         assert_eq!(registry.breaker("upstream").state(), State::Closed);
+
+        // Or, if asked, the lookup fails.
+        let strict = Registry::builder()
+            .max_keys(1)
+            .at_key_limit(AtKeyLimit::Reject)
+            .build()
+            .unwrap();
+        strict.breaker_for("upstream", "a").unwrap().force_open();
+        let error = strict.breaker_for("upstream", "b").unwrap_err();
+        assert_eq!((error.limit(), error.name()), (1, "upstream"));
     }
 
     #[tokio::test]

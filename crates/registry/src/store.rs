@@ -1,12 +1,22 @@
 //! The instances of one kind: configs with inheritance, handles by name and
 //! by `(name, key)`, get-or-create, bounded keys, live updates.
+//!
+//! The keys of a name are a CLOCK ring: a lookup sets its slot's reference
+//! bit (a relaxed store, only when it is clear), and a new key at the bound
+//! moves the hand over at most [`SCAN`] slots, clearing bits and skipping
+//! what must be kept, to the first slot neither referenced nor holding
+//! state: O(1) per new key however many keys there are. When the hand
+//! finds none, the new key shares the name's overflow instance (or, if the
+//! registry was told so, is refused). Events are published once the write
+//! lock is released.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use portcullis_core::ConfigError;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{DEFAULT, Overrides};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
@@ -15,12 +25,48 @@ use crate::hub::{Hub, Task};
 use crate::kind::{Kind, Source};
 use crate::snapshot::Keyed;
 
+/// The key under which a name's overflow instance is served: the one
+/// instance that keys past [`max_keys`](crate::RegistryBuilder::max_keys)
+/// share when no key can be evicted for them.
+pub const OVERFLOW_KEY: &str = "<overflow>";
+
+/// What a new key gets when its name has
+/// [`max_keys`](crate::RegistryBuilder::max_keys) keys and none can be
+/// evicted (every one recently used, or holding state: a breaker that is
+/// open, half-open or has failures in its window, a bulkhead with calls in
+/// flight, a rate limiter short of its burst, a budget off its floor).
+///
+/// ```
+/// use portcullis_registry::{AtKeyLimit, RegistryConfig};
+///
+/// let config: RegistryConfig = toml::from_str(r#"
+///     max_keys = 100
+///     at_key_limit = "reject"
+/// "#).unwrap();
+/// assert_eq!(config.at_key_limit, Some(AtKeyLimit::Reject));
+/// assert_eq!(AtKeyLimit::default(), AtKeyLimit::Overflow);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtKeyLimit {
+    /// It shares the name's overflow instance, made on first need and
+    /// served under the key [`OVERFLOW_KEY`]: a flood of new keys cannot
+    /// push out the state of the keys that matter, and a call never fails
+    /// for want of room (the default).
+    #[default]
+    Overflow,
+    /// The lookup fails with [`KeyLimitReached`].
+    Reject,
+}
+
+/// The most slots the hand looks at for one new key.
+const SCAN: usize = 64;
+
 /// Every instance of kind `K`, and the configs they are made from.
 pub(crate) struct Store<K: Kind> {
     inner: RwLock<Inner<K>>,
     max_keys: usize,
-    /// A clock of uses, to evict the least recently used key.
-    tick: AtomicU64,
+    at_limit: AtKeyLimit,
 }
 
 struct Inner<K: Kind> {
@@ -31,10 +77,19 @@ struct Inner<K: Kind> {
     instances: HashMap<Arc<str>, Named<K>>,
 }
 
-/// The instances of one name: the plain one and the keyed ones.
+/// The instances of one name: the plain one, the keyed ones, and the one
+/// that keys past the bound share.
 struct Named<K> {
     plain: Option<Slot<K>>,
-    keyed: HashMap<Arc<str>, Slot<K>>,
+    keyed: Ring<K>,
+    overflow: Option<Slot<K>>,
+}
+
+/// Keyed slots in a CLOCK ring, with an index by key.
+struct Ring<K> {
+    index: HashMap<Arc<str>, usize>,
+    slots: Vec<(Arc<str>, Slot<K>)>,
+    hand: usize,
 }
 
 struct Slot<K> {
@@ -42,7 +97,8 @@ struct Slot<K> {
     /// Made by the registry from its configs (so updated with them), as
     /// opposed to registered ready-made.
     managed: bool,
-    used: AtomicU64,
+    /// Looked up since the hand last passed.
+    referenced: AtomicBool,
     _task: Option<Arc<Task>>,
 }
 
@@ -55,6 +111,7 @@ impl<K: Kind> Store<K> {
         default: K::Config,
         mut overrides: BTreeMap<String, Overrides>,
         max_keys: usize,
+        at_limit: AtKeyLimit,
     ) -> Result<Self, ConfigError> {
         let section = K::KIND.section();
         let default = match overrides.remove(DEFAULT) {
@@ -76,7 +133,7 @@ impl<K: Kind> Store<K> {
                 instances: HashMap::new(),
             }),
             max_keys,
-            tick: AtomicU64::new(0),
+            at_limit,
         })
     }
 
@@ -86,9 +143,10 @@ impl<K: Kind> Store<K> {
         let named = inner.instances.get(name)?;
         let slot = match key {
             None => named.plain.as_ref()?,
+            Some(OVERFLOW_KEY) => named.overflow.as_ref()?,
             Some(key) => {
                 let slot = named.keyed.get(key)?;
-                slot.touch(&self.tick);
+                slot.touch();
                 slot
             }
         };
@@ -111,15 +169,19 @@ impl<K: Kind> Store<K> {
         }
         let instance = K::build(&name, inner.config_for(&name).clone());
         let source = Source::new(K::KIND, name.clone(), None);
-        let slot = Slot::new(instance.clone(), true, &self.tick, &source, hub);
+        let slot = Slot::new(instance.clone(), true, &source, hub);
         inner.named(name).plain = Some(slot);
+        drop(inner);
         hub.publish(&source, EventKind::Added);
         instance
     }
 
     /// The instance named `name` for `key`, made from the config of `name`
-    /// on first use. When `name` has `max_keys` keys already, the least
-    /// recently used evictable one makes room.
+    /// on first use. When `name` has `max_keys` keys already, the hand
+    /// evicts one that is neither recently used nor holding state; if it
+    /// finds none, the key shares the name's overflow instance (made on
+    /// first need, served under the key [`OVERFLOW_KEY`]) or, with
+    /// [`AtKeyLimit::Reject`], this fails.
     pub(crate) fn get_or_create_keyed(
         &self,
         name: &str,
@@ -132,37 +194,61 @@ impl<K: Kind> Store<K> {
         let max_keys = self.max_keys;
         let mut inner = self.write();
         let name: Arc<str> = name.into();
-        if let Some(slot) = inner
-            .instances
-            .get(&*name)
-            .and_then(|named| named.keyed.get(key))
-        {
-            slot.touch(&self.tick);
+        if let Some(slot) = inner.instances.get(&*name).and_then(|named| {
+            if key == OVERFLOW_KEY {
+                named.overflow.as_ref()
+            } else {
+                named.keyed.get(key)
+            }
+        }) {
+            slot.touch();
             return Ok(slot.instance.clone());
         }
         let config = inner.config_for(&name).clone();
         let named = inner.named(name.clone());
-        if named.keyed.len() >= max_keys {
-            let victim = named
-                .keyed
-                .iter()
-                .filter(|(_, slot)| slot.instance.evictable())
-                .min_by_key(|(_, slot)| slot.used.load(Ordering::Relaxed))
-                .map(|(key, _)| key.clone())
-                .ok_or_else(|| KeyLimitReached::new(K::KIND, &name, max_keys))?;
-            named.keyed.remove(&victim);
-            tracing::debug!(kind = %K::KIND, %name, key = %victim, "evicted to make room for a new key");
-            hub.publish(
-                &Source::new(K::KIND, name.clone(), Some(victim)),
-                EventKind::Removed,
-            );
+        // Where the new key goes: a new place, a victim's, or nowhere.
+        let place = match key {
+            OVERFLOW_KEY => None,
+            _ if named.keyed.len() < max_keys => Some(None),
+            _ => named.keyed.victim().map(Some),
+        };
+        let (instance, event) = if let Some(at) = place {
+            let key: Arc<str> = key.into();
+            let instance = K::build(&name, config);
+            let source = Source::new(K::KIND, name.clone(), Some(key.clone()));
+            let slot = Slot::new(instance.clone(), true, &source, hub);
+            let what = match at {
+                None => {
+                    named.keyed.insert(key, slot);
+                    EventKind::Added
+                }
+                Some(at) => {
+                    let (victim, _) = named.keyed.replace(at, key, slot);
+                    tracing::debug!(kind = %K::KIND, %name, key = %victim, "evicted to make room for a new key");
+                    EventKind::Replaced {
+                        evicted: victim.to_string(),
+                    }
+                }
+            };
+            (instance, Some((source, what)))
+        } else if key != OVERFLOW_KEY && self.at_limit == AtKeyLimit::Reject {
+            return Err(KeyLimitReached::new(K::KIND, &name, max_keys));
+        } else {
+            match &named.overflow {
+                Some(slot) => (slot.instance.clone(), None),
+                None => {
+                    tracing::debug!(kind = %K::KIND, %name, key, "no key can make room: sharing the overflow instance");
+                    let instance = K::build(&name, config);
+                    let source = Source::new(K::KIND, name, Some(OVERFLOW_KEY.into()));
+                    named.overflow = Some(Slot::new(instance.clone(), true, &source, hub));
+                    (instance, Some((source, EventKind::Added)))
+                }
+            }
+        };
+        drop(inner);
+        if let Some((source, what)) = event {
+            hub.publish(&source, what);
         }
-        let key: Arc<str> = key.into();
-        let instance = K::build(&name, config);
-        let source = Source::new(K::KIND, name, Some(key.clone()));
-        let slot = Slot::new(instance.clone(), true, &self.tick, &source, hub);
-        named.keyed.insert(key, slot);
-        hub.publish(&source, EventKind::Added);
         Ok(instance)
     }
 
@@ -176,7 +262,8 @@ impl<K: Kind> Store<K> {
             return Err(AlreadyRegistered::new(K::KIND, &name, None));
         }
         let source = Source::new(K::KIND, name, None);
-        named.plain = Some(Slot::new(instance, false, &self.tick, &source, hub));
+        named.plain = Some(Slot::new(instance, false, &source, hub));
+        drop(inner);
         hub.publish(&source, EventKind::Added);
         Ok(())
     }
@@ -189,14 +276,16 @@ impl<K: Kind> Store<K> {
         let named = inner.instances.get_mut(&name)?;
         let (slot, key) = match key {
             None => (named.plain.take()?, None),
+            Some(OVERFLOW_KEY) => (named.overflow.take()?, Some(OVERFLOW_KEY.into())),
             Some(key) => {
-                let (key, slot) = named.keyed.remove_entry(key)?;
+                let (key, slot) = named.keyed.remove(key)?;
                 (slot, Some(key))
             }
         };
-        if named.plain.is_none() && named.keyed.is_empty() {
+        if named.is_empty() {
             inner.instances.remove(&name);
         }
+        drop(inner);
         hub.publish(&Source::new(K::KIND, name, key), EventKind::Removed);
         Some(slot.instance)
     }
@@ -252,7 +341,9 @@ impl<K: Kind> Store<K> {
             };
             K::validate(&default)
                 .map_err(|e| e.within(&format!("{}.{DEFAULT}", K::KIND.section())))?;
-            return Self::replace_default(&mut inner, default, hub);
+            let changed = Self::replace_default(&mut inner, default)?;
+            drop(inner);
+            return Ok(publish_changed(changed, hub));
         }
         let mut inner = self.write();
         let config = match &overrides {
@@ -264,7 +355,7 @@ impl<K: Kind> Store<K> {
         } else {
             inner.check(name, &config)?
         };
-        let changed = apply(changes, &config, hub)?;
+        let changed = apply(changes, &config)?;
         match overrides {
             Some(over) => {
                 inner.overrides.insert(name.to_owned(), over);
@@ -275,7 +366,8 @@ impl<K: Kind> Store<K> {
                 inner.effective.remove(name);
             }
         }
-        Ok(changed)
+        drop(inner);
+        Ok(publish_changed(changed, hub))
     }
 
     /// Replaces the default config, which every name inherits from, and
@@ -283,14 +375,15 @@ impl<K: Kind> Store<K> {
     /// changes. All or nothing.
     pub(crate) fn set_default(&self, default: K::Config, hub: &Hub) -> Result<usize, ConfigError> {
         K::validate(&default).map_err(|e| e.within(&format!("{}.{DEFAULT}", K::KIND.section())))?;
-        Self::replace_default(&mut self.write(), default, hub)
+        let changed = Self::replace_default(&mut self.write(), default)?;
+        Ok(publish_changed(changed, hub))
     }
 
+    /// Lays `default` under every name; returns the instances changed.
     fn replace_default(
         inner: &mut Inner<K>,
         default: K::Config,
-        hub: &Hub,
-    ) -> Result<usize, ConfigError> {
+    ) -> Result<Vec<Source>, ConfigError> {
         let effective: HashMap<String, K::Config> = inner
             .overrides
             .iter()
@@ -304,9 +397,9 @@ impl<K: Kind> Store<K> {
                 changes.push((inner.check(&name, new)?, new.clone()));
             }
         }
-        let mut changed = 0;
+        let mut changed = Vec::new();
         for (instances, config) in changes {
-            changed += apply(instances, &config, hub)?;
+            changed.extend(apply(instances, &config)?);
         }
         inner.default = default;
         inner.effective = effective;
@@ -341,6 +434,12 @@ impl<K: Kind> Store<K> {
                     .into_iter()
                     .map(|(key, slot)| Keyed::new(Some(key.to_string()), slot.instance.snapshot())),
             );
+            if let Some(slot) = &named.overflow {
+                all.push(Keyed::new(
+                    Some(OVERFLOW_KEY.to_owned()),
+                    slot.instance.snapshot(),
+                ));
+            }
         }
         all
     }
@@ -350,7 +449,11 @@ impl<K: Kind> Inner<K> {
     fn len(&self) -> usize {
         self.instances
             .values()
-            .map(|named| usize::from(named.plain.is_some()) + named.keyed.len())
+            .map(|named| {
+                usize::from(named.plain.is_some())
+                    + named.keyed.len()
+                    + usize::from(named.overflow.is_some())
+            })
             .sum()
     }
 
@@ -371,6 +474,7 @@ impl<K: Kind> Inner<K> {
             .instances
             .get_key_value(name)
             .expect("the name was just found");
+        let overflow: Option<Arc<str>> = Some(OVERFLOW_KEY.into());
         let slots = named
             .plain
             .iter()
@@ -381,6 +485,7 @@ impl<K: Kind> Inner<K> {
                     .iter()
                     .map(|(key, slot)| (Some(key.clone()), slot)),
             )
+            .chain(named.overflow.iter().map(|slot| (overflow.clone(), slot)))
             .filter(|(_, slot)| slot.managed);
         let mut instances = Vec::new();
         for (key, slot) in slots {
@@ -400,13 +505,93 @@ impl<K> Named<K> {
     fn new() -> Self {
         Self {
             plain: None,
-            keyed: HashMap::new(),
+            keyed: Ring::new(),
+            overflow: None,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plain.is_none() && self.keyed.len() == 0 && self.overflow.is_none()
+    }
+}
+
+impl<K> Ring<K> {
+    fn new() -> Self {
+        Self {
+            index: HashMap::new(),
+            slots: Vec::new(),
+            hand: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn get(&self, key: &str) -> Option<&Slot<K>> {
+        self.index.get(key).map(|&at| &self.slots[at].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Slot<K>)> {
+        self.slots.iter().map(|(key, slot)| (key, slot))
+    }
+
+    /// Adds a slot.
+    fn insert(&mut self, key: Arc<str>, slot: Slot<K>) {
+        self.index.insert(key.clone(), self.slots.len());
+        self.slots.push((key, slot));
+    }
+
+    fn remove(&mut self, key: &str) -> Option<(Arc<str>, Slot<K>)> {
+        let at = self.index.remove(key)?;
+        Some(self.take(at))
+    }
+
+    /// Removes the slot at `at` in O(1): the last slot takes its place.
+    fn take(&mut self, at: usize) -> (Arc<str>, Slot<K>) {
+        let removed = self.slots.swap_remove(at);
+        if let Some((moved, _)) = self.slots.get(at) {
+            self.index.insert(moved.clone(), at);
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
+        }
+        removed
+    }
+}
+
+impl<K: Kind> Ring<K> {
+    /// Moves the hand over at most [`SCAN`] slots (twice round a small
+    /// ring), clearing reference bits, to the first slot that was neither
+    /// referenced since the hand last passed nor holds state; `None` if it
+    /// found none.
+    fn victim(&mut self) -> Option<usize> {
+        let steps = SCAN.min(2 * self.slots.len());
+        for _ in 0..steps {
+            let at = self.hand;
+            let slot = &self.slots[at].1;
+            let referenced = slot.referenced.swap(false, Ordering::Relaxed);
+            if !referenced && slot.instance.evictable() {
+                return Some(at);
+            }
+            self.hand = (at + 1) % self.slots.len();
+        }
+        None
+    }
+
+    /// Puts a new slot in the place of the one at `at` and moves the hand
+    /// past it, so that it has a full turn to be used; returns the old one.
+    fn replace(&mut self, at: usize, key: Arc<str>, slot: Slot<K>) -> (Arc<str>, Slot<K>) {
+        let old = std::mem::replace(&mut self.slots[at], (key.clone(), slot));
+        self.index.remove(&old.0);
+        self.index.insert(key, at);
+        self.hand = (at + 1) % self.slots.len();
+        old
     }
 }
 
 impl<K: Kind> Slot<K> {
-    fn new(instance: K, managed: bool, tick: &AtomicU64, source: &Source, hub: &Hub) -> Self {
+    fn new(instance: K, managed: bool, source: &Source, hub: &Hub) -> Self {
         let task = if hub.settings().collect {
             instance
                 .forward(source.clone(), hub.clone())
@@ -417,14 +602,17 @@ impl<K: Kind> Slot<K> {
         Self {
             instance,
             managed,
-            used: AtomicU64::new(tick.fetch_add(1, Ordering::Relaxed)),
+            referenced: AtomicBool::new(false),
             _task: task,
         }
     }
 
-    fn touch(&self, tick: &AtomicU64) {
-        self.used
-            .store(tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+    /// Marks the slot used; a store only when the bit is clear, so that a
+    /// hot key's lookups only read its cache line.
+    fn touch(&self) {
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -437,6 +625,7 @@ impl<K: Kind> fmt::Debug for Store<K> {
             .field("overrides", &inner.overrides)
             .field("instances", &inner.len())
             .field("max_keys", &self.max_keys)
+            .field("at_limit", &self.at_limit)
             .finish()
     }
 }
@@ -454,18 +643,27 @@ fn effective<K: Kind>(
     Ok(config)
 }
 
-/// Applies `config` to instances that were checked to accept it.
+/// Applies `config` to instances that were checked to accept it; returns
+/// them, for their events to be published once the lock is released.
 fn apply<K: Kind>(
     instances: Vec<(Source, K)>,
     config: &K::Config,
-    hub: &Hub,
-) -> Result<usize, ConfigError> {
-    let count = instances.len();
+) -> Result<Vec<Source>, ConfigError> {
+    let mut changed = Vec::with_capacity(instances.len());
     for (source, instance) in instances {
         instance
             .reconfigure(config.clone())
             .map_err(|e| e.within(&format!("{}.{}", K::KIND.section(), source.name)))?;
+        changed.push(source);
+    }
+    Ok(changed)
+}
+
+/// Publishes a `changed` event for each of `changed`; returns how many.
+fn publish_changed(changed: Vec<Source>, hub: &Hub) -> usize {
+    let count = changed.len();
+    for source in changed {
         hub.publish(&source, EventKind::Changed);
     }
-    Ok(count)
+    count
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use portcullis_breaker::{Breaker, State};
 use portcullis_bulkhead::Bulkhead;
 use portcullis_core::Outcome;
-use portcullis_registry::{EventKind, Overrides, Registry, RegistryConfig};
+use portcullis_registry::{EventKind, OVERFLOW_KEY, Overrides, Registry, RegistryConfig};
 
 fn fail(breaker: &Breaker, times: usize) {
     for _ in 0..times {
@@ -506,9 +506,22 @@ async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
     let b = registry.rate_limiter_for("per-client", "b").unwrap();
     a.try_acquire().unwrap();
     b.try_acquire().unwrap();
-    // Both have spent their burst: neither may be forgotten.
-    let error = registry.rate_limiter_for("per-client", "c").unwrap_err();
-    assert_eq!(error.limit(), 2);
+    // Both have spent their burst: neither may be forgotten, and `c`
+    // shares the overflow limiter.
+    let c = registry.rate_limiter_for("per-client", "c").unwrap();
+    assert!(c.try_acquire().is_ok());
+    let d = registry.rate_limiter_for("per-client", "d").unwrap();
+    assert!(d.try_acquire().is_err(), "one overflow limiter for c and d");
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some(OVERFLOW_KEY))
+            .is_some()
+    );
+    assert!(
+        registry
+            .find_rate_limiter("per-client", Some("c"))
+            .is_none()
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     // Both have it back: the least recently used one makes room.
     registry.rate_limiter_for("per-client", "c").unwrap();
@@ -525,5 +538,5 @@ async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
     let same = registry.rate_limiter_for("per-client", "b").unwrap();
     assert!(same.try_acquire().is_ok());
     assert!(b.try_acquire().is_err(), "one limiter for every caller");
-    assert_eq!(registry.len(), 2);
+    assert_eq!(registry.len(), 3, "c, b and the overflow limiter");
 }
