@@ -63,7 +63,7 @@ use crate::{dashboard, figures, prometheus};
 /// the breaker's new figures. Errors are `{"error": "..."}`.
 ///
 /// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
-/// `rejected`, `threshold_crossed`, `reset`, `added`, `removed`, `changed`,
+/// `rejected`, `threshold_crossed`, `reset`, `added`, `removed`, `replaced`, `changed`,
 /// `lagged`) and `data:` (the event as JSON) per event. A client that lets
 /// its buffer fill up is sent `event: dropped` and its stream ends; an
 /// `EventSource` reconnects by itself, and one that sends `Last-Event-ID`
