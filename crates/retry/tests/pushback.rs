@@ -248,3 +248,50 @@ proptest! {
         }
     }
 }
+
+/// Runs a gRPC call whose first answer is UNAVAILABLE with `pushback`.
+#[cfg(feature = "grpc")]
+fn with_pushback(pushback: String) -> Run {
+    paused(call_once(grpc_layer(), move || {
+        Response::builder()
+            .header("grpc-status", "14")
+            .header("grpc-retry-pushback-ms", pushback.as_str())
+            .body(String::new())
+            .unwrap()
+    }))
+}
+
+#[cfg(feature = "grpc")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_grpc_pushback_is_a_floor_a_refusal_or_a_stop(
+        value in prop_oneof![
+            (0u64..=60_000).prop_map(|ms| ms.to_string()),
+            any::<u64>().prop_map(|ms| ms.to_string()),
+            any::<i64>().prop_map(|ms| ms.to_string()),
+            "[0-9]{20,30}",
+            "[a-zA-Z0-9 .,:+-]{0,16}",
+        ]
+    ) {
+        let run = with_pushback(value.clone());
+        let text = value.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            // gRFC A6: not a non-negative integer, do not retry.
+            prop_assert_eq!(&run.attempts, &[Duration::ZERO], "{:?}", value);
+            prop_assert_eq!(run.gave_up, Some(GiveUpReason::ServerRefused));
+        } else {
+            let wait = text.parse::<u64>().map_or(Duration::MAX, Duration::from_millis);
+            if wait <= MAX_RETRY_AFTER {
+                prop_assert_eq!(&run.attempts, &[Duration::ZERO, wait.max(BACKOFF)], "{:?}", value);
+            } else {
+                prop_assert_eq!(&run.attempts, &[Duration::ZERO], "{:?}", value);
+                prop_assert!(
+                    matches!(run.gave_up, Some(GiveUpReason::RetryAfterTooLong { .. })),
+                    "{:?}", run
+                );
+            }
+        }
+    }
+}
