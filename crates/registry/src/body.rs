@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep, sleep};
 
+use crate::clock::deadline_after;
 use crate::event::EventFeed;
 
 /// The body of a [`RegistryService`](crate::RegistryService) response:
@@ -148,7 +149,7 @@ impl Events {
 
     fn rearm(&mut self) {
         if let Some((timer, every)) = &mut self.keep_alive {
-            timer.as_mut().reset(Instant::now() + *every);
+            timer.as_mut().reset(deadline_after(Instant::now(), *every));
         }
     }
 }

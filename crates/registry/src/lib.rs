@@ -135,6 +135,7 @@ mod body;
 mod breaker;
 mod budget;
 mod bulkhead;
+mod clock;
 mod config;
 mod dashboard;
 pub mod error;

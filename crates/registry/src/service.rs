@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::body::ResponseBody;
+use crate::clock::check_duration;
 use crate::future::ResponseFuture;
 use crate::kind::InstanceKind;
 use crate::registry::Registry;
@@ -126,6 +127,13 @@ struct Summary<'a> {
 }
 
 const DEFAULT_BODY_LIMIT: usize = 4096;
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(60 * 60);
+/// The shortest reconnection delay an `EventSource` is told: shorter ones
+/// only make reconnection storms.
+const MIN_RETRY: Duration = Duration::from_millis(100);
+/// The longest maximum age of an event stream: a year is "never" already.
+const MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 const JSON: &str = "application/json";
 
 impl RegistryService {
@@ -505,14 +513,15 @@ impl RegistryServiceBuilder {
     }
 
     /// How long an `EventSource` waits before reconnecting (the `retry:`
-    /// line; default 3 s).
+    /// line; 100 ms to 1 h, default 3 s).
     pub fn events_retry(mut self, retry: Duration) -> Self {
         self.events_retry = retry;
         self
     }
 
     /// A comment line is sent on an event stream after this much silence,
-    /// so that proxies keep it open (`None`: never; default 15 s).
+    /// so that proxies keep it open (1 s to 1 h, or `None`: never; default
+    /// 15 s).
     pub fn events_keep_alive(mut self, every: Option<Duration>) -> Self {
         self.events_keep_alive = every;
         self
@@ -521,7 +530,8 @@ impl RegistryServiceBuilder {
     /// An event stream ends after this long; the client reconnects after
     /// [`events_retry`](Self::events_retry) and is replayed what it missed
     /// from the recent events. Useful behind load balancers that pin long
-    /// connections (default: streams never end by themselves).
+    /// connections (1 s to 365 days, or `None`: streams never end by
+    /// themselves, the default).
     pub fn events_max_age(mut self, age: Option<Duration>) -> Self {
         self.events_max_age = age;
         self
@@ -548,6 +558,13 @@ impl RegistryServiceBuilder {
                 "body_limit",
                 format!("must be in [1, 1048576], got {}", self.body_limit),
             ));
+        }
+        check_duration("events_retry", self.events_retry, MIN_RETRY, HOUR)?;
+        if let Some(every) = self.events_keep_alive {
+            check_duration("events_keep_alive", every, SECOND, HOUR)?;
+        }
+        if let Some(age) = self.events_max_age {
+            check_duration("events_max_age", age, SECOND, MAX_AGE)?;
         }
         Ok(RegistryService {
             inner: Arc::new(Inner {
