@@ -81,6 +81,13 @@
 //! and so on). The dashboard at `GET /` is one HTML page with inline CSS
 //! and JavaScript, nothing from a CDN, live from `GET /events`.
 //!
+//! `GET /events` serves at most
+//! [`max_event_streams`](RegistryServiceBuilder::max_event_streams) clients
+//! at once (64 by default), so that clients cannot hold an unbounded number
+//! of buffers and connections; past that it answers 503 with `Retry-After`.
+//! A stream's place is given back when its client goes away, and at once
+//! when it is dropped for not reading its events.
+//!
 //! # Kinds
 //!
 //! The registry keeps four kinds, each with its own section in configs,

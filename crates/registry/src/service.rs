@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use portcullis_breaker::{Breaker, State};
+use portcullis_core::config::check_range;
 use portcullis_core::{BoxError, ConfigError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,6 +22,7 @@ use serde_json::json;
 use crate::body::ResponseBody;
 use crate::clock::check_duration;
 use crate::future::ResponseFuture;
+use crate::hub::{SlotGuard, Slots};
 use crate::kind::InstanceKind;
 use crate::registry::Registry;
 use crate::snapshot::Keyed;
@@ -48,7 +50,7 @@ use crate::{dashboard, figures, prometheus};
 /// | `GET /health/budgets` | `{"budgets": [...]}`: every retry budget's figures |
 /// | `GET /health/budgets/{name}` | one retry budget's figures (`/{name}/{key}` for a keyed one) |
 /// | `GET /metrics` | Prometheus text exposition |
-/// | `GET /events` | server-sent events, from a bounded per-client buffer |
+/// | `GET /events` | server-sent events, from a bounded per-client buffer; at most [`max_event_streams`](RegistryServiceBuilder::max_event_streams) at once, then 503 with `Retry-After` |
 /// | `GET /events/recent` | `{"events": [...]}`: the last events |
 /// | `POST /breakers/{name}/state` | manual transition (`/{name}/{key}/state` for a keyed one) |
 ///
@@ -84,6 +86,7 @@ pub struct RegistryServiceBuilder {
     events_retry: Duration,
     events_keep_alive: Option<Duration>,
     events_max_age: Option<Duration>,
+    max_event_streams: usize,
 }
 
 struct Inner {
@@ -95,6 +98,7 @@ struct Inner {
     events_retry: Duration,
     events_keep_alive: Option<Duration>,
     events_max_age: Option<Duration>,
+    streams: Arc<Slots>,
 }
 
 /// The body of `POST /breakers/{name}/state`.
@@ -127,6 +131,7 @@ struct Summary<'a> {
 }
 
 const DEFAULT_BODY_LIMIT: usize = 4096;
+const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(60 * 60);
 /// The shortest reconnection delay an `EventSource` is told: shorter ones
@@ -156,6 +161,7 @@ impl RegistryService {
             events_retry: Duration::from_secs(3),
             events_keep_alive: Some(Duration::from_secs(15)),
             events_max_age: None,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         }
     }
 
@@ -417,15 +423,29 @@ impl Inner {
     }
 
     fn events(&self, headers: &HeaderMap) -> Response<ResponseBody> {
+        let Some(slot) = self.streams.try_take() else {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "too many event streams are open (at most {}); retry later",
+                    self.streams.max()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(self.events_retry));
+            return response;
+        };
         let after = headers
             .get("last-event-id")
             .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
-        let feed = self.registry.hub().subscribe(after);
+        let feed = self.registry.hub().subscribe_in(after, Some(slot.clone()));
         let mut response = Response::new(ResponseBody::events(
             feed,
             self.events_retry,
             self.events_keep_alive,
             self.events_max_age,
+            Some(SlotGuard::new(slot)),
         ));
         let headers = response.headers_mut();
         headers.insert(
@@ -469,6 +489,8 @@ impl fmt::Debug for RegistryService {
             .field("events_retry", &inner.events_retry)
             .field("events_keep_alive", &inner.events_keep_alive)
             .field("events_max_age", &inner.events_max_age)
+            .field("event_streams", &inner.streams.taken())
+            .field("max_event_streams", &inner.streams.max())
             .finish()
     }
 }
@@ -537,6 +559,32 @@ impl RegistryServiceBuilder {
         self
     }
 
+    /// How many `GET /events` streams may be open at once (1 to 10,000;
+    /// default 64). Past that, `GET /events` is answered 503 with
+    /// `Retry-After` (the [`events_retry`](Self::events_retry) delay, in
+    /// whole seconds) until a stream ends: its client goes away, it reaches
+    /// its [maximum age](Self::events_max_age), or it is dropped for not
+    /// reading its events — at once, even while the connection lingers.
+    ///
+    /// ```
+    /// use portcullis_registry::{Registry, RegistryService};
+    ///
+    /// let service = RegistryService::builder(Registry::new())
+    ///     .max_event_streams(8)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = service;
+    /// let error = RegistryService::builder(Registry::new())
+    ///     .max_event_streams(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(error.to_string(), "max_event_streams: must be in [1, 10000], got 0");
+    /// ```
+    pub fn max_event_streams(mut self, streams: usize) -> Self {
+        self.max_event_streams = streams;
+        self
+    }
+
     /// The service, with its settings validated.
     pub fn build(self) -> Result<RegistryService, ConfigError> {
         if let Some(token) = &self.token {
@@ -559,6 +607,7 @@ impl RegistryServiceBuilder {
                 format!("must be in [1, 1048576], got {}", self.body_limit),
             ));
         }
+        check_range("max_event_streams", self.max_event_streams, 1, 10_000)?;
         check_duration("events_retry", self.events_retry, MIN_RETRY, HOUR)?;
         if let Some(every) = self.events_keep_alive {
             check_duration("events_keep_alive", every, SECOND, HOUR)?;
@@ -578,6 +627,7 @@ impl RegistryServiceBuilder {
                 events_retry: self.events_retry,
                 events_keep_alive: self.events_keep_alive,
                 events_max_age: self.events_max_age,
+                streams: Slots::new(self.max_event_streams),
             }),
         })
     }
@@ -591,7 +641,11 @@ impl fmt::Debug for RegistryServiceBuilder {
             .field("critical", &self.critical)
             .field("readiness", &self.readiness)
             .field("body_limit", &self.body_limit)
-            .finish_non_exhaustive()
+            .field("events_retry", &self.events_retry)
+            .field("events_keep_alive", &self.events_keep_alive)
+            .field("events_max_age", &self.events_max_age)
+            .field("max_event_streams", &self.max_event_streams)
+            .finish()
     }
 }
 
@@ -748,6 +802,12 @@ fn not_allowed(allow: &'static str) -> Response<ResponseBody> {
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
+}
+
+/// A `Retry-After` of `delay` in whole seconds, rounded up.
+fn retry_after(delay: Duration) -> HeaderValue {
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 fn too_large(limit: usize) -> Response<ResponseBody> {

@@ -905,6 +905,67 @@ async fn events_stream_transitions_and_the_recent_ones_are_kept() {
 }
 
 #[tokio::test]
+async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .max_event_streams(2)
+            .events_retry(Duration::from_millis(2500))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let first = Sse::connect(addr, "/events", &[]).await;
+    let mut second = Sse::connect(addr, "/events", &[]).await;
+
+    let refused = Sse::try_connect(addr, "/events", &[]).await.err().unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("3"),
+        "2.5 s, rounded up"
+    );
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    assert_eq!(
+        refused.json()["error"],
+        "too many event streams are open (at most 2); retry later"
+    );
+    // Other endpoints are not affected.
+    assert_eq!(get(addr, "/health").await.status, 200);
+
+    // The client goes away: its place is given back once the server sees
+    // the connection closed (a bound, not a measurement).
+    drop(first);
+    let mut third = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match Sse::try_connect(addr, "/events", &[]).await {
+                Ok(sse) => break sse,
+                Err(reply) => assert_eq!(reply.status, 503),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the closed stream's place was given back");
+    assert_eq!(third.status, 200);
+    assert_eq!(
+        Sse::try_connect(addr, "/events", &[])
+            .await
+            .err()
+            .unwrap()
+            .status,
+        503,
+        "still two at most"
+    );
+
+    payments.force_open();
+    for sse in [&mut second, &mut third] {
+        assert_eq!(sse.next().await.unwrap().json()["to"], "FORCED_OPEN");
+    }
+}
+
+#[tokio::test]
 async fn control_does_not_exist_without_a_token() {
     let registry = registry();
     registry.breaker("payments");
