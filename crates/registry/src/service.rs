@@ -63,7 +63,8 @@ use crate::{dashboard, figures, prometheus};
 /// is 401, an unknown breaker 404, a body over the
 /// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400, a
 /// transition the breaker's state does not allow 409; success is 200 with
-/// the breaker's new figures. Errors are `{"error": "..."}`.
+/// the breaker's new figures. Errors are `{"error": "..."}`. Every
+/// response says `X-Content-Type-Options: nosniff`.
 ///
 /// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
 /// `rejected`, `threshold_crossed`, `reset`, `added`, `removed`, `changed`,

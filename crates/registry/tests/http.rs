@@ -1180,6 +1180,74 @@ async fn control_changes_state_and_says_what_is_wrong() {
 }
 
 #[tokio::test]
+async fn every_response_says_nosniff() {
+    let registry = registry();
+    registry.breaker("payments");
+    let addr = controlled(&registry).await;
+    let auth = format!("Bearer {TOKEN}");
+    let mut replies = Vec::new();
+    for path in [
+        "/",
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/health/breakers",
+        "/health/breakers/payments",
+        "/health/breakers/nope",
+        "/metrics",
+        "/events/recent",
+        "/nope",
+        "/%ff",
+    ] {
+        replies.push((path, get(addr, path).await));
+    }
+    replies.push((
+        "DELETE /health",
+        send(addr, "DELETE", "/health", &[], b"").await,
+    ));
+    replies.push(("GET control", get(addr, "/breakers/payments/state").await));
+    for (what, headers, body) in [
+        ("unauthorized", vec![], r#"{"state":"CLOSED"}"#),
+        ("bad body", vec![("authorization", auth.as_str())], "{"),
+        (
+            "controlled",
+            vec![("authorization", auth.as_str())],
+            r#"{"state":"CLOSED"}"#,
+        ),
+    ] {
+        let reply = send(
+            addr,
+            "POST",
+            "/breakers/payments/state",
+            &headers,
+            body.as_bytes(),
+        )
+        .await;
+        replies.push((what, reply));
+    }
+    let statuses: HashSet<u16> = replies.iter().map(|(_, reply)| reply.status).collect();
+    assert_eq!(
+        statuses,
+        HashSet::from([200, 400, 401, 404, 405]),
+        "a variety of answers"
+    );
+    for (what, reply) in &replies {
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {reply:?}"
+        );
+    }
+    let sse = Sse::connect(addr, "/events", &[]).await;
+    assert_eq!(
+        sse.headers
+            .get("x-content-type-options")
+            .map(String::as_str),
+        Some("nosniff")
+    );
+}
+
+#[tokio::test]
 async fn wrong_methods_and_unknown_paths() {
     let registry = registry();
     registry.breaker("payments");

@@ -153,6 +153,8 @@ pub struct Sse {
     buffer: Vec<u8>,
     text: String,
     pub status: u16,
+    /// The response's headers, names in lowercase.
+    pub headers: HashMap<String, String>,
 }
 
 /// One server-sent event.
@@ -221,13 +223,16 @@ impl Sse {
             stream.read_to_end(&mut buffer).await.unwrap();
             return Err(parse(&buffer));
         }
-        let status = head[9..12].parse().unwrap();
+        let Reply {
+            status, headers, ..
+        } = parse(&buffer[..split + 4]);
         let buffer = buffer[split + 4..].to_vec();
         Ok(Sse {
             stream,
             buffer,
             text: String::new(),
             status,
+            headers,
         })
     }
 
