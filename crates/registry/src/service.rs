@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use portcullis_breaker::{Breaker, State};
 use portcullis_core::config::check_range;
 use portcullis_core::{BoxError, ConfigError};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -59,11 +60,15 @@ use crate::{dashboard, figures, prometheus};
 /// answers 404 like any unknown path. Its body is JSON:
 /// `{"state": "CLOSED" | "FORCED_OPEN" | "DISABLED" | "METRICS_ONLY" |
 /// "RESET" | "HALF_OPEN" | "OPEN"}`, with `"wait": "30s"` allowed for
-/// `OPEN` (default: the breaker's `wait_in_open`). A wrong or missing token
-/// is 401, an unknown breaker 404, a body over the
-/// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400, a
-/// transition the breaker's state does not allow 409; success is 200 with
-/// the breaker's new figures. Errors are `{"error": "..."}`. Every
+/// `OPEN` (more than zero, at most 365 days, like a breaker's
+/// `wait_in_open`; default: the breaker's `wait_in_open`). A wrong or
+/// missing token is 401, an unknown breaker 404, a body over the
+/// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400 (a key
+/// given twice too: which one counts would depend on who reads the body),
+/// a transition the breaker's state does not allow 409; success is 200
+/// with the breaker's new figures. Errors are `{"error": "..."}`.
+///
+/// A request with more than one `Authorization` header is 400. Every
 /// response says `X-Content-Type-Options: nosniff`.
 ///
 /// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
@@ -111,6 +116,13 @@ struct Control {
     wait: Option<Duration>,
 }
 
+/// A JSON value whose objects, at any depth, have no key twice: serde
+/// keeps the last of duplicate keys, so `{"state": "CLOSED", "state":
+/// "FORCED_OPEN"}` would mean what the last one says to this service and
+/// possibly the first to whatever checked the request before it.
+#[derive(Debug)]
+struct UniqueKeys(serde_json::Value);
+
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 enum Target {
@@ -133,6 +145,8 @@ struct Summary<'a> {
 
 const DEFAULT_BODY_LIMIT: usize = 4096;
 const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
+/// The longest `wait` of a manual `OPEN`, as for a breaker's config.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(60 * 60);
 /// The shortest reconnection delay an `EventSource` is told: shorter ones
@@ -273,13 +287,8 @@ impl RegistryService {
     {
         let inner = &*self.inner;
         let token = inner.token.as_deref().expect("checked by the caller");
-        if !authorized(request.headers(), token) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portcullis\""),
-            );
-            return ready(response);
+        if let Some(refusal) = refusal(request.headers(), &[Some(token)]) {
+            return ready(refusal);
         }
         let Some(breaker) = inner.registry.find_breaker(name, key) else {
             return ready(no_breaker(name, key));
@@ -298,11 +307,12 @@ impl RegistryService {
                 Ok(bytes) => bytes,
                 Err(response) => return response,
             };
-            let control: Control = match serde_json::from_slice::<serde_json::Value>(&bytes)
-                .and_then(|value| match value {
+            let control: Control = match serde_json::from_slice::<UniqueKeys>(&bytes).and_then(
+                |UniqueKeys(value)| match value {
                     object @ serde_json::Value::Object(_) => serde_json::from_value(object),
                     _ => Err(serde::de::Error::custom("the body must be a JSON object")),
-                }) {
+                },
+            ) {
                 Ok(control) => control,
                 Err(problem) => {
                     return error(
@@ -318,6 +328,15 @@ impl RegistryService {
             }
             if control.wait.is_some_and(|wait| wait.is_zero()) {
                 return error(StatusCode::BAD_REQUEST, "`wait` must be greater than zero");
+            }
+            if let Some(wait) = control.wait.filter(|&wait| wait > MAX_WAIT) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`wait` must be at most 365d, got {}",
+                        portcullis_core::duration::format(wait)
+                    ),
+                );
             }
             match apply(&breaker, &control) {
                 Ok(()) => json_response(StatusCode::OK, &Keyed::new(key, breaker.snapshot())),
@@ -589,18 +608,7 @@ impl RegistryServiceBuilder {
     /// The service, with its settings validated.
     pub fn build(self) -> Result<RegistryService, ConfigError> {
         if let Some(token) = &self.token {
-            if !(16..=4096).contains(&token.len()) {
-                return Err(ConfigError::new(
-                    "control_token",
-                    format!("must be 16 to 4096 characters long, got {}", token.len()),
-                ));
-            }
-            if !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ConfigError::new(
-                    "control_token",
-                    "must be visible ASCII characters only",
-                ));
-            }
+            check_token("control_token", token)?;
         }
         if !(1..=1 << 20).contains(&self.body_limit) {
             return Err(ConfigError::new(
@@ -650,6 +658,71 @@ impl fmt::Debug for RegistryServiceBuilder {
     }
 }
 
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(Self)
+    }
+}
+
+#[derive(Debug)]
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(UniqueKeys(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(values.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
+}
+
 /// Whether a breaker in `state` turns calls away.
 fn rejecting(state: State) -> bool {
     matches!(state, State::Open | State::ForcedOpen)
@@ -674,16 +747,80 @@ fn apply(breaker: &Breaker, control: &Control) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>`.
-fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return false;
+/// What the `Authorization` header of a request says about a set of
+/// tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Authorization {
+    /// `Bearer <one of the tokens>`.
+    Granted,
+    /// Missing, another scheme, or another token.
+    Refused,
+    /// More than one `Authorization` header: which one counts would depend
+    /// on who reads the request (this service, a proxy, a log), so none
+    /// does.
+    Ambiguous,
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` for one of
+/// `tokens`. Each token is compared in constant time, all of them every
+/// time, so the answer's timing does not say which one matched.
+fn authorization(headers: &HeaderMap, tokens: &[Option<&[u8]>]) -> Authorization {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Authorization::Refused;
     };
-    let value = value.as_bytes();
-    let Some((scheme, credentials)) = value.split_at_checked(7) else {
-        return false;
+    if values.next().is_some() {
+        return Authorization::Ambiguous;
+    }
+    let Some((scheme, credentials)) = value.as_bytes().split_at_checked(7) else {
+        return Authorization::Refused;
     };
-    scheme.eq_ignore_ascii_case(b"bearer ") && constant_time_eq(credentials, token)
+    let matched = tokens.iter().flatten().fold(false, |matched, token| {
+        matched | constant_time_eq(credentials, token)
+    });
+    if scheme.eq_ignore_ascii_case(b"bearer ") && matched {
+        Authorization::Granted
+    } else {
+        Authorization::Refused
+    }
+}
+
+/// The answer to a request whose `headers` do not carry one of `tokens`:
+/// 401 with a bearer challenge, or 400 for more than one `Authorization`
+/// header; `None` when they do.
+fn refusal(headers: &HeaderMap, tokens: &[Option<&[u8]>]) -> Option<Response<ResponseBody>> {
+    match authorization(headers, tokens) {
+        Authorization::Granted => None,
+        Authorization::Refused => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            );
+            Some(response)
+        }
+        Authorization::Ambiguous => Some(error(
+            StatusCode::BAD_REQUEST,
+            "a request may carry one Authorization header, not several",
+        )),
+    }
+}
+
+/// Checks a bearer token setting: 16 to 4,096 visible ASCII characters.
+fn check_token(field: &'static str, token: &str) -> Result<(), ConfigError> {
+    if !(16..=4096).contains(&token.len()) {
+        return Err(ConfigError::new(
+            field,
+            format!("must be 16 to 4096 characters long, got {}", token.len()),
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            field,
+            "must be visible ASCII characters only",
+        ));
+    }
+    Ok(())
 }
 
 /// Compares two byte strings in time that depends only on their lengths: a
@@ -831,6 +968,10 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 
+    fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
+        authorization(headers, &[Some(token)]) == Authorization::Granted
+    }
+
     #[test]
     fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
         let mut headers = HeaderMap::new();
@@ -847,6 +988,48 @@ mod tests {
         ] {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(authorized(&headers, token), ok, "{value}");
+        }
+    }
+
+    #[test]
+    fn any_of_the_tokens_is_granted_and_two_headers_are_ambiguous() {
+        let read: &[u8] = b"reader-0123456789";
+        let control: &[u8] = b"control-0123456789";
+        let tokens = [Some(read), Some(control)];
+        let mut headers = HeaderMap::new();
+        for (value, expected) in [
+            ("Bearer reader-0123456789", Authorization::Granted),
+            ("Bearer control-0123456789", Authorization::Granted),
+            ("Bearer other-0123456789", Authorization::Refused),
+        ] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(authorization(&headers, &tokens), expected, "{value}");
+        }
+        assert_eq!(
+            authorization(&headers, &[Some(read), None]),
+            Authorization::Refused
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer reader-0123456789"),
+        );
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer reader-0123456789"),
+        );
+        assert_eq!(authorization(&headers, &tokens), Authorization::Ambiguous);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let parse = |text: &str| serde_json::from_str::<UniqueKeys>(text).map(|v| v.0);
+        assert_eq!(
+            parse(r#"{"a": [1, -2, 2.5, "x", null, true, {"b": {}}]}"#).unwrap(),
+            json!({"a": [1, -2, 2.5, "x", null, true, {"b": {}}]})
+        );
+        for text in [r#"{"a": 1, "a": 1}"#, r#"{"x": [{"a": 1, "a": 2}]}"#] {
+            let problem = parse(text).unwrap_err().to_string();
+            assert!(problem.starts_with("duplicate key `a`"), "{problem}");
         }
     }
 

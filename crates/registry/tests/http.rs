@@ -1180,6 +1180,86 @@ async fn control_changes_state_and_says_what_is_wrong() {
 }
 
 #[tokio::test]
+async fn control_refuses_a_wait_over_a_year_duplicate_keys_and_two_authorizations() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = controlled(&registry).await;
+
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"366d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"],
+        "`wait` must be at most 365d, got 366d"
+    );
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"99999999999d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(payments.state(), State::Closed);
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"365d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "a year is allowed: {}", reply.body);
+    assert_eq!(payments.state(), State::Open);
+    payments.close();
+
+    // serde would take the last of duplicate keys; a proxy or an audit log
+    // may well take the first.
+    for body in [
+        r#"{"state":"CLOSED","state":"FORCED_OPEN"}"#,
+        r#"{"state":"OPEN","wait":"1s","wait":"300d"}"#,
+    ] {
+        let reply = post_state(addr, "/breakers/payments/state", body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        let message = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains("duplicate key `"), "{body}: {message}");
+    }
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"CLOSED","state":"FORCED_OPEN"}"#,
+    )
+    .await;
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `state`")
+    );
+    assert_eq!(payments.state(), State::Closed);
+
+    // Which of two Authorization headers counts depends on who reads them.
+    let right = format!("Bearer {TOKEN}");
+    for second in [right.as_str(), "Bearer wrong-wrong-wrong-wrong"] {
+        let reply = send(
+            addr,
+            "POST",
+            "/breakers/payments/state",
+            &[("authorization", &right), ("authorization", second)],
+            br#"{"state":"FORCED_OPEN"}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{second}");
+        assert_eq!(
+            reply.json()["error"],
+            "a request may carry one Authorization header, not several"
+        );
+    }
+    assert_eq!(payments.state(), State::Closed);
+}
+
+#[tokio::test]
 async fn every_response_says_nosniff() {
     let registry = registry();
     registry.breaker("payments");
