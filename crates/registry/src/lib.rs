@@ -72,7 +72,14 @@
 //!
 //! # The service
 //!
-//! See [`RegistryService`] for the endpoints. `GET /health` is `UP`,
+//! See [`RegistryService`] for the endpoints. Control (manual transitions)
+//! exists only with a [control token](RegistryServiceBuilder::control_token);
+//! the rest is open to whoever can reach it, unless a
+//! [read token](RegistryServiceBuilder::read_token) is set, in which case
+//! every endpoint wants either token as a bearer token. Both are compared
+//! in constant time; a request with two `Authorization` headers, or a
+//! control body with a key given twice, is refused rather than read one way
+//! here and another way by a proxy. `GET /health` is `UP`,
 //! `DEGRADED` when any breaker is not closed (manual states included: the
 //! protection is off), or `DOWN` with a 503 when a breaker named as
 //! [critical](RegistryServiceBuilder::critical_breakers) is open or forced

@@ -68,7 +68,11 @@ use crate::{dashboard, figures, prometheus};
 /// a transition the breaker's state does not allow 409; success is 200
 /// with the breaker's new figures. Errors are `{"error": "..."}`.
 ///
-/// A request with more than one `Authorization` header is 400. Every
+/// The other endpoints answer anybody, unless the service has a
+/// [read token](RegistryServiceBuilder::read_token): then they want
+/// `Authorization: Bearer` with the read or the control token, and answer
+/// 401 with `WWW-Authenticate: Bearer` otherwise. A request with more than
+/// one `Authorization` header is 400 wherever a token is checked. Every
 /// response says `X-Content-Type-Options: nosniff`.
 ///
 /// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
@@ -86,6 +90,7 @@ pub struct RegistryService {
 pub struct RegistryServiceBuilder {
     registry: Registry,
     token: Option<String>,
+    read_token: Option<String>,
     critical: Vec<String>,
     readiness: Vec<String>,
     body_limit: usize,
@@ -98,6 +103,7 @@ pub struct RegistryServiceBuilder {
 struct Inner {
     registry: Registry,
     token: Option<Box<[u8]>>,
+    read_token: Option<Box<[u8]>>,
     critical: Vec<String>,
     readiness: Vec<String>,
     body_limit: usize,
@@ -170,6 +176,7 @@ impl RegistryService {
         RegistryServiceBuilder {
             registry,
             token: None,
+            read_token: None,
             critical: Vec::new(),
             readiness: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
@@ -193,15 +200,11 @@ impl RegistryService {
     {
         let inner = &*self.inner;
         inner.registry.hub().start_pending();
-        let Some(segments) = segments(request.uri().path()) else {
-            return ready(error(
-                StatusCode::BAD_REQUEST,
-                "the path is not valid UTF-8 once decoded",
-            ));
-        };
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let decoded = segments(request.uri().path());
+        let segments: Vec<&str> = decoded.iter().flatten().map(String::as_str).collect();
         let method = request.method();
-        if let ["breakers", name, rest @ ..] = &segments[..]
+        if decoded.is_some()
+            && let ["breakers", name, rest @ ..] = &segments[..]
             && let Some(key) = match rest {
                 ["state"] => Some(None),
                 [key, "state"] => Some(Some(*key)),
@@ -213,6 +216,19 @@ impl RegistryService {
                 return ready(not_allowed("POST"));
             }
             return self.control(request, name, key);
+        }
+        // Everything else reads: with a read token, it takes either token.
+        if let Some(read) = inner.read_token.as_deref() {
+            let tokens = [Some(read), inner.token.as_deref()];
+            if let Some(refusal) = refusal(request.headers(), &tokens) {
+                return ready(refusal);
+            }
+        }
+        if decoded.is_none() {
+            return ready(error(
+                StatusCode::BAD_REQUEST,
+                "the path is not valid UTF-8 once decoded",
+            ));
         }
         let get = method == Method::GET || method == Method::HEAD;
         let response = match segments[..] {
@@ -503,6 +519,7 @@ impl fmt::Debug for RegistryService {
         f.debug_struct("RegistryService")
             .field("registry", &inner.registry)
             .field("control", &inner.token.as_ref().map(|_| "<token>"))
+            .field("read", &inner.read_token.as_ref().map(|_| "<token>"))
             .field("critical", &inner.critical)
             .field("readiness", &inner.readiness)
             .field("body_limit", &inner.body_limit)
@@ -521,6 +538,46 @@ impl RegistryServiceBuilder {
     /// token must be 16 to 4,096 visible ASCII characters.
     pub fn control_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Guards every endpoint but control (health, figures, metrics,
+    /// events, the dashboard): requests must carry `Authorization: Bearer
+    /// <token>` with this token or the [control
+    /// token](Self::control_token), compared in constant time; others are
+    /// answered 401 with `WWW-Authenticate: Bearer`. The token must be 16
+    /// to 4,096 visible ASCII characters, and not the control token.
+    ///
+    /// Without it (the default) those endpoints answer anybody who can
+    /// reach them, which suits a port that only the cluster sees. A
+    /// browser sends no bearer token by itself (and an `EventSource`
+    /// cannot send one), so with a read token the dashboard needs a proxy
+    /// in front that adds the header; so do probes of `/health/live` and
+    /// `/health/ready`.
+    ///
+    /// ```
+    /// use portcullis_registry::{Registry, RegistryService};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let service = RegistryService::builder(Registry::new())
+    ///     .read_token("a-long-random-reader-secret")
+    ///     .build()
+    ///     .unwrap();
+    /// let anonymous = http::Request::get("/metrics").body(String::new()).unwrap();
+    /// let response = service.clone().oneshot(anonymous).await.unwrap();
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"portcullis\"");
+    ///
+    /// let reader = http::Request::get("/metrics")
+    ///     .header("authorization", "Bearer a-long-random-reader-secret")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(reader).await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub fn read_token(mut self, token: impl Into<String>) -> Self {
+        self.read_token = Some(token.into());
         self
     }
 
@@ -610,6 +667,15 @@ impl RegistryServiceBuilder {
         if let Some(token) = &self.token {
             check_token("control_token", token)?;
         }
+        if let Some(token) = &self.read_token {
+            check_token("read_token", token)?;
+            if self.token.as_ref() == Some(token) {
+                return Err(ConfigError::new(
+                    "read_token",
+                    "must differ from control_token, or readers could also control",
+                ));
+            }
+        }
         if !(1..=1 << 20).contains(&self.body_limit) {
             return Err(ConfigError::new(
                 "body_limit",
@@ -630,6 +696,9 @@ impl RegistryServiceBuilder {
                 token: self
                     .token
                     .map(|token| token.into_bytes().into_boxed_slice()),
+                read_token: self
+                    .read_token
+                    .map(|token| token.into_bytes().into_boxed_slice()),
                 critical: self.critical,
                 readiness: self.readiness,
                 body_limit: self.body_limit,
@@ -647,6 +716,7 @@ impl fmt::Debug for RegistryServiceBuilder {
         f.debug_struct("RegistryServiceBuilder")
             .field("registry", &self.registry)
             .field("control", &self.token.as_ref().map(|_| "<token>"))
+            .field("read", &self.read_token.as_ref().map(|_| "<token>"))
             .field("critical", &self.critical)
             .field("readiness", &self.readiness)
             .field("body_limit", &self.body_limit)

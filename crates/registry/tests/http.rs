@@ -1328,6 +1328,138 @@ async fn every_response_says_nosniff() {
 }
 
 #[tokio::test]
+async fn a_read_token_guards_every_endpoint_but_control() {
+    const READ: &str = "r3ad-t0ken-0123456789";
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .control_token(TOKEN)
+            .read_token(READ)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let read = format!("Bearer {READ}");
+    let control = format!("Bearer {TOKEN}");
+    let wrong = format!("Bearer {}", READ.replace('0', "1"));
+    for (path, found) in [
+        ("/", 200),
+        ("/health", 200),
+        ("/health/live", 200),
+        ("/health/ready", 200),
+        ("/health/breakers", 200),
+        ("/health/breakers/payments", 200),
+        ("/health/bulkheads", 200),
+        ("/health/ratelimiters", 200),
+        ("/health/budgets", 200),
+        ("/metrics", 200),
+        ("/events/recent", 200),
+        ("/nope", 404),
+    ] {
+        for headers in [
+            vec![],
+            vec![("authorization", wrong.as_str())],
+            vec![("authorization", "Basic cjNhZDp0MGtlbg==")],
+        ] {
+            let reply = send(addr, "GET", path, &headers, b"").await;
+            assert_eq!(reply.status, 401, "{path} {headers:?}");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Bearer realm=\"portcullis\"")
+            );
+            assert_eq!(reply.json()["error"], "a valid bearer token is required");
+        }
+        let twice = send(
+            addr,
+            "GET",
+            path,
+            &[("authorization", &read), ("authorization", &read)],
+            b"",
+        )
+        .await;
+        assert_eq!(twice.status, 400, "{path}");
+        for token in [&read, &control] {
+            let reply = send(addr, "GET", path, &[("authorization", token)], b"").await;
+            assert_eq!(reply.status, found, "{path} with {token}");
+        }
+    }
+
+    let refused = Sse::try_connect(addr, "/events", &[]).await.err().unwrap();
+    assert_eq!(refused.status, 401);
+    let mut events = Sse::connect(addr, "/events", &[("authorization", &read)]).await;
+    assert_eq!(events.status, 200);
+
+    // The read token does not control; the control token still does.
+    let body = br#"{"state":"FORCED_OPEN"}"#;
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &read)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(payments.state(), State::Closed);
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &control)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(events.next().await.unwrap().json()["to"], "FORCED_OPEN");
+}
+
+#[test]
+fn a_read_token_is_checked_like_the_control_token() {
+    let builder = || RegistryService::builder(Registry::new());
+    for (token, message) in [
+        ("short", "must be 16 to 4096 characters long, got 5"),
+        (
+            "a token with spaces",
+            "must be visible ASCII characters only",
+        ),
+        (
+            "t\u{f6}ken-0123456789",
+            "must be visible ASCII characters only",
+        ),
+    ] {
+        let error = builder().read_token(token).build().unwrap_err();
+        assert_eq!(error.field(), "read_token", "{token}");
+        assert_eq!(error.message(), message, "{token}");
+    }
+    let long = "x".repeat(4097);
+    assert_eq!(
+        builder().read_token(long).build().unwrap_err().field(),
+        "read_token"
+    );
+    let error = builder()
+        .control_token(TOKEN)
+        .read_token(TOKEN)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "read_token: must differ from control_token, or readers could also control"
+    );
+    let service = builder()
+        .control_token(TOKEN)
+        .read_token("r3ad-t0ken-0123456789")
+        .build()
+        .unwrap();
+    let debug = format!("{service:?}");
+    assert!(
+        !debug.contains("r3ad-t0ken") && !debug.contains(TOKEN),
+        "{debug}"
+    );
+    assert!(debug.contains(r#"read: Some("<token>")"#), "{debug}");
+}
+
+#[tokio::test]
 async fn wrong_methods_and_unknown_paths() {
     let registry = registry();
     registry.breaker("payments");
