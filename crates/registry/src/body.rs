@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep, sleep};
 
+use crate::clock::deadline_after;
 use crate::event::EventFeed;
+use crate::hub::SlotGuard;
 
 /// The body of a [`RegistryService`](crate::RegistryService) response:
 /// either whole (JSON, text, the dashboard), or the endless stream of
@@ -30,6 +32,9 @@ struct Events {
     head: Option<Bytes>,
     keep_alive: Option<(Pin<Box<Sleep>>, Duration)>,
     max_age: Option<Pin<Box<Sleep>>>,
+    /// The stream's place among the service's streams, given back when
+    /// the stream ends or its body is dropped (the client went away).
+    slot: Option<SlotGuard>,
     done: bool,
 }
 
@@ -46,12 +51,14 @@ impl ResponseBody {
     }
 
     /// A stream of `feed`'s frames, opened by `retry: <ms>`, with a comment
-    /// every `keep_alive` of silence, ending after `max_age`.
+    /// every `keep_alive` of silence, ending after `max_age`, holding
+    /// `slot` while it lasts.
     pub(crate) fn events(
         feed: EventFeed,
         retry: Duration,
         keep_alive: Option<Duration>,
         max_age: Option<Duration>,
+        slot: Option<SlotGuard>,
     ) -> Self {
         Self {
             kind: Kind::Events(Box::new(Events {
@@ -62,6 +69,7 @@ impl ResponseBody {
                 ))),
                 keep_alive: keep_alive.map(|every| (Box::pin(sleep(every)), every)),
                 max_age: max_age.map(|age| Box::pin(sleep(age))),
+                slot,
                 done: false,
             })),
         }
@@ -110,6 +118,14 @@ impl http_body::Body for ResponseBody {
 
 impl Events {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let polled = self.poll_inner(cx);
+        if self.done {
+            self.slot = None;
+        }
+        polled
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -148,7 +164,7 @@ impl Events {
 
     fn rearm(&mut self) {
         if let Some((timer, every)) = &mut self.keep_alive {
-            timer.as_mut().reset(Instant::now() + *every);
+            timer.as_mut().reset(deadline_after(Instant::now(), *every));
         }
     }
 }
@@ -163,6 +179,7 @@ impl fmt::Debug for ResponseBody {
             Kind::Events(events) => f
                 .debug_struct("ResponseBody")
                 .field("events", &events.feed)
+                .field("slot", &events.slot.is_some())
                 .field("done", &events.done)
                 .finish(),
         }
@@ -176,7 +193,7 @@ mod tests {
 
     use super::*;
     use crate::event::EventKind;
-    use crate::hub::{Hub, Settings};
+    use crate::hub::{Hub, Settings, Slots};
     use crate::kind::{InstanceKind, Source};
 
     #[tokio::test]
@@ -195,6 +212,7 @@ mod tests {
             Duration::from_secs(3),
             Some(Duration::from_secs(10)),
             Some(Duration::from_secs(25)),
+            None,
         );
         let mut next = async || -> Option<String> {
             let frame = body.frame().await?.unwrap();
@@ -211,14 +229,44 @@ mod tests {
         assert_eq!(next().await, None, "ended at its maximum age");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_gives_its_slot_back_when_it_ends_or_is_dropped() {
+        let hub = Hub::new(Settings::default());
+        let slots = Slots::new(2);
+        let stream = |max_age| {
+            let slot = slots.try_take().unwrap();
+            ResponseBody::events(
+                hub.subscribe_in(None, Some(slot.clone())),
+                Duration::from_secs(3),
+                None,
+                max_age,
+                Some(SlotGuard::new(slot)),
+            )
+        };
+        let mut aging = stream(Some(Duration::from_secs(5)));
+        let dropped = stream(None);
+        assert_eq!(slots.taken(), 2);
+        while aging.frame().await.is_some() {}
+        assert_eq!(slots.taken(), 1, "ended at its maximum age, body kept");
+        drop(dropped);
+        assert_eq!(slots.taken(), 0, "its client went away");
+        drop(aging);
+        assert_eq!(slots.taken(), 0);
+    }
+
     #[tokio::test]
     async fn a_dropped_client_is_told_before_its_stream_ends() {
         let hub = Hub::new(Settings {
             buffer: 1,
             ..Settings::default()
         });
-        let mut body =
-            ResponseBody::events(hub.subscribe(None), Duration::from_secs(3), None, None);
+        let mut body = ResponseBody::events(
+            hub.subscribe(None),
+            Duration::from_secs(3),
+            None,
+            None,
+            None,
+        );
         let source = Source::new(InstanceKind::Breaker, "db".into(), None);
         hub.publish(&source, EventKind::Reset);
         hub.publish(&source, EventKind::Reset);

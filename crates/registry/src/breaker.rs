@@ -10,6 +10,7 @@ use portcullis_breaker::{
 use portcullis_core::ConfigError;
 use tokio::time::{Instant, sleep_until};
 
+use crate::clock::deadline_after;
 use crate::event::EventKind;
 use crate::hub::Hub;
 use crate::kind::{Forward, InstanceKind, Kind, Source};
@@ -110,7 +111,7 @@ async fn forward(
                     rejected.flush(&hub, &source);
                 }
                 if !armed {
-                    deadline.as_mut().reset(Instant::now() + span);
+                    deadline.as_mut().reset(deadline_after(Instant::now(), span));
                     armed = true;
                 } else if deadline.deadline() <= Instant::now() {
                     // Under a steady flood the timer branch may not

@@ -4,9 +4,10 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
+use http::header::{self, HeaderValue};
 
 use crate::body::ResponseBody;
 
@@ -46,12 +47,19 @@ impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().state {
-            State::Ready(response) => Poll::Ready(Ok(response
+        let mut response = match &mut self.get_mut().state {
+            State::Ready(response) => response
                 .take()
-                .expect("ResponseFuture polled after completion"))),
-            State::Reading(future) => future.as_mut().poll(cx).map(Ok),
-        }
+                .expect("ResponseFuture polled after completion"),
+            State::Reading(future) => ready!(future.as_mut().poll(cx)),
+        };
+        // No response of the service is to be read as anything but its
+        // declared type (a JSON error as HTML, say).
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        Poll::Ready(Ok(response))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,7 +70,32 @@ struct State {
 struct Subscriber {
     sender: mpsc::Sender<Arc<Frame>>,
     dropped: Arc<AtomicBool>,
+    /// Given back when the hub lets the subscriber go, so that a client
+    /// dropped for not reading frees its place at once, even while its
+    /// connection lingers.
+    slot: Option<Arc<Slot>>,
 }
+
+/// A bounded number of places, such as the event streams one service may
+/// have open.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    taken: AtomicUsize,
+    max: usize,
+}
+
+/// One place taken from [`Slots`], given back exactly once: by whichever
+/// of its holders lets go of it first (the stream's body, or the hub's
+/// subscriber entry).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
+    released: AtomicBool,
+}
+
+/// Holds a [`Slot`]; dropping it gives the slot back.
+#[derive(Debug)]
+pub(crate) struct SlotGuard(Arc<Slot>);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -156,6 +181,12 @@ impl Hub {
     /// A new subscriber, first replayed the recent events numbered after
     /// `after` (for a client that reconnects with `Last-Event-ID`).
     pub(crate) fn subscribe(&self, after: Option<u64>) -> EventFeed {
+        self.subscribe_in(after, None)
+    }
+
+    /// A new subscriber, as [`subscribe`](Self::subscribe), that gives
+    /// `slot` back when the hub lets it go (it fell behind).
+    pub(crate) fn subscribe_in(&self, after: Option<u64>, slot: Option<Arc<Slot>>) -> EventFeed {
         let mut state = lock(&self.inner.state);
         let replay: Vec<_> = match after {
             Some(after) => state
@@ -176,6 +207,7 @@ impl Hub {
         state.subscribers.push(Subscriber {
             sender,
             dropped: dropped.clone(),
+            slot,
         });
         EventFeed::new(receiver, dropped)
     }
@@ -246,6 +278,68 @@ impl Hub {
             if let Some(task) = task.upgrade() {
                 task.set(runtime.spawn(forward).abort_handle());
             }
+        }
+    }
+}
+
+impl Slots {
+    /// `max` places, none taken.
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            taken: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A place, or `None` when all are taken.
+    pub(crate) fn try_take(self: &Arc<Self>) -> Option<Arc<Slot>> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < self.max).then_some(taken + 1)
+            })
+            .ok()?;
+        Some(Arc::new(Slot {
+            slots: self.clone(),
+            released: AtomicBool::new(false),
+        }))
+    }
+
+    /// The places taken now.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// The number of places.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Slot {
+    /// Gives the place back, the first time only.
+    pub(crate) fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.slots.taken.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl SlotGuard {
+    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+        Self(slot)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.slot {
+            slot.release();
         }
     }
 }
@@ -364,6 +458,39 @@ mod tests {
         assert_eq!(hub.subscribers(), 1);
         drop(feed);
         assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[test]
+    fn a_slot_is_given_back_once_by_whoever_lets_go_first() {
+        let slots = Slots::new(2);
+        let a = slots.try_take().unwrap();
+        let b = slots.try_take().unwrap();
+        assert!(slots.try_take().is_none(), "both taken");
+        let guard = SlotGuard::new(a.clone());
+        a.release();
+        assert_eq!(slots.taken(), 1);
+        drop(guard);
+        assert_eq!(slots.taken(), 1, "released once only");
+        drop(SlotGuard::new(b));
+        assert_eq!(slots.taken(), 0);
+    }
+
+    #[test]
+    fn a_subscriber_dropped_for_falling_behind_gives_its_slot_back_at_once() {
+        let hub = hub(1, 0);
+        let slots = Slots::new(1);
+        let slot = slots.try_take().unwrap();
+        // The stream's body keeps its guard and its feed, unread, as for a
+        // client that stopped reading on a connection that stays open.
+        let guard = SlotGuard::new(slot.clone());
+        let feed = hub.subscribe_in(None, Some(slot));
+        hub.publish(&source(), EventKind::Changed);
+        assert_eq!(slots.taken(), 1);
+        hub.publish(&source(), EventKind::Changed);
+        assert!(feed.was_dropped());
+        assert_eq!(slots.taken(), 0, "freed while the body still lives");
+        assert!(slots.try_take().is_some());
+        drop((guard, feed));
     }
 
     #[test]

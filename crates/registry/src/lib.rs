@@ -75,7 +75,14 @@
 //!
 //! # The service
 //!
-//! See [`RegistryService`] for the endpoints. `GET /health` is `UP`,
+//! See [`RegistryService`] for the endpoints. Control (manual transitions)
+//! exists only with a [control token](RegistryServiceBuilder::control_token);
+//! the rest is open to whoever can reach it, unless a
+//! [read token](RegistryServiceBuilder::read_token) is set, in which case
+//! every endpoint wants either token as a bearer token. Both are compared
+//! in constant time; a request with two `Authorization` headers, or a
+//! control body with a key given twice, is refused rather than read one way
+//! here and another way by a proxy. `GET /health` is `UP`,
 //! `DEGRADED` when any breaker is not closed (manual states included: the
 //! protection is off), or `DOWN` with a 503 when a breaker named as
 //! [critical](RegistryServiceBuilder::critical_breakers) is open or forced
@@ -83,6 +90,13 @@
 //! Resilience4j-like names (`portcullis_circuitbreaker_state{name,state}`
 //! and so on). The dashboard at `GET /` is one HTML page with inline CSS
 //! and JavaScript, nothing from a CDN, live from `GET /events`.
+//!
+//! `GET /events` serves at most
+//! [`max_event_streams`](RegistryServiceBuilder::max_event_streams) clients
+//! at once (64 by default), so that clients cannot hold an unbounded number
+//! of buffers and connections; past that it answers 503 with `Retry-After`.
+//! A stream's place is given back when its client goes away, and at once
+//! when it is dropped for not reading its events.
 //!
 //! # Kinds
 //!
@@ -138,6 +152,7 @@ mod body;
 mod breaker;
 mod budget;
 mod bulkhead;
+mod clock;
 mod config;
 mod dashboard;
 pub mod error;

@@ -12,6 +12,7 @@ use portcullis_core::config::check_range as in_range;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
+use crate::clock::check_duration;
 use crate::config::{Overrides, RegistryConfig};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::{Event, EventFeed};
@@ -119,6 +120,8 @@ struct Shared {
 }
 
 const DEFAULT_MAX_KEYS: usize = 1024;
+/// The longest a breaker's rejections wait to be reported.
+const MAX_REJECTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 impl Registry {
     /// A registry with the default configs.
@@ -673,8 +676,8 @@ impl RegistryBuilder {
     }
 
     /// How often a breaker's rejections are reported, as one event with
-    /// their count (default 1 s; zero reports each rejection, which under
-    /// load means an event per rejected call).
+    /// their count (at most 1 h; default 1 s; zero reports each rejection,
+    /// which under load means an event per rejected call).
     pub fn rejection_report_interval(mut self, interval: Duration) -> Self {
         self.events.rejection_interval = interval;
         self
@@ -693,6 +696,12 @@ impl RegistryBuilder {
         in_range("max_keys", self.max_keys, 1, 1_000_000)?;
         in_range("event_buffer", self.events.buffer, 1, 1_000_000)?;
         in_range("recent_events", self.events.recent, 0, 100_000)?;
+        check_duration(
+            "rejection_report_interval",
+            self.events.rejection_interval,
+            Duration::ZERO,
+            MAX_REJECTION_INTERVAL,
+        )?;
         Ok(Registry {
             shared: Arc::new(Shared {
                 breakers: Store::new(

@@ -14,12 +14,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use portcullis_breaker::{Breaker, State};
+use portcullis_core::config::check_range;
 use portcullis_core::{BoxError, ConfigError};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::body::ResponseBody;
+use crate::clock::check_duration;
 use crate::future::ResponseFuture;
+use crate::hub::{SlotGuard, Slots};
 use crate::kind::InstanceKind;
 use crate::registry::Registry;
 use crate::snapshot::Keyed;
@@ -47,7 +51,7 @@ use crate::{dashboard, figures, prometheus};
 /// | `GET /health/budgets` | `{"budgets": [...]}`: every retry budget's figures |
 /// | `GET /health/budgets/{name}` | one retry budget's figures (`/{name}/{key}` for a keyed one) |
 /// | `GET /metrics` | Prometheus text exposition |
-/// | `GET /events` | server-sent events, from a bounded per-client buffer |
+/// | `GET /events` | server-sent events, from a bounded per-client buffer; at most [`max_event_streams`](RegistryServiceBuilder::max_event_streams) at once, then 503 with `Retry-After` |
 /// | `GET /events/recent` | `{"events": [...]}`: the last events |
 /// | `POST /breakers/{name}/state` | manual transition (`/{name}/{key}/state` for a keyed one) |
 ///
@@ -56,11 +60,20 @@ use crate::{dashboard, figures, prometheus};
 /// answers 404 like any unknown path. Its body is JSON:
 /// `{"state": "CLOSED" | "FORCED_OPEN" | "DISABLED" | "METRICS_ONLY" |
 /// "RESET" | "HALF_OPEN" | "OPEN"}`, with `"wait": "30s"` allowed for
-/// `OPEN` (default: the breaker's `wait_in_open`). A wrong or missing token
-/// is 401, an unknown breaker 404, a body over the
-/// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400, a
-/// transition the breaker's state does not allow 409; success is 200 with
-/// the breaker's new figures. Errors are `{"error": "..."}`.
+/// `OPEN` (more than zero, at most 365 days, like a breaker's
+/// `wait_in_open`; default: the breaker's `wait_in_open`). A wrong or
+/// missing token is 401, an unknown breaker 404, a body over the
+/// [limit](RegistryServiceBuilder::body_limit) 413, a bad body 400 (a key
+/// given twice too: which one counts would depend on who reads the body),
+/// a transition the breaker's state does not allow 409; success is 200
+/// with the breaker's new figures. Errors are `{"error": "..."}`.
+///
+/// The other endpoints answer anybody, unless the service has a
+/// [read token](RegistryServiceBuilder::read_token): then they want
+/// `Authorization: Bearer` with the read or the control token, and answer
+/// 401 with `WWW-Authenticate: Bearer` otherwise. A request with more than
+/// one `Authorization` header is 400 wherever a token is checked. Every
+/// response says `X-Content-Type-Options: nosniff`.
 ///
 /// `GET /events` sends `id:`, `event:` (the event's type: `transition`,
 /// `rejected`, `threshold_crossed`, `reset`, `added`, `removed`, `replaced`, `changed`,
@@ -77,23 +90,27 @@ pub struct RegistryService {
 pub struct RegistryServiceBuilder {
     registry: Registry,
     token: Option<String>,
+    read_token: Option<String>,
     critical: Vec<String>,
     readiness: Vec<String>,
     body_limit: usize,
     events_retry: Duration,
     events_keep_alive: Option<Duration>,
     events_max_age: Option<Duration>,
+    max_event_streams: usize,
 }
 
 struct Inner {
     registry: Registry,
     token: Option<Box<[u8]>>,
+    read_token: Option<Box<[u8]>>,
     critical: Vec<String>,
     readiness: Vec<String>,
     body_limit: usize,
     events_retry: Duration,
     events_keep_alive: Option<Duration>,
     events_max_age: Option<Duration>,
+    streams: Arc<Slots>,
 }
 
 /// The body of `POST /breakers/{name}/state`.
@@ -104,6 +121,13 @@ struct Control {
     #[serde(default, with = "portcullis_core::duration::serde::option")]
     wait: Option<Duration>,
 }
+
+/// A JSON value whose objects, at any depth, have no key twice: serde
+/// keeps the last of duplicate keys, so `{"state": "CLOSED", "state":
+/// "FORCED_OPEN"}` would mean what the last one says to this service and
+/// possibly the first to whatever checked the request before it.
+#[derive(Debug)]
+struct UniqueKeys(serde_json::Value);
 
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -126,6 +150,16 @@ struct Summary<'a> {
 }
 
 const DEFAULT_BODY_LIMIT: usize = 4096;
+const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
+/// The longest `wait` of a manual `OPEN`, as for a breaker's config.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(60 * 60);
+/// The shortest reconnection delay an `EventSource` is told: shorter ones
+/// only make reconnection storms.
+const MIN_RETRY: Duration = Duration::from_millis(100);
+/// The longest maximum age of an event stream: a year is "never" already.
+const MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 const JSON: &str = "application/json";
 
 impl RegistryService {
@@ -142,12 +176,14 @@ impl RegistryService {
         RegistryServiceBuilder {
             registry,
             token: None,
+            read_token: None,
             critical: Vec::new(),
             readiness: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             events_retry: Duration::from_secs(3),
             events_keep_alive: Some(Duration::from_secs(15)),
             events_max_age: None,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         }
     }
 
@@ -164,15 +200,11 @@ impl RegistryService {
     {
         let inner = &*self.inner;
         inner.registry.hub().start_pending();
-        let Some(segments) = segments(request.uri().path()) else {
-            return ready(error(
-                StatusCode::BAD_REQUEST,
-                "the path is not valid UTF-8 once decoded",
-            ));
-        };
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let decoded = segments(request.uri().path());
+        let segments: Vec<&str> = decoded.iter().flatten().map(String::as_str).collect();
         let method = request.method();
-        if let ["breakers", name, rest @ ..] = &segments[..]
+        if decoded.is_some()
+            && let ["breakers", name, rest @ ..] = &segments[..]
             && let Some(key) = match rest {
                 ["state"] => Some(None),
                 [key, "state"] => Some(Some(*key)),
@@ -184,6 +216,19 @@ impl RegistryService {
                 return ready(not_allowed("POST"));
             }
             return self.control(request, name, key);
+        }
+        // Everything else reads: with a read token, it takes either token.
+        if let Some(read) = inner.read_token.as_deref() {
+            let tokens = [Some(read), inner.token.as_deref()];
+            if let Some(refusal) = refusal(request.headers(), &tokens) {
+                return ready(refusal);
+            }
+        }
+        if decoded.is_none() {
+            return ready(error(
+                StatusCode::BAD_REQUEST,
+                "the path is not valid UTF-8 once decoded",
+            ));
         }
         let get = method == Method::GET || method == Method::HEAD;
         let response = match segments[..] {
@@ -258,13 +303,8 @@ impl RegistryService {
     {
         let inner = &*self.inner;
         let token = inner.token.as_deref().expect("checked by the caller");
-        if !authorized(request.headers(), token) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portcullis\""),
-            );
-            return ready(response);
+        if let Some(refusal) = refusal(request.headers(), &[Some(token)]) {
+            return ready(refusal);
         }
         let Some(breaker) = inner.registry.find_breaker(name, key) else {
             return ready(no_breaker(name, key));
@@ -283,11 +323,12 @@ impl RegistryService {
                 Ok(bytes) => bytes,
                 Err(response) => return response,
             };
-            let control: Control = match serde_json::from_slice::<serde_json::Value>(&bytes)
-                .and_then(|value| match value {
+            let control: Control = match serde_json::from_slice::<UniqueKeys>(&bytes).and_then(
+                |UniqueKeys(value)| match value {
                     object @ serde_json::Value::Object(_) => serde_json::from_value(object),
                     _ => Err(serde::de::Error::custom("the body must be a JSON object")),
-                }) {
+                },
+            ) {
                 Ok(control) => control,
                 Err(problem) => {
                     return error(
@@ -303,6 +344,15 @@ impl RegistryService {
             }
             if control.wait.is_some_and(|wait| wait.is_zero()) {
                 return error(StatusCode::BAD_REQUEST, "`wait` must be greater than zero");
+            }
+            if let Some(wait) = control.wait.filter(|&wait| wait > MAX_WAIT) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`wait` must be at most 365d, got {}",
+                        portcullis_core::duration::format(wait)
+                    ),
+                );
             }
             match apply(&breaker, &control) {
                 Ok(()) => json_response(StatusCode::OK, &Keyed::new(key, breaker.snapshot())),
@@ -409,15 +459,29 @@ impl Inner {
     }
 
     fn events(&self, headers: &HeaderMap) -> Response<ResponseBody> {
+        let Some(slot) = self.streams.try_take() else {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "too many event streams are open (at most {}); retry later",
+                    self.streams.max()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(self.events_retry));
+            return response;
+        };
         let after = headers
             .get("last-event-id")
             .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
-        let feed = self.registry.hub().subscribe(after);
+        let feed = self.registry.hub().subscribe_in(after, Some(slot.clone()));
         let mut response = Response::new(ResponseBody::events(
             feed,
             self.events_retry,
             self.events_keep_alive,
             self.events_max_age,
+            Some(SlotGuard::new(slot)),
         ));
         let headers = response.headers_mut();
         headers.insert(
@@ -455,12 +519,15 @@ impl fmt::Debug for RegistryService {
         f.debug_struct("RegistryService")
             .field("registry", &inner.registry)
             .field("control", &inner.token.as_ref().map(|_| "<token>"))
+            .field("read", &inner.read_token.as_ref().map(|_| "<token>"))
             .field("critical", &inner.critical)
             .field("readiness", &inner.readiness)
             .field("body_limit", &inner.body_limit)
             .field("events_retry", &inner.events_retry)
             .field("events_keep_alive", &inner.events_keep_alive)
             .field("events_max_age", &inner.events_max_age)
+            .field("event_streams", &inner.streams.taken())
+            .field("max_event_streams", &inner.streams.max())
             .finish()
     }
 }
@@ -471,6 +538,46 @@ impl RegistryServiceBuilder {
     /// token must be 16 to 4,096 visible ASCII characters.
     pub fn control_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Guards every endpoint but control (health, figures, metrics,
+    /// events, the dashboard): requests must carry `Authorization: Bearer
+    /// <token>` with this token or the [control
+    /// token](Self::control_token), compared in constant time; others are
+    /// answered 401 with `WWW-Authenticate: Bearer`. The token must be 16
+    /// to 4,096 visible ASCII characters, and not the control token.
+    ///
+    /// Without it (the default) those endpoints answer anybody who can
+    /// reach them, which suits a port that only the cluster sees. A
+    /// browser sends no bearer token by itself (and an `EventSource`
+    /// cannot send one), so with a read token the dashboard needs a proxy
+    /// in front that adds the header; so do probes of `/health/live` and
+    /// `/health/ready`.
+    ///
+    /// ```
+    /// use portcullis_registry::{Registry, RegistryService};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let service = RegistryService::builder(Registry::new())
+    ///     .read_token("a-long-random-reader-secret")
+    ///     .build()
+    ///     .unwrap();
+    /// let anonymous = http::Request::get("/metrics").body(String::new()).unwrap();
+    /// let response = service.clone().oneshot(anonymous).await.unwrap();
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"portcullis\"");
+    ///
+    /// let reader = http::Request::get("/metrics")
+    ///     .header("authorization", "Bearer a-long-random-reader-secret")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(reader).await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub fn read_token(mut self, token: impl Into<String>) -> Self {
+        self.read_token = Some(token.into());
         self
     }
 
@@ -505,14 +612,15 @@ impl RegistryServiceBuilder {
     }
 
     /// How long an `EventSource` waits before reconnecting (the `retry:`
-    /// line; default 3 s).
+    /// line; 100 ms to 1 h, default 3 s).
     pub fn events_retry(mut self, retry: Duration) -> Self {
         self.events_retry = retry;
         self
     }
 
     /// A comment line is sent on an event stream after this much silence,
-    /// so that proxies keep it open (`None`: never; default 15 s).
+    /// so that proxies keep it open (1 s to 1 h, or `None`: never; default
+    /// 15 s).
     pub fn events_keep_alive(mut self, every: Option<Duration>) -> Self {
         self.events_keep_alive = every;
         self
@@ -521,25 +629,50 @@ impl RegistryServiceBuilder {
     /// An event stream ends after this long; the client reconnects after
     /// [`events_retry`](Self::events_retry) and is replayed what it missed
     /// from the recent events. Useful behind load balancers that pin long
-    /// connections (default: streams never end by themselves).
+    /// connections (1 s to 365 days, or `None`: streams never end by
+    /// themselves, the default).
     pub fn events_max_age(mut self, age: Option<Duration>) -> Self {
         self.events_max_age = age;
+        self
+    }
+
+    /// How many `GET /events` streams may be open at once (1 to 10,000;
+    /// default 64). Past that, `GET /events` is answered 503 with
+    /// `Retry-After` (the [`events_retry`](Self::events_retry) delay, in
+    /// whole seconds) until a stream ends: its client goes away, it reaches
+    /// its [maximum age](Self::events_max_age), or it is dropped for not
+    /// reading its events — at once, even while the connection lingers.
+    ///
+    /// ```
+    /// use portcullis_registry::{Registry, RegistryService};
+    ///
+    /// let service = RegistryService::builder(Registry::new())
+    ///     .max_event_streams(8)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = service;
+    /// let error = RegistryService::builder(Registry::new())
+    ///     .max_event_streams(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(error.to_string(), "max_event_streams: must be in [1, 10000], got 0");
+    /// ```
+    pub fn max_event_streams(mut self, streams: usize) -> Self {
+        self.max_event_streams = streams;
         self
     }
 
     /// The service, with its settings validated.
     pub fn build(self) -> Result<RegistryService, ConfigError> {
         if let Some(token) = &self.token {
-            if !(16..=4096).contains(&token.len()) {
+            check_token("control_token", token)?;
+        }
+        if let Some(token) = &self.read_token {
+            check_token("read_token", token)?;
+            if self.token.as_ref() == Some(token) {
                 return Err(ConfigError::new(
-                    "control_token",
-                    format!("must be 16 to 4096 characters long, got {}", token.len()),
-                ));
-            }
-            if !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ConfigError::new(
-                    "control_token",
-                    "must be visible ASCII characters only",
+                    "read_token",
+                    "must differ from control_token, or readers could also control",
                 ));
             }
         }
@@ -549,11 +682,22 @@ impl RegistryServiceBuilder {
                 format!("must be in [1, 1048576], got {}", self.body_limit),
             ));
         }
+        check_range("max_event_streams", self.max_event_streams, 1, 10_000)?;
+        check_duration("events_retry", self.events_retry, MIN_RETRY, HOUR)?;
+        if let Some(every) = self.events_keep_alive {
+            check_duration("events_keep_alive", every, SECOND, HOUR)?;
+        }
+        if let Some(age) = self.events_max_age {
+            check_duration("events_max_age", age, SECOND, MAX_AGE)?;
+        }
         Ok(RegistryService {
             inner: Arc::new(Inner {
                 registry: self.registry,
                 token: self
                     .token
+                    .map(|token| token.into_bytes().into_boxed_slice()),
+                read_token: self
+                    .read_token
                     .map(|token| token.into_bytes().into_boxed_slice()),
                 critical: self.critical,
                 readiness: self.readiness,
@@ -561,6 +705,7 @@ impl RegistryServiceBuilder {
                 events_retry: self.events_retry,
                 events_keep_alive: self.events_keep_alive,
                 events_max_age: self.events_max_age,
+                streams: Slots::new(self.max_event_streams),
             }),
         })
     }
@@ -571,10 +716,80 @@ impl fmt::Debug for RegistryServiceBuilder {
         f.debug_struct("RegistryServiceBuilder")
             .field("registry", &self.registry)
             .field("control", &self.token.as_ref().map(|_| "<token>"))
+            .field("read", &self.read_token.as_ref().map(|_| "<token>"))
             .field("critical", &self.critical)
             .field("readiness", &self.readiness)
             .field("body_limit", &self.body_limit)
-            .finish_non_exhaustive()
+            .field("events_retry", &self.events_retry)
+            .field("events_keep_alive", &self.events_keep_alive)
+            .field("events_max_age", &self.events_max_age)
+            .field("max_event_streams", &self.max_event_streams)
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(Self)
+    }
+}
+
+#[derive(Debug)]
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(UniqueKeys(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(values.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
     }
 }
 
@@ -602,16 +817,80 @@ fn apply(breaker: &Breaker, control: &Control) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>`.
-fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return false;
+/// What the `Authorization` header of a request says about a set of
+/// tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Authorization {
+    /// `Bearer <one of the tokens>`.
+    Granted,
+    /// Missing, another scheme, or another token.
+    Refused,
+    /// More than one `Authorization` header: which one counts would depend
+    /// on who reads the request (this service, a proxy, a log), so none
+    /// does.
+    Ambiguous,
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` for one of
+/// `tokens`. Each token is compared in constant time, all of them every
+/// time, so the answer's timing does not say which one matched.
+fn authorization(headers: &HeaderMap, tokens: &[Option<&[u8]>]) -> Authorization {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Authorization::Refused;
     };
-    let value = value.as_bytes();
-    let Some((scheme, credentials)) = value.split_at_checked(7) else {
-        return false;
+    if values.next().is_some() {
+        return Authorization::Ambiguous;
+    }
+    let Some((scheme, credentials)) = value.as_bytes().split_at_checked(7) else {
+        return Authorization::Refused;
     };
-    scheme.eq_ignore_ascii_case(b"bearer ") && constant_time_eq(credentials, token)
+    let matched = tokens.iter().flatten().fold(false, |matched, token| {
+        matched | constant_time_eq(credentials, token)
+    });
+    if scheme.eq_ignore_ascii_case(b"bearer ") && matched {
+        Authorization::Granted
+    } else {
+        Authorization::Refused
+    }
+}
+
+/// The answer to a request whose `headers` do not carry one of `tokens`:
+/// 401 with a bearer challenge, or 400 for more than one `Authorization`
+/// header; `None` when they do.
+fn refusal(headers: &HeaderMap, tokens: &[Option<&[u8]>]) -> Option<Response<ResponseBody>> {
+    match authorization(headers, tokens) {
+        Authorization::Granted => None,
+        Authorization::Refused => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            );
+            Some(response)
+        }
+        Authorization::Ambiguous => Some(error(
+            StatusCode::BAD_REQUEST,
+            "a request may carry one Authorization header, not several",
+        )),
+    }
+}
+
+/// Checks a bearer token setting: 16 to 4,096 visible ASCII characters.
+fn check_token(field: &'static str, token: &str) -> Result<(), ConfigError> {
+    if !(16..=4096).contains(&token.len()) {
+        return Err(ConfigError::new(
+            field,
+            format!("must be 16 to 4096 characters long, got {}", token.len()),
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            field,
+            "must be visible ASCII characters only",
+        ));
+    }
+    Ok(())
 }
 
 /// Compares two byte strings in time that depends only on their lengths: a
@@ -733,6 +1012,12 @@ fn not_allowed(allow: &'static str) -> Response<ResponseBody> {
     response
 }
 
+/// A `Retry-After` of `delay` in whole seconds, rounded up.
+fn retry_after(delay: Duration) -> HeaderValue {
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
 fn too_large(limit: usize) -> Response<ResponseBody> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -753,6 +1038,10 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 
+    fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
+        authorization(headers, &[Some(token)]) == Authorization::Granted
+    }
+
     #[test]
     fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
         let mut headers = HeaderMap::new();
@@ -769,6 +1058,48 @@ mod tests {
         ] {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(authorized(&headers, token), ok, "{value}");
+        }
+    }
+
+    #[test]
+    fn any_of_the_tokens_is_granted_and_two_headers_are_ambiguous() {
+        let read: &[u8] = b"reader-0123456789";
+        let control: &[u8] = b"control-0123456789";
+        let tokens = [Some(read), Some(control)];
+        let mut headers = HeaderMap::new();
+        for (value, expected) in [
+            ("Bearer reader-0123456789", Authorization::Granted),
+            ("Bearer control-0123456789", Authorization::Granted),
+            ("Bearer other-0123456789", Authorization::Refused),
+        ] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(authorization(&headers, &tokens), expected, "{value}");
+        }
+        assert_eq!(
+            authorization(&headers, &[Some(read), None]),
+            Authorization::Refused
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer reader-0123456789"),
+        );
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer reader-0123456789"),
+        );
+        assert_eq!(authorization(&headers, &tokens), Authorization::Ambiguous);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let parse = |text: &str| serde_json::from_str::<UniqueKeys>(text).map(|v| v.0);
+        assert_eq!(
+            parse(r#"{"a": [1, -2, 2.5, "x", null, true, {"b": {}}]}"#).unwrap(),
+            json!({"a": [1, -2, 2.5, "x", null, true, {"b": {}}]})
+        );
+        for text in [r#"{"a": 1, "a": 1}"#, r#"{"x": [{"a": 1, "a": 2}]}"#] {
+            let problem = parse(text).unwrap_err().to_string();
+            assert!(problem.starts_with("duplicate key `a`"), "{problem}");
         }
     }
 

@@ -905,6 +905,67 @@ async fn events_stream_transitions_and_the_recent_ones_are_kept() {
 }
 
 #[tokio::test]
+async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .max_event_streams(2)
+            .events_retry(Duration::from_millis(2500))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let first = Sse::connect(addr, "/events", &[]).await;
+    let mut second = Sse::connect(addr, "/events", &[]).await;
+
+    let refused = Sse::try_connect(addr, "/events", &[]).await.err().unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("3"),
+        "2.5 s, rounded up"
+    );
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    assert_eq!(
+        refused.json()["error"],
+        "too many event streams are open (at most 2); retry later"
+    );
+    // Other endpoints are not affected.
+    assert_eq!(get(addr, "/health").await.status, 200);
+
+    // The client goes away: its place is given back once the server sees
+    // the connection closed (a bound, not a measurement).
+    drop(first);
+    let mut third = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match Sse::try_connect(addr, "/events", &[]).await {
+                Ok(sse) => break sse,
+                Err(reply) => assert_eq!(reply.status, 503),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the closed stream's place was given back");
+    assert_eq!(third.status, 200);
+    assert_eq!(
+        Sse::try_connect(addr, "/events", &[])
+            .await
+            .err()
+            .unwrap()
+            .status,
+        503,
+        "still two at most"
+    );
+
+    payments.force_open();
+    for sse in [&mut second, &mut third] {
+        assert_eq!(sse.next().await.unwrap().json()["to"], "FORCED_OPEN");
+    }
+}
+
+#[tokio::test]
 async fn control_does_not_exist_without_a_token() {
     let registry = registry();
     registry.breaker("payments");
@@ -1116,6 +1177,286 @@ async fn control_changes_state_and_says_what_is_wrong() {
     )
     .await;
     assert_eq!(reply.status, 413);
+}
+
+#[tokio::test]
+async fn control_refuses_a_wait_over_a_year_duplicate_keys_and_two_authorizations() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = controlled(&registry).await;
+
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"366d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"],
+        "`wait` must be at most 365d, got 366d"
+    );
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"99999999999d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(payments.state(), State::Closed);
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"OPEN","wait":"365d"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "a year is allowed: {}", reply.body);
+    assert_eq!(payments.state(), State::Open);
+    payments.close();
+
+    // serde would take the last of duplicate keys; a proxy or an audit log
+    // may well take the first.
+    for body in [
+        r#"{"state":"CLOSED","state":"FORCED_OPEN"}"#,
+        r#"{"state":"OPEN","wait":"1s","wait":"300d"}"#,
+    ] {
+        let reply = post_state(addr, "/breakers/payments/state", body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        let message = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains("duplicate key `"), "{body}: {message}");
+    }
+    let reply = post_state(
+        addr,
+        "/breakers/payments/state",
+        r#"{"state":"CLOSED","state":"FORCED_OPEN"}"#,
+    )
+    .await;
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `state`")
+    );
+    assert_eq!(payments.state(), State::Closed);
+
+    // Which of two Authorization headers counts depends on who reads them.
+    let right = format!("Bearer {TOKEN}");
+    for second in [right.as_str(), "Bearer wrong-wrong-wrong-wrong"] {
+        let reply = send(
+            addr,
+            "POST",
+            "/breakers/payments/state",
+            &[("authorization", &right), ("authorization", second)],
+            br#"{"state":"FORCED_OPEN"}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{second}");
+        assert_eq!(
+            reply.json()["error"],
+            "a request may carry one Authorization header, not several"
+        );
+    }
+    assert_eq!(payments.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    let registry = registry();
+    registry.breaker("payments");
+    let addr = controlled(&registry).await;
+    let auth = format!("Bearer {TOKEN}");
+    let mut replies = Vec::new();
+    for path in [
+        "/",
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/health/breakers",
+        "/health/breakers/payments",
+        "/health/breakers/nope",
+        "/metrics",
+        "/events/recent",
+        "/nope",
+        "/%ff",
+    ] {
+        replies.push((path, get(addr, path).await));
+    }
+    replies.push((
+        "DELETE /health",
+        send(addr, "DELETE", "/health", &[], b"").await,
+    ));
+    replies.push(("GET control", get(addr, "/breakers/payments/state").await));
+    for (what, headers, body) in [
+        ("unauthorized", vec![], r#"{"state":"CLOSED"}"#),
+        ("bad body", vec![("authorization", auth.as_str())], "{"),
+        (
+            "controlled",
+            vec![("authorization", auth.as_str())],
+            r#"{"state":"CLOSED"}"#,
+        ),
+    ] {
+        let reply = send(
+            addr,
+            "POST",
+            "/breakers/payments/state",
+            &headers,
+            body.as_bytes(),
+        )
+        .await;
+        replies.push((what, reply));
+    }
+    let statuses: HashSet<u16> = replies.iter().map(|(_, reply)| reply.status).collect();
+    assert_eq!(
+        statuses,
+        HashSet::from([200, 400, 401, 404, 405]),
+        "a variety of answers"
+    );
+    for (what, reply) in &replies {
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {reply:?}"
+        );
+    }
+    let sse = Sse::connect(addr, "/events", &[]).await;
+    assert_eq!(
+        sse.headers
+            .get("x-content-type-options")
+            .map(String::as_str),
+        Some("nosniff")
+    );
+}
+
+#[tokio::test]
+async fn a_read_token_guards_every_endpoint_but_control() {
+    const READ: &str = "r3ad-t0ken-0123456789";
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let addr = serve(
+        RegistryService::builder(registry.clone())
+            .control_token(TOKEN)
+            .read_token(READ)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let read = format!("Bearer {READ}");
+    let control = format!("Bearer {TOKEN}");
+    let wrong = format!("Bearer {}", READ.replace('0', "1"));
+    for (path, found) in [
+        ("/", 200),
+        ("/health", 200),
+        ("/health/live", 200),
+        ("/health/ready", 200),
+        ("/health/breakers", 200),
+        ("/health/breakers/payments", 200),
+        ("/health/bulkheads", 200),
+        ("/health/ratelimiters", 200),
+        ("/health/budgets", 200),
+        ("/metrics", 200),
+        ("/events/recent", 200),
+        ("/nope", 404),
+    ] {
+        for headers in [
+            vec![],
+            vec![("authorization", wrong.as_str())],
+            vec![("authorization", "Basic cjNhZDp0MGtlbg==")],
+        ] {
+            let reply = send(addr, "GET", path, &headers, b"").await;
+            assert_eq!(reply.status, 401, "{path} {headers:?}");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Bearer realm=\"portcullis\"")
+            );
+            assert_eq!(reply.json()["error"], "a valid bearer token is required");
+        }
+        let twice = send(
+            addr,
+            "GET",
+            path,
+            &[("authorization", &read), ("authorization", &read)],
+            b"",
+        )
+        .await;
+        assert_eq!(twice.status, 400, "{path}");
+        for token in [&read, &control] {
+            let reply = send(addr, "GET", path, &[("authorization", token)], b"").await;
+            assert_eq!(reply.status, found, "{path} with {token}");
+        }
+    }
+
+    let refused = Sse::try_connect(addr, "/events", &[]).await.err().unwrap();
+    assert_eq!(refused.status, 401);
+    let mut events = Sse::connect(addr, "/events", &[("authorization", &read)]).await;
+    assert_eq!(events.status, 200);
+
+    // The read token does not control; the control token still does.
+    let body = br#"{"state":"FORCED_OPEN"}"#;
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &read)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(payments.state(), State::Closed);
+    let reply = send(
+        addr,
+        "POST",
+        "/breakers/payments/state",
+        &[("authorization", &control)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(events.next().await.unwrap().json()["to"], "FORCED_OPEN");
+}
+
+#[test]
+fn a_read_token_is_checked_like_the_control_token() {
+    let builder = || RegistryService::builder(Registry::new());
+    for (token, message) in [
+        ("short", "must be 16 to 4096 characters long, got 5"),
+        (
+            "a token with spaces",
+            "must be visible ASCII characters only",
+        ),
+        (
+            "t\u{f6}ken-0123456789",
+            "must be visible ASCII characters only",
+        ),
+    ] {
+        let error = builder().read_token(token).build().unwrap_err();
+        assert_eq!(error.field(), "read_token", "{token}");
+        assert_eq!(error.message(), message, "{token}");
+    }
+    let long = "x".repeat(4097);
+    assert_eq!(
+        builder().read_token(long).build().unwrap_err().field(),
+        "read_token"
+    );
+    let error = builder()
+        .control_token(TOKEN)
+        .read_token(TOKEN)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "read_token: must differ from control_token, or readers could also control"
+    );
+    let service = builder()
+        .control_token(TOKEN)
+        .read_token("r3ad-t0ken-0123456789")
+        .build()
+        .unwrap();
+    let debug = format!("{service:?}");
+    assert!(
+        !debug.contains("r3ad-t0ken") && !debug.contains(TOKEN),
+        "{debug}"
+    );
+    assert!(debug.contains(r#"read: Some("<token>")"#), "{debug}");
 }
 
 #[tokio::test]

@@ -153,6 +153,8 @@ pub struct Sse {
     buffer: Vec<u8>,
     text: String,
     pub status: u16,
+    /// The response's headers, names in lowercase.
+    pub headers: HashMap<String, String>,
 }
 
 /// One server-sent event.
@@ -174,7 +176,27 @@ impl Sse {
         Self::connect_with(TcpStream::connect(addr).await.unwrap(), path, headers).await
     }
 
-    pub async fn connect_with(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> Sse {
+    pub async fn connect_with(stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Self::try_connect_with(stream, path, headers)
+            .await
+            .unwrap_or_else(|reply| panic!("not an event stream: {reply:?}"))
+    }
+
+    /// Opens `GET path`: the event stream, or the whole reply when it is
+    /// not one.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Sse, Reply> {
+        Self::try_connect_with(TcpStream::connect(addr).await.unwrap(), path, headers).await
+    }
+
+    pub async fn try_connect_with(
+        mut stream: TcpStream,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Sse, Reply> {
         let mut head = format!(
             "GET {path} HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\nconnection: close\r\n"
         );
@@ -194,19 +216,24 @@ impl Sse {
             }
         };
         let head = String::from_utf8(buffer[..split].to_vec()).unwrap();
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/event-stream"),
-            "{head}"
-        );
-        let status = head[9..12].parse().unwrap();
+        if !head
+            .to_ascii_lowercase()
+            .contains("content-type: text/event-stream")
+        {
+            stream.read_to_end(&mut buffer).await.unwrap();
+            return Err(parse(&buffer));
+        }
+        let Reply {
+            status, headers, ..
+        } = parse(&buffer[..split + 4]);
         let buffer = buffer[split + 4..].to_vec();
-        Sse {
+        Ok(Sse {
             stream,
             buffer,
             text: String::new(),
             status,
-        }
+            headers,
+        })
     }
 
     /// The next event (skipping comments and the `retry:` preamble), or
