@@ -4,7 +4,7 @@
 //! | preset | layers, outermost first |
 //! |--------|-------------------------|
 //! | [`standard_http_client`] | rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout |
-//! | [`standard_server_route`] | error mapping → rate limit → timeout → circuit breaker → bulkhead |
+//! | [`standard_server_route`] | error mapping → rate limit → circuit breaker → timeout → bulkhead |
 //! | `standard_grpc_client` (feature `grpc`) | rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout |
 //!
 //! The order is the one recommended for every Portcullis stack: the breaker
@@ -12,7 +12,9 @@
 //! does not retry what the breaker refused; the bulkhead sits inside the
 //! breaker, so that calls it turns away are ignored by the breaker rather
 //! than counted as failures; the attempt timeout is innermost, so that a
-//! hung attempt is a failure of that attempt. (A breaker outside the retry
+//! hung attempt is a failure of that attempt. A server route has no retry,
+//! and its one timeout sits inside the breaker for the same reason. (A
+//! breaker outside the retry
 //! would see one outcome per request, after every retry: put one there by
 //! hand if that is what you want.)
 //!
@@ -88,10 +90,10 @@ type ClientLayers<P, C> = Stack<
 >;
 
 /// The layers of a server route, outermost first: error mapping, rate
-/// limit, timeout, breaker, bulkhead.
+/// limit, breaker, timeout, bulkhead.
 type RouteLayers = Stack<
     Stack<
-        Stack<Stack<BulkheadLayer, CircuitBreakerLayer<HttpClassifier>>, TimeoutLayer>,
+        Stack<Stack<BulkheadLayer, TimeoutLayer>, CircuitBreakerLayer<HttpClassifier>>,
         RateLimitLayer,
     >,
     ErrorMappingLayer,
@@ -121,8 +123,8 @@ pub struct HttpClientStack {
 /// |-------------------------|---------|
 /// | error mapping | every error becomes its response (503 + `Retry-After`, 429, 504, 502): the route keeps `Error = Infallible` |
 /// | rate limit | 1,000 requests a second, burst 1,000, no wait |
-/// | timeout | 10 s |
-/// | circuit breaker ([`HttpClassifier`]: the handler's 5xx fail) | count window of 100; opens at 50 % failures once 20 calls are in; open 30 s; 5 probes |
+/// | circuit breaker ([`HttpClassifier`]: the handler's 5xx and timeouts fail) | count window of 100; opens at 50 % failures once 20 calls are in; open 30 s; 5 probes |
+/// | timeout | 10 s, inside the breaker: a handler that hangs is a failure it counts |
 /// | bulkhead | 256 concurrent requests, no wait |
 ///
 /// No retry: a server route answers its own caller, who decides whether to
@@ -518,9 +520,9 @@ impl ServerRouteStack {
                 Stack::new(
                     Stack::new(
                         BulkheadLayer::new(bulkhead.clone()),
-                        CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier),
+                        TimeoutLayer::new(self.timeout.timeout()),
                     ),
-                    TimeoutLayer::new(self.timeout.timeout()),
+                    CircuitBreakerLayer::new(breaker.clone()).classifier(HttpClassifier),
                 ),
                 RateLimitLayer::new(limiter.clone()),
             ),
@@ -770,7 +772,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_server_route_stack_answers_a_timeout_with_504() {
+    async fn the_server_route_stack_answers_a_timeout_with_504_and_counts_it() {
         use std::convert::Infallible;
 
         use axum::body::Body;
@@ -784,10 +786,16 @@ mod tests {
             .timeout(Duration::from_secs(1))
             .build()
             .unwrap();
+        let breaker = stack.breaker().clone();
         let response: Result<_, Infallible> = stack
             .layer(hangs)
             .oneshot(Request::new(Body::empty()))
             .await;
         assert_eq!(response.unwrap().status(), 504);
+        assert_eq!(
+            breaker.snapshot().failed_calls,
+            1,
+            "the timeout is inside the breaker, which counts it"
+        );
     }
 }

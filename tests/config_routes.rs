@@ -159,3 +159,73 @@ async fn a_config_with_errors_reports_them_all() {
         "{errors}"
     );
 }
+
+/// The README's `payments` profile: a breaker, a bulkhead and a timeout.
+const PAYMENTS: &str = r#"
+    [defaults.breaker]
+    sliding_window = { type = "count", size = 20 }
+    minimum_calls = 5
+
+    [profiles.payments.breaker]
+    failure_rate_threshold = 50.0
+    [profiles.payments.bulkhead]
+    max_concurrent_calls = 10
+    [profiles.payments.timeout]
+    timeout = "2s"
+
+    [routes.checkout]
+    profile = "payments"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_handler_behind_the_readme_profile_opens_its_breaker() {
+    use tower::ServiceExt;
+
+    let registry = Registry::new();
+    let routes = Routes::from_toml(PAYMENTS, registry.clone()).unwrap();
+    let app: Router = Router::new()
+        .route(
+            "/checkout",
+            get(std::future::pending::<&'static str>)
+                .route_layer(routes.route_layer("checkout").unwrap()),
+        )
+        .with_state(());
+    let call = || {
+        let request = axum::http::Request::get("/checkout")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    for _ in 0..5 {
+        let started = tokio::time::Instant::now();
+        let response = call().await.unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+    }
+    let breaker = registry.breaker("checkout");
+    assert_eq!(breaker.snapshot().failed_calls, 5, "every timeout counted");
+    assert_eq!(breaker.state(), State::Open);
+    let started = tokio::time::Instant::now();
+    let response = call().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fails fast"
+    );
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn an_upstream_whose_breaker_could_not_see_its_timeout_is_refused() {
+    let config = PAYMENTS.replace("[routes.checkout]", "[upstreams.provider]");
+    let errors = Routes::from_toml(&config, Registry::new()).unwrap_err();
+    let error = &errors.errors()[0];
+    assert_eq!(error.field(), "upstreams.provider.profile", "{errors}");
+    assert!(error.message().contains("no attempt_timeout"), "{errors}");
+    let fixed = config.replace(
+        "[upstreams.provider]",
+        "[profiles.payments.attempt_timeout]\ntimeout = \"1s\"\n[upstreams.provider]",
+    );
+    Routes::from_toml(&fixed, Registry::new()).expect("with an attempt timeout it is taken");
+}

@@ -216,7 +216,17 @@ impl ConfigFile {
             "upstreams",
             &raw.upstreams,
             &raw.profiles,
-            |_| None,
+            |profile| {
+                (profile.breaker.is_some()
+                    && profile.timeout.is_some()
+                    && profile.attempt_timeout.is_none())
+                .then_some(
+                    "has a breaker and a timeout but no attempt_timeout: on an upstream the \
+                     timeout spans the retries and cancels a hanging attempt before the \
+                     breaker can count it, so the breaker would never open; add an \
+                     attempt_timeout section",
+                )
+            },
         );
         for name in raw.upstreams.keys() {
             if raw.routes.contains_key(name) {

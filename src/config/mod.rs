@@ -16,6 +16,8 @@
 //! timeout = "2s"
 //! [profiles.payments.bulkhead]
 //! max_concurrent_calls = 20
+//! [profiles.payments.attempt_timeout]   # each attempt, inside the breaker
+//! timeout = "1s"
 //!
 //! [profiles.search.rate_limit]
 //! rate = 100
@@ -34,9 +36,14 @@
 //! ```
 //!
 //! - **Sections** of a profile, in stack order (outermost first):
-//!   `rate_limit`, `timeout` (of the whole call), `retry` (upstreams only),
-//!   `breaker`, `bulkhead`, `attempt_timeout` (inside the breaker),
-//!   `fallback` (outermost of all). Each takes the fields of its layer's
+//!   `rate_limit`, `timeout` (of the whole call, retries included),
+//!   `retry` (upstreams only), `breaker`, `bulkhead`, `attempt_timeout`
+//!   (inside the breaker), `fallback` (outermost of all). On a route,
+//!   which has no retry, the `timeout` is inside the breaker instead
+//!   (rate limit → breaker → timeout → bulkhead), so that a handler that
+//!   hangs counts as a failure; on an upstream a profile with a breaker
+//!   and a timeout needs an `attempt_timeout`, which the breaker sees, or
+//!   it is refused. Each takes the fields of its layer's
 //!   config ([`RateLimitConfig`](crate::ratelimit::RateLimitConfig),
 //!   [`TimeoutConfig`](crate::timeout::TimeoutConfig),
 //!   [`RetryConfig`](crate::retry::RetryConfig),
@@ -55,7 +62,8 @@
 //!   file at once, each with its path ([`ConfigErrors`]):
 //!   `profiles.payments.breaker.failure_rate_threshold: must be in (0, 100], got 150`;
 //!   unknown fields and sections, missing and unknown profiles, a retry on
-//!   a server route, and the cross-layer rules of the
+//!   a server route, an upstream whose breaker could not see its timeout,
+//!   and the cross-layer rules of the
 //!   [presets](crate::preset) (an attempt timeout longer than the timeout;
 //!   a breaker time window shorter than twice the attempt timeout).
 //! - **Building**: [`Routes`] holds the file and a

@@ -108,8 +108,11 @@ impl Routes {
 
     /// The layer of the route named `route`, for an axum route (or any HTTP
     /// server service), outermost first: error mapping → fallback → rate
-    /// limit → timeout → circuit breaker → bulkhead → attempt timeout,
-    /// each present when its section is in the route's profile.
+    /// limit → circuit breaker → timeout → bulkhead → attempt timeout,
+    /// each present when its section is in the route's profile. The
+    /// timeout is inside the breaker (as Resilience4j puts its
+    /// `TimeLimiter`), so that a handler that hangs is a failure the
+    /// breaker counts rather than a call cancelled above it.
     ///
     /// The breaker and bulkhead are the registry's, named `route`: they
     /// are served at `/health/breakers` and `/health/bulkheads` under that
@@ -141,7 +144,12 @@ impl Routes {
             .ok_or_else(|| UnknownRoute {
                 name: route.to_owned(),
             })?;
-        let parts = Parts::new(&self.shared.registry, route, &profile);
+        let parts = Parts::new(
+            &self.shared.registry,
+            route,
+            &profile,
+            TimeoutPlace::InsideBreaker,
+        );
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReqB>, Response<ResB>> =
                 BoxCloneSyncService::new(inner.map_err(Into::into));
@@ -154,7 +162,10 @@ impl Routes {
     /// The layer of the upstream named `upstream`, for an HTTP client,
     /// outermost first: fallback → rate limit → timeout → retry → circuit
     /// breaker → bulkhead → attempt timeout, each present when its section
-    /// is in the upstream's profile.
+    /// is in the upstream's profile. The timeout bounds the whole call,
+    /// retries included, so it cancels an attempt before the breaker sees
+    /// it: a profile with a breaker and a timeout must have an
+    /// `attempt_timeout` to be bound to an upstream (checked when loaded).
     ///
     /// The retry is [`RetryLayer::http`]'s; the inner service receives
     /// `Request<ReplayBody<B>>` whether the profile retries or not (without
@@ -184,7 +195,12 @@ impl Routes {
             .ok_or_else(|| UnknownRoute {
                 name: upstream.to_owned(),
             })?;
-        let parts = Parts::new(&self.shared.registry, upstream, &profile);
+        let parts = Parts::new(
+            &self.shared.registry,
+            upstream,
+            &profile,
+            TimeoutPlace::OutsideRetry,
+        );
         let retry = profile.retry.clone().unwrap_or_else(|| {
             RetryConfig::builder()
                 .max_attempts(1)
@@ -367,10 +383,20 @@ struct Parts {
     registry: Registry,
     profile: Profile,
     limiter: Option<RateLimiter>,
+    /// Where the profile's `timeout` goes: inside the breaker for a route
+    /// (so that the breaker counts a handler that hangs), outside the
+    /// retry for an upstream (so that it bounds the retries).
+    timeout: TimeoutPlace,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimeoutPlace {
+    InsideBreaker,
+    OutsideRetry,
 }
 
 impl Parts {
-    fn new(registry: &Registry, name: &str, profile: &Profile) -> Self {
+    fn new(registry: &Registry, name: &str, profile: &Profile, timeout: TimeoutPlace) -> Self {
         let limiter = profile
             .rate_limit
             .as_ref()
@@ -380,10 +406,12 @@ impl Parts {
             registry: registry.clone(),
             profile: profile.clone(),
             limiter,
+            timeout,
         }
     }
 
-    /// Breaker → bulkhead → attempt timeout, around `service`.
+    /// Breaker → (a route's timeout) → bulkhead → attempt timeout, around
+    /// `service`.
     fn inner<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
     where
         Req: Send + 'static,
@@ -397,6 +425,9 @@ impl Parts {
             let bulkhead = self.registry.bulkhead(&self.name);
             service = BoxCloneSyncService::new(BulkheadLayer::new(bulkhead).layer(service));
         }
+        if self.timeout == TimeoutPlace::InsideBreaker {
+            service = self.timeout(service);
+        }
         if self.profile.breaker.is_some() {
             let breaker = self.registry.breaker(&self.name);
             service = BoxCloneSyncService::new(
@@ -408,15 +439,29 @@ impl Parts {
         service
     }
 
-    /// Fallback → rate limit → timeout, around `service`.
+    /// The profile's `timeout` around `service`, if it has one.
+    fn timeout<Req, Res>(&self, service: Boxed<Req, Res>) -> Boxed<Req, Res>
+    where
+        Req: Send + 'static,
+        Res: Send + 'static,
+    {
+        match &self.profile.timeout {
+            Some(timeout) => {
+                BoxCloneSyncService::new(TimeoutLayer::new(timeout.timeout()).layer(service))
+            }
+            None => service,
+        }
+    }
+
+    /// Fallback → rate limit → (an upstream's timeout), around `service`.
     fn outer<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
     where
         Req: Send + 'static,
         ResB: From<Bytes> + Send + 'static,
     {
         let mut service = service;
-        if let Some(timeout) = &self.profile.timeout {
-            service = BoxCloneSyncService::new(TimeoutLayer::new(timeout.timeout()).layer(service));
+        if self.timeout == TimeoutPlace::OutsideRetry {
+            service = self.timeout(service);
         }
         if let Some(limiter) = &self.limiter {
             service = BoxCloneSyncService::new(RateLimitLayer::new(limiter.clone()).layer(service));
