@@ -229,3 +229,48 @@ fn an_upstream_whose_breaker_could_not_see_its_timeout_is_refused() {
     );
     Routes::from_toml(&fixed, Registry::new()).expect("with an attempt timeout it is taken");
 }
+
+#[test]
+fn a_config_file_names_its_path_and_a_typo_its_nearest_name() {
+    let missing = Routes::from_file("no/such/routes.toml", Registry::new()).unwrap_err();
+    assert_eq!(missing.errors()[0].field(), "no/such/routes.toml");
+    assert!(missing.to_string().contains("cannot be read"), "{missing}");
+
+    let dir = std::env::temp_dir().join(format!("portcullis-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "[routes.r\nprofile = 1\n").unwrap();
+    let errors = Routes::from_file(&broken, Registry::new()).unwrap_err();
+    assert_eq!(errors.errors()[0].field(), broken.display().to_string());
+    assert!(
+        errors.to_string().contains('^'),
+        "the caret diagram is kept: {errors}"
+    );
+
+    let typos = dir.join("typos.toml");
+    std::fs::write(
+        &typos,
+        r#"
+        [profiles.p.braker]
+        [profiles.q.breaker]
+        minimum_callz = 5
+        [profiles.q.bulkhead]
+        max_concurrent_calls = -3
+        [routes.r]
+        profil = "q"
+        "#,
+    )
+    .unwrap();
+    let errors = Routes::from_file(&typos, Registry::new()).unwrap_err();
+    let text = errors.to_string();
+    for expected in [
+        "profiles.p.braker: unknown layer (did you mean `breaker`?)",
+        "profiles.q.breaker.minimum_callz: unknown field `minimum_callz` (did you mean `minimum_calls`?)",
+        "profiles.q.bulkhead.max_concurrent_calls: invalid value: integer `-3`, expected a whole number, 0 or more",
+        "routes.r.profil: unknown field (did you mean `profile`?)",
+    ] {
+        assert!(text.contains(expected), "{expected}\nnot in\n{text}");
+    }
+    assert!(!text.contains("u32"), "no Rust type names: {text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

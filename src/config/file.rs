@@ -159,6 +159,28 @@ impl ConfigFile {
         Self::from_raw(raw)
     }
 
+    /// Reads and validates the TOML file at `path`, as
+    /// [`from_toml`](Self::from_toml) does; a file that cannot be read, or
+    /// is not TOML, is an error named by its path.
+    ///
+    /// ```
+    /// use portcullis::config::ConfigFile;
+    ///
+    /// let errors = ConfigFile::from_file("no/such/routes.toml").unwrap_err();
+    /// assert!(errors.to_string().starts_with("no/such/routes.toml: cannot be read: "), "{errors}");
+    /// ```
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let named = || path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::new(named(), format!("cannot be read: {error}")))?;
+        Self::from_toml(&text).map_err(|errors| match errors.find("file") {
+            // Not TOML: the one error, named by the path.
+            Some(syntax) => ConfigError::new(named(), syntax.message().to_owned()).into(),
+            None => errors,
+        })
+    }
+
     /// Reads and validates a config file in any serde format (YAML with
     /// `serde_yaml`, JSON with `serde_json`): the same model and the same
     /// checks as [`from_toml`](Self::from_toml).
@@ -188,7 +210,10 @@ impl ConfigFile {
         for key in raw.unknown.keys() {
             errors.push(ConfigError::new(
                 key.clone(),
-                "unknown section (expected defaults, profiles, routes, upstreams)",
+                format!(
+                    "unknown section{} (expected defaults, profiles, routes, upstreams)",
+                    did_you_mean(key, ["defaults", "profiles", "routes", "upstreams"])
+                ),
             ));
         }
         let bases = resolve_defaults(&mut errors, &raw.defaults);
@@ -420,11 +445,21 @@ fn resolve_profile(
     (errors.len() == before).then_some(profile)
 }
 
+/// " (did you mean `x`?)" when a name in `known` is near `unknown`.
+fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    portcullis_core::config::nearest(unknown, known)
+        .map(|name| format!(" (did you mean `{name}`?)"))
+        .unwrap_or_default()
+}
+
 fn unknown_sections(errors: &mut ConfigErrors, path: &str, raw: &RawSections) {
     for key in raw.unknown.keys() {
         errors.push(ConfigError::new(
             format!("{path}.{key}"),
-            format!("unknown layer (expected {LAYERS})"),
+            format!(
+                "unknown layer{} (expected {LAYERS})",
+                did_you_mean(key, LAYERS.split(", "))
+            ),
         ));
     }
 }
@@ -496,7 +531,10 @@ fn bind(
         for key in binding.unknown.keys() {
             errors.push(ConfigError::new(
                 format!("{path}.{key}"),
-                "unknown field (expected profile)",
+                format!(
+                    "unknown field{} (expected profile)",
+                    did_you_mean(key, ["profile"])
+                ),
             ));
         }
         if name.is_empty() || name.contains('/') {

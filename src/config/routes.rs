@@ -89,6 +89,16 @@ impl Routes {
         Self::new(ConfigFile::from_toml(text)?, registry)
     }
 
+    /// [`Routes::new`] of the TOML file at `path`; a file that cannot be
+    /// read is an error named by its path
+    /// ([`ConfigFile::from_file`]).
+    pub fn from_file(
+        path: impl AsRef<std::path::Path>,
+        registry: Registry,
+    ) -> Result<Self, ConfigErrors> {
+        Self::new(ConfigFile::from_file(path)?, registry)
+    }
+
     /// The registry the breakers and bulkheads live in.
     pub fn registry(&self) -> &Registry {
         &self.shared.registry

@@ -79,6 +79,120 @@ where
     }
 }
 
+/// A serde error message as a config file's author would want to read it:
+/// no Rust type names (`expected u32` is "expected a whole number, 0 or
+/// more"), and an unknown field names the nearest known one.
+///
+/// ```
+/// use portcullis_core::config::plain_serde_message;
+///
+/// assert_eq!(
+///     plain_serde_message("invalid value: integer `-3`, expected u32"),
+///     "invalid value: integer `-3`, expected a whole number, 0 or more"
+/// );
+/// assert_eq!(
+///     plain_serde_message("unknown field `minimum_callz`, expected one of `minimum_calls`, `wait_in_open`"),
+///     "unknown field `minimum_callz` (did you mean `minimum_calls`?), expected one of `minimum_calls`, `wait_in_open`"
+/// );
+/// ```
+pub fn plain_serde_message(message: &str) -> String {
+    let mut plain = suggest(message).unwrap_or_else(|| message.to_owned());
+    for (rust, words) in [
+        ("u8", "a whole number, 0 or more"),
+        ("u16", "a whole number, 0 or more"),
+        ("u32", "a whole number, 0 or more"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i8", "a whole number"),
+        ("i16", "a whole number"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("isize", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+        ("bool", "true or false"),
+    ] {
+        let expected = format!("expected {rust}");
+        if let Some(at) = plain.find(&expected)
+            && !plain[at + expected.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        {
+            plain.replace_range(at..at + expected.len(), &format!("expected {words}"));
+        }
+    }
+    for shape in [
+        "expected struct ",
+        "expected internally tagged enum ",
+        "expected enum ",
+    ] {
+        if let Some(at) = plain.find(shape) {
+            let name_end = plain[at + shape.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(plain.len(), |end| at + shape.len() + end);
+            let words = if shape == "expected struct " {
+                "expected a table of fields"
+            } else {
+                "expected one of the names this field takes"
+            };
+            plain.replace_range(at..name_end, words);
+        }
+    }
+    plain
+}
+
+/// "unknown field `x`, expected ..." with the nearest expected name, if
+/// one is near enough to be a typo.
+fn suggest(message: &str) -> Option<String> {
+    for prefix in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let (unknown, tail) = rest.split_once('`')?;
+        let nearest = nearest(unknown, tail.split('`').skip(1).step_by(2))?;
+        return Some(format!(
+            "{prefix}{unknown}` (did you mean `{nearest}`?){tail}"
+        ));
+    }
+    None
+}
+
+/// The name among `known` nearest to `unknown`, if it is near enough to be
+/// a typo of it (an edit distance of at most a third of its length, 1 to
+/// 3), for a "did you mean" in an error.
+///
+/// ```
+/// use portcullis_core::config::nearest;
+///
+/// let layers = ["rate_limit", "timeout", "breaker", "bulkhead"];
+/// assert_eq!(nearest("braker", layers), Some("breaker"));
+/// assert_eq!(nearest("cache", layers), None);
+/// ```
+pub fn nearest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let (d, name) = known
+        .into_iter()
+        .map(|name| (distance(unknown, name), name))
+        .min_by_key(|(d, _)| *d)?;
+    (d <= (unknown.chars().count() / 3).clamp(1, 3)).then_some(name)
+}
+
+/// The Levenshtein distance between `a` and `b`.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
@@ -86,3 +200,60 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_the_nearest_name_and_others_do_not() {
+        let unknown = |field: &str| {
+            plain_serde_message(&format!(
+                "unknown field `{field}`, expected one of `rate`, `period`, `burst`, `max_wait`"
+            ))
+        };
+        assert!(unknown("brust").contains("(did you mean `burst`?)"));
+        assert!(unknown("max_wiat").contains("(did you mean `max_wait`?)"));
+        assert!(!unknown("colour").contains("did you mean"), "nothing near");
+        let two = plain_serde_message("unknown variant `cuont`, expected `count` or `time`");
+        assert_eq!(
+            two,
+            "unknown variant `cuont` (did you mean `count`?), expected `count` or `time`"
+        );
+    }
+
+    #[test]
+    fn rust_type_names_become_words() {
+        assert_eq!(
+            plain_serde_message("invalid type: string \"ten\", expected f64"),
+            "invalid type: string \"ten\", expected a number"
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: integer `1`, expected a boolean"),
+            "invalid type: integer `1`, expected true or false"
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: string \"x\", expected struct BreakerConfig"),
+            "invalid type: string \"x\", expected a table of fields"
+        );
+        assert_eq!(
+            plain_serde_message(
+                "invalid type: string \"count\", expected internally tagged enum SlidingWindow"
+            ),
+            "invalid type: string \"count\", expected one of the names this field takes"
+        );
+        // Only whole type names: `u32x` is not `u32`.
+        assert_eq!(plain_serde_message("expected u32x"), "expected u32x");
+        assert_eq!(
+            plain_serde_message("must be in [1, 100], got 0"),
+            "must be in [1, 100], got 0"
+        );
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("burst", "burst"), 0);
+    }
+}

@@ -308,13 +308,18 @@ impl Overrides {
                     let mut one = base.clone();
                     one.insert(field.clone(), value.clone());
                     if let Err(alone) = serde_json::from_value::<C>(Value::Object(one)) {
-                        return Err(ConfigError::new(field.clone(), alone.to_string()));
+                        return Err(ConfigError::new(field.clone(), plain(&alone)));
                     }
                 }
-                Err(ConfigError::new("config", error.to_string()))
+                Err(ConfigError::new("config", plain(&error)))
             }
         }
     }
+}
+
+/// A serde error's message in a config file author's words.
+fn plain(error: &serde_json::Error) -> String {
+    portcullis_core::config::plain_serde_message(&error.to_string())
 }
 
 impl From<Map<String, Value>> for Overrides {
