@@ -19,8 +19,9 @@
 //! | `registry` + `http` | [`client`] | keyed client stacks: one breaker (and bulkhead) per upstream authority, from the registry ([`client::PerAuthorityLayer`]) |
 //! | `grpc`    | [`grpc`] | every Portcullis error as its `tonic::Status` ([`grpc::StatusMappingLayer`], [`grpc::to_status`]), with `grpc-retry-pushback-ms`; the gRPC classifier (`grpc-status`) and retry policy |
 //! | `metrics` | | the registry publishes its figures to the `metrics` crate |
+//! | `axum`    | | a rate limit keyed by client IP reads axum's `ConnectInfo`, one keyed by route its `MatchedPath` |
 //! | `preset`  | [`preset`] | the standard HTTP client, server route and gRPC client stacks, with documented defaults, checked across layers |
-//! | `config`  | [`config`] | per-route stacks from a TOML file: defaults, profiles, routes and upstreams, every error with its path, built through the registry, reloaded live |
+//! | `config`  | [`config`] | per-route stacks from a TOML file: defaults, profiles, routes and upstreams, rate limits shared or keyed (client IP, route, header), every error with its path, built through the registry, reloaded live |
 //! | `full`    | | everything |
 //!
 //! # Example

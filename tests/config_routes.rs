@@ -274,3 +274,115 @@ fn a_config_file_names_its_path_and_a_typo_its_nearest_name() {
     assert!(!text.contains("u32"), "no Rust type names: {text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const KEYED: &str = r#"
+    [profiles.per_key.rate_limit]
+    rate = 1
+    period = "1h"
+    key = { header = "x-api-key" }
+    max_keys = 1000
+
+    [profiles.per_client.rate_limit]
+    rate = 1
+    period = "1h"
+    key = "client_ip"
+
+    [routes.api]
+    profile = "per_key"
+    [routes.pages]
+    profile = "per_client"
+"#;
+
+#[tokio::test]
+async fn a_rate_limit_from_the_file_can_be_keyed_by_header_or_client() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    let routes = Routes::from_toml(KEYED, Registry::new()).unwrap();
+    let app: Router = Router::new()
+        .route(
+            "/api",
+            get(|| async { "ok" }).route_layer(routes.route_layer("api").unwrap()),
+        )
+        .route(
+            "/pages",
+            get(|| async { "ok" }).route_layer(routes.route_layer("pages").unwrap()),
+        )
+        .with_state(());
+    let status = |path: &str, key: Option<&str>, client: Option<[u8; 4]>| {
+        let mut request = axum::http::Request::get(path);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let mut request = request.body(axum::body::Body::empty()).unwrap();
+        if let Some(ip) = client {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+        }
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    // One call an hour per API key, each key its own budget.
+    assert_eq!(status("/api", Some("alice"), None).await, 200);
+    assert_eq!(status("/api", Some("alice"), None).await, 429);
+    assert_eq!(status("/api", Some("bob"), None).await, 200, "another key");
+    // Requests without the header share one more budget.
+    assert_eq!(status("/api", None, None).await, 200);
+    assert_eq!(status("/api", None, None).await, 429);
+    // Per client address.
+    assert_eq!(status("/pages", None, Some([10, 0, 0, 1])).await, 200);
+    assert_eq!(status("/pages", None, Some([10, 0, 0, 1])).await, 429);
+    assert_eq!(status("/pages", None, Some([10, 0, 0, 2])).await, 200);
+
+    // A keyed limit is the route's own: a change takes a rebuild.
+    let reload = routes
+        .reload(&KEYED.replace(
+            "rate = 1\n    period = \"1h\"\n    key = { header",
+            "rate = 5\n    period = \"1h\"\n    key = { header",
+        ))
+        .unwrap();
+    assert_eq!(reload.not_live, ["routes.api.rate_limit"]);
+}
+
+#[test]
+fn a_bad_rate_limit_key_and_max_keys_without_a_key_name_their_field() {
+    let errors = Routes::from_toml(
+        r#"
+        [profiles.a.rate_limit]
+        rate = 1
+        key = "cookie"
+        [profiles.b.rate_limit]
+        rate = 1
+        key = { header = "not a header" }
+        [profiles.c.rate_limit]
+        rate = 1
+        max_keys = 10
+        [routes.a]
+        profile = "a"
+        [routes.b]
+        profile = "b"
+        [routes.c]
+        profile = "c"
+        "#,
+        Registry::new(),
+    )
+    .unwrap_err();
+    let fields: Vec<_> = errors.errors().iter().map(|e| e.field()).collect();
+    assert_eq!(
+        fields,
+        [
+            "profiles.a.rate_limit.key",
+            "profiles.b.rate_limit.key.header",
+            "profiles.c.rate_limit.max_keys"
+        ],
+        "{errors}"
+    );
+    let text = errors.to_string();
+    assert!(
+        text.contains("expected \"client_ip\", \"route\" or { header = \"<name>\" }"),
+        "{text}"
+    );
+    assert!(text.contains("has no effect without a `key`"), "{text}");
+}

@@ -47,6 +47,40 @@ pub struct Profile {
     pub attempt_timeout: Option<TimeoutConfig>,
     /// `[profiles.<name>.fallback]`.
     pub fallback: Option<FallbackConfig>,
+    /// `key` of `[profiles.<name>.rate_limit]` (or of
+    /// `[defaults.rate_limit]`): what each caller is limited by, when the
+    /// limit is per caller rather than shared.
+    pub rate_limit_key: Option<RateLimitKey>,
+}
+
+/// What a rate limit from a config file is keyed by: each key gets the
+/// whole limit to itself, at most `max_keys` keys are tracked, and idle
+/// ones are forgotten (see
+/// [`KeyedRateLimiter`](crate::ratelimit::KeyedRateLimiter)).
+///
+/// ```toml
+/// [profiles.api.rate_limit]
+/// rate = 100
+/// key = "client_ip"                # the peer address (IPv6 by /64)
+/// # key = "route"                  # the route (axum's MatchedPath with the `axum` feature)
+/// # key = { header = "x-api-key" } # a header's value
+/// max_keys = 100000
+/// ```
+///
+/// With the `axum` feature, the client IP is axum's `ConnectInfo` (serve
+/// with `into_make_service_with_connect_info::<SocketAddr>()`); without
+/// it, a `SocketAddr` in the request's extensions. Requests with no key
+/// share one more budget of the same limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum RateLimitKey {
+    /// The client's address.
+    ClientIp,
+    /// The route.
+    Route,
+    /// The value of this header.
+    Header(String),
 }
 
 /// A fallback answer from a config file: a fixed response.
@@ -105,7 +139,7 @@ struct RawFile {
     unknown: BTreeMap<String, toml::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawSections {
     rate_limit: Option<Overrides>,
@@ -139,6 +173,8 @@ struct Bases {
     /// Whether `defaults.rate_limit` sets `rate`, which has no built-in
     /// default.
     rate_is_set: bool,
+    /// `defaults.rate_limit.key`.
+    rate_limit_key: Option<RateLimitKey>,
 }
 
 impl ConfigFile {
@@ -323,6 +359,7 @@ impl std::str::FromStr for ConfigFile {
 
 fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
     unknown_sections(errors, "defaults", raw);
+    let (raw, rate_limit_key) = &take_key(errors, "defaults", raw);
     let placeholder = RateLimitConfig::per_second(1)
         .build()
         .expect("one call a second is valid");
@@ -367,7 +404,50 @@ fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
             FallbackConfig::validate
         ),
         rate_is_set,
+        rate_limit_key: rate_limit_key.clone(),
     }
+}
+
+/// `raw` without the `key` of its rate limit, and that key, parsed; an
+/// error is named `<path>.rate_limit.key`.
+fn take_key(
+    errors: &mut ConfigErrors,
+    path: &str,
+    raw: &RawSections,
+) -> (RawSections, Option<RateLimitKey>) {
+    let mut raw = raw.clone();
+    let Some(overrides) = raw.rate_limit.take() else {
+        return (raw, None);
+    };
+    let mut key = None;
+    let mut rest = Overrides::new();
+    for (field, value) in overrides.fields() {
+        if field != "key" {
+            rest = rest.set(field, value.clone());
+            continue;
+        }
+        let field = format!("{path}.rate_limit.key");
+        match RateLimitKey::deserialize(value.clone()) {
+            Ok(RateLimitKey::Header(name))
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() =>
+            {
+                errors.push(ConfigError::new(
+                    format!("{field}.header"),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+            Ok(parsed) => key = Some(parsed),
+            Err(error) => errors.push(ConfigError::new(
+                field,
+                format!(
+                    "{} (expected \"client_ip\", \"route\" or {{ header = \"<name>\" }})",
+                    portcullis_core::config::plain_serde_message(&error.to_string())
+                ),
+            )),
+        }
+    }
+    raw.rate_limit = Some(rest);
+    (raw, key)
 }
 
 fn resolve_profile(
@@ -378,6 +458,20 @@ fn resolve_profile(
 ) -> Option<Profile> {
     let before = errors.len();
     unknown_sections(errors, path, raw);
+    let (raw, key) = &take_key(errors, path, raw);
+    let rate_limit_key = match raw.rate_limit {
+        Some(_) => key.clone().or_else(|| bases.rate_limit_key.clone()),
+        None => None,
+    };
+    if let Some(overrides) = &raw.rate_limit
+        && rate_limit_key.is_none()
+        && overrides.fields().any(|(field, _)| field == "max_keys")
+    {
+        errors.push(ConfigError::new(
+            format!("{path}.rate_limit.max_keys"),
+            "has no effect without a `key`: a limit shared by every caller tracks no keys",
+        ));
+    }
     macro_rules! layer {
         ($field:ident, $validate:expr) => {
             raw.$field.as_ref().and_then(|overrides| {
@@ -407,6 +501,7 @@ fn resolve_profile(
         bulkhead: layer!(bulkhead, BulkheadConfig::validate),
         attempt_timeout: layer!(attempt_timeout, TimeoutConfig::validate),
         fallback: layer!(fallback, FallbackConfig::validate),
+        rate_limit_key,
     };
     for (section, timeout) in [
         ("timeout", &profile.timeout),

@@ -49,7 +49,10 @@
 //!   [`RetryConfig`](crate::retry::RetryConfig),
 //!   [`BreakerConfig`](crate::breaker::BreakerConfig),
 //!   [`BulkheadConfig`](crate::bulkhead::BulkheadConfig),
-//!   [`FallbackConfig`]); durations are written `"250ms"`, `"1m30s"`.
+//!   [`FallbackConfig`]); durations are written `"250ms"`, `"1m30s"`. A
+//!   `rate_limit` may also say what it is keyed by ([`RateLimitKey`]:
+//!   `key = "client_ip"`, `"route"` or `{ header = "x-api-key" }`), each
+//!   key then having the whole limit to itself.
 //! - **Inheritance**: a profile's section is laid over the same section of
 //!   `defaults`, itself laid over the layer's built-in defaults, field by
 //!   field, with the registry's [`Overrides`](crate::registry::Overrides)
@@ -107,7 +110,7 @@
 mod file;
 mod routes;
 
-pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile};
+pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
 pub use routes::{Reload, RouteLayer, Routes, UnknownRoute, UpstreamLayer, X_PORTCULLIS_FALLBACK};
 
 pub use crate::error::ConfigErrors;

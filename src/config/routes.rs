@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -11,13 +12,14 @@ use tower::layer::layer_fn;
 use tower::util::{BoxCloneSyncService, BoxCloneSyncServiceLayer};
 use tower::{Layer, Service, ServiceExt};
 
-use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile};
+use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
 use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
 use crate::error::ConfigErrors;
 use crate::fallback::{Failure, FallbackLayer, OnFailure, OnRejection};
 use crate::http::ErrorMappingLayer;
-use crate::ratelimit::{RateLimitLayer, RateLimiter};
+use crate::ratelimit::key::{BoundedKey, ClientIp, Header, Route};
+use crate::ratelimit::{KeyExtractor, KeyedRateLimiter, RateLimitLayer, RateLimiter};
 use crate::registry::{Overrides, Registry};
 use crate::retry::{ReplayBody, RetryConfig, RetryLayer};
 use crate::timeout::TimeoutLayer;
@@ -276,7 +278,9 @@ impl Routes {
                 for (layer, changed) in [
                     (
                         "rate_limit",
-                        old.rate_limit.is_some() != new.rate_limit.is_some(),
+                        old.rate_limit.is_some() != new.rate_limit.is_some()
+                            || old.rate_limit_key != new.rate_limit_key
+                            || (new.rate_limit_key.is_some() && old.rate_limit != new.rate_limit),
                     ),
                     ("timeout", old.timeout != new.timeout),
                     (
@@ -353,7 +357,11 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 .update_bulkhead_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
         }
-        if let Some(rate_limit) = &profile.rate_limit {
+        if let Some(rate_limit) = profile
+            .rate_limit
+            .as_ref()
+            .filter(|_| profile.rate_limit_key.is_none())
+        {
             // A burst left out means "the rate", not the registry's default.
             let overrides = Overrides::from_config(rate_limit)
                 .map_err(|e| e.within(&path))?
@@ -392,7 +400,7 @@ struct Parts {
     name: String,
     registry: Registry,
     profile: Profile,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Limiter>,
     /// Where the profile's `timeout` goes: inside the breaker for a route
     /// (so that the breaker counts a handler that hangs), outside the
     /// retry for an upstream (so that it bounds the retries).
@@ -405,12 +413,52 @@ enum TimeoutPlace {
     OutsideRetry,
 }
 
+/// A route's rate limiter: the registry's, shared by every caller, or one
+/// budget per key (not in the registry: it is the route's own).
+#[derive(Clone)]
+enum Limiter {
+    Shared(RateLimiter),
+    Keyed(KeyedRateLimiter<BoundedKey>, ConfigKey),
+}
+
+/// The key a config file names, read from a request.
+#[derive(Clone, Debug)]
+enum ConfigKey {
+    ClientIp(ClientIp),
+    Route(Route),
+    Header(Header),
+}
+
+impl<B> KeyExtractor<Request<B>> for ConfigKey {
+    type Key = BoundedKey;
+
+    fn extract(&self, request: &Request<B>) -> Option<BoundedKey> {
+        match self {
+            Self::ClientIp(client_ip) => client_ip.extract(request).map(|ip| match ip {
+                IpAddr::V4(v4) => BoundedKey::new(&v4.octets()),
+                IpAddr::V6(v6) => BoundedKey::new(&v6.octets()),
+            }),
+            Self::Route(route) => route.extract(request),
+            Self::Header(header) => header.extract(request),
+        }
+    }
+}
+
 impl Parts {
     fn new(registry: &Registry, name: &str, profile: &Profile, timeout: TimeoutPlace) -> Self {
-        let limiter = profile
-            .rate_limit
-            .as_ref()
-            .map(|_| registry.rate_limiter(name));
+        let limiter = profile.rate_limit.as_ref().map(|config| {
+            let key = match &profile.rate_limit_key {
+                None => return Limiter::Shared(registry.rate_limiter(name)),
+                Some(RateLimitKey::ClientIp) => ConfigKey::ClientIp(ClientIp::new()),
+                Some(RateLimitKey::Route) => ConfigKey::Route(Route),
+                Some(RateLimitKey::Header(header)) => ConfigKey::Header(Header::new(
+                    HeaderName::from_bytes(header.as_bytes()).expect("validated when loaded"),
+                )),
+            };
+            let limiter =
+                KeyedRateLimiter::from_config(name, config.clone()).expect("validated when loaded");
+            Limiter::Keyed(limiter, key)
+        });
         Self {
             name: name.to_owned(),
             registry: registry.clone(),
@@ -464,18 +512,27 @@ impl Parts {
     }
 
     /// Fallback → rate limit → (an upstream's timeout), around `service`.
-    fn outer<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
+    fn outer<B, ResB>(
+        &self,
+        service: Boxed<Request<B>, Response<ResB>>,
+    ) -> Boxed<Request<B>, Response<ResB>>
     where
-        Req: Send + 'static,
+        B: Send + 'static,
         ResB: From<Bytes> + Send + 'static,
     {
         let mut service = service;
         if self.timeout == TimeoutPlace::OutsideRetry {
             service = self.timeout(service);
         }
-        if let Some(limiter) = &self.limiter {
-            service = BoxCloneSyncService::new(RateLimitLayer::new(limiter.clone()).layer(service));
-        }
+        service = match &self.limiter {
+            None => service,
+            Some(Limiter::Shared(limiter)) => {
+                BoxCloneSyncService::new(RateLimitLayer::new(limiter.clone()).layer(service))
+            }
+            Some(Limiter::Keyed(limiter, key)) => BoxCloneSyncService::new(
+                RateLimitLayer::keyed(limiter.clone(), key.clone()).layer(service),
+            ),
+        };
         if let Some(fallback) = &self.profile.fallback {
             let answer = answer::<ResB>(fallback);
             service = match fallback.get_on() {
