@@ -68,38 +68,47 @@ pub mod preset;
 pub use builder::ServiceBuilderExt;
 pub use error::{ConfigErrors, ErrorKind};
 
+#[doc(inline)]
 pub use portcullis_core as core;
 
 /// The circuit breaker (feature `breaker`).
 #[cfg(feature = "breaker")]
+#[doc(inline)]
 pub use portcullis_breaker as breaker;
 
 /// Timeouts (feature `timeout`).
 #[cfg(feature = "timeout")]
+#[doc(inline)]
 pub use portcullis_timeout as timeout;
 
 /// Fallbacks: a value, a closure, secondary services, the last good response (feature `fallback`).
 #[cfg(feature = "fallback")]
+#[doc(inline)]
 pub use portcullis_fallback as fallback;
 
 /// Fault injection: latency, errors, responses at seeded rates, outage windows (feature `chaos`).
 #[cfg(feature = "chaos")]
+#[doc(inline)]
 pub use portcullis_chaos as chaos;
 
 /// Bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends (feature `bulkhead`).
 #[cfg(feature = "bulkhead")]
+#[doc(inline)]
 pub use portcullis_bulkhead as bulkhead;
 
 /// Retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay (feature `retry`).
 #[cfg(feature = "retry")]
+#[doc(inline)]
 pub use portcullis_retry as retry;
 
 /// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
 #[cfg(feature = "ratelimit")]
+#[doc(inline)]
 pub use portcullis_ratelimit as ratelimit;
 
 /// The registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control (feature `registry`).
 #[cfg(feature = "registry")]
+#[doc(inline)]
 pub use portcullis_registry as registry;
 
 /// The README's examples, compiled and run as doctests.
