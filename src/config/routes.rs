@@ -167,7 +167,10 @@ impl Routes {
                 BoxCloneSyncService::new(inner.map_err(Into::into));
             let service = parts.inner(service);
             let service = parts.outer(service);
-            BoxCloneSyncService::new(ErrorMappingLayer::new().layer(service))
+            BoxCloneSyncService::new(InSpan::route(
+                ErrorMappingLayer::new().layer(service),
+                &parts.name,
+            ))
         })))
     }
 
@@ -232,7 +235,7 @@ impl Routes {
             let service = parts.inner(service);
             let service: Boxed<Request<B>, Response<ResB>> =
                 BoxCloneSyncService::new(retry.layer(service));
-            parts.outer(service)
+            BoxCloneSyncService::new(InSpan::upstream(parts.outer(service), &parts.name))
         })))
     }
 
@@ -411,6 +414,60 @@ struct Parts {
 enum TimeoutPlace {
     InsideBreaker,
     OutsideRetry,
+}
+
+/// A config-built stack whose calls run in a span naming their route or
+/// upstream, so that every event of its layers (a breaker's transition, a
+/// timeout, a fallback taken, a retry) says where it happened.
+#[derive(Clone)]
+struct InSpan<S> {
+    inner: S,
+    name: Arc<str>,
+    upstream: bool,
+}
+
+impl<S> InSpan<S> {
+    fn route(inner: S, name: &str) -> Self {
+        Self {
+            inner,
+            name: name.into(),
+            upstream: false,
+        }
+    }
+
+    fn upstream(inner: S, name: &str) -> Self {
+        Self {
+            inner,
+            name: name.into(),
+            upstream: true,
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for InSpan<S>
+where
+    S: Service<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        use tracing::Instrument;
+        let span = if self.upstream {
+            tracing::debug_span!("portcullis", upstream = %self.name)
+        } else {
+            tracing::debug_span!("portcullis", route = %self.name)
+        };
+        self.inner.call(request).instrument(span)
+    }
 }
 
 /// A route's rate limiter: the registry's, shared by every caller, or one

@@ -92,10 +92,20 @@ impl<S, T, Src> Fallback<S, T, Src> {
 }
 
 /// The last segment of a type's path, without its generics: `"Value"`.
+/// What the source answers with, in a log reader's words (`source =
+/// "a fixed value"`), for the sources of this crate; another source's type
+/// name.
 fn short_type_name<T>() -> &'static str {
     let name = std::any::type_name::<T>();
     let name = name.split('<').next().unwrap_or(name);
-    name.rsplit("::").next().unwrap_or(name)
+    match name.rsplit("::").next().unwrap_or(name) {
+        "Value" => "a fixed value",
+        "FromError" => "a response made from the failure",
+        "FromRequest" => "a response made from the request",
+        "Chain" => "a secondary service",
+        "StaleCache" => "the last good response",
+        other => other,
+    }
 }
 
 impl<S, T, Src, Req> Service<Req> for Fallback<S, T, Src>
@@ -161,8 +171,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_names() {
-        assert_eq!(short_type_name::<crate::Value<u8>>(), "Value");
-        assert_eq!(short_type_name::<u8>(), "u8");
+    fn sources_are_named_in_words() {
+        assert_eq!(short_type_name::<crate::Value<u8>>(), "a fixed value");
+        assert_eq!(
+            short_type_name::<crate::FromError<fn()>>(),
+            "a response made from the failure"
+        );
+        assert_eq!(short_type_name::<u8>(), "u8", "another source: its type");
     }
 }

@@ -315,7 +315,7 @@ fn everything_is_debug() {
         "{text}"
     );
     let service = layer.layer(tower::service_fn(|_: ()| async { Ok::<u8, BoxError>(0) }));
-    assert!(format!("{service:?}").contains("Value"));
+    assert!(format!("{service:?}").contains("a fixed value"));
 }
 
 /// Request parts and the stale cache (feature `http`).

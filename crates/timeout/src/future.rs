@@ -58,7 +58,10 @@ where
         }
         let sleep = this.sleep.as_pin_mut().expect("the timer was just made");
         match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed::new(*this.after).into())),
+            Poll::Ready(()) => {
+                tracing::debug!(after = ?*this.after, "timed out");
+                Poll::Ready(Err(Elapsed::new(*this.after).into()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

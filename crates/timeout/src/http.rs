@@ -277,6 +277,7 @@ where
         {
             return Poll::Pending;
         }
+        tracing::debug!(on_timeout = ?*this.on_timeout, "timed out: answering for the service");
         let mut response = Response::new(B::default());
         match *this.on_timeout {
             OnTimeout::Status(status) => *response.status_mut() = status,
