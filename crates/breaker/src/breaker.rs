@@ -57,6 +57,16 @@ pub struct Permit {
 }
 
 /// A breaker's figures at one moment, as plain data.
+///
+/// The call figures (`buffered_calls`, `failed_calls`, `slow_calls` and
+/// their rates) are those the current state judges on:
+///
+/// | state | figures |
+/// |-------|---------|
+/// | `Closed`, `MetricsOnly` | the sliding window |
+/// | `HalfOpen` | the probes of this half-open episode: those whose outcome is in; rates defined from the first one |
+/// | `Open` | what opened it: the window after a trip from `Closed` (a time window keeps ageing), the probes after they failed |
+/// | `Disabled`, `ForcedOpen` | nothing is recorded: zeros, rates `None` |
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BreakerSnapshot {
@@ -64,20 +74,26 @@ pub struct BreakerSnapshot {
     pub name: String,
     /// Its state.
     pub state: State,
-    /// Failure rate in percent over the window; `None` below the minimum
-    /// number of calls.
+    /// Failure rate in percent over the calls judged on; `None` below the
+    /// minimum number of calls (in half-open: before the first probe's
+    /// outcome).
     pub failure_rate: Option<f32>,
-    /// Slow-call rate in percent; `None` below the minimum number of calls.
+    /// Slow-call rate in percent, defined like `failure_rate`.
     pub slow_call_rate: Option<f32>,
-    /// Calls in the window.
+    /// Calls judged on: in the window, or probes whose outcome is in.
     pub buffered_calls: u64,
-    /// Failed calls in the window.
+    /// Failed calls among them.
     pub failed_calls: u64,
-    /// Slow calls in the window.
+    /// Slow calls among them.
     pub slow_calls: u64,
+    /// In half-open, probe permits held by calls whose outcome is not in
+    /// yet; 0 in every other state.
+    pub permits_in_use: u32,
     /// Calls rejected since the breaker was made or reset.
     pub not_permitted_calls: u64,
-    /// Failures in a row, right now.
+    /// Failures in a row, right now: among the recorded calls in `Closed`
+    /// and `MetricsOnly`, among the probes in `HalfOpen`, the run that
+    /// opened it in `Open`; 0 in `Disabled` and `ForcedOpen`.
     pub consecutive_failures: u32,
     /// When an open breaker lets a probe through.
     #[serde(with = "portcullis_core::duration::serde::option")]
@@ -88,6 +104,8 @@ pub struct BreakerSnapshot {
     pub slow_call_rate_threshold: f64,
     /// The configured minimum number of calls.
     pub minimum_calls: u32,
+    /// The configured number of probes in half-open.
+    pub permitted_calls_in_half_open: u32,
 }
 
 struct Shared {
@@ -274,13 +292,15 @@ impl Breaker {
         let shared = &*self.shared;
         let Reading {
             state,
-            counts,
+            figures,
+            permits_in_use,
             not_permitted,
             consecutive_failures,
             retry_after,
         } = shared.core.read(|| self.now());
         let settings = &shared.core.settings;
-        let defined = counts.calls >= settings.minimum_calls() && counts.calls > 0;
+        let counts = figures.counts;
+        let defined = figures.defined();
         let rate = |part: u64| defined.then(|| (part as f64 * 100.0 / counts.calls as f64) as f32);
         BreakerSnapshot {
             name: shared.name.to_string(),
@@ -290,12 +310,14 @@ impl Breaker {
             buffered_calls: counts.calls,
             failed_calls: counts.failures,
             slow_calls: counts.slow,
+            permits_in_use: permits_in_use as u32,
             not_permitted_calls: not_permitted,
             consecutive_failures,
             retry_after: retry_after.map(Duration::from_micros),
             failure_rate_threshold: settings.failure_bp() as f64 / 100.0,
             slow_call_rate_threshold: settings.slow_bp() as f64 / 100.0,
             minimum_calls: settings.minimum_calls() as u32,
+            permitted_calls_in_half_open: settings.permitted_in_half_open() as u32,
         }
     }
 

@@ -105,6 +105,10 @@ pub(crate) struct Core {
     not_permitted: AtomicU64,
     /// A crossing was reported in the current metrics-only episode.
     crossed: AtomicBool,
+    /// What an open breaker was judged on: 0 for the window, else
+    /// `FROM_PROBES` with the low 48 bits of the probes word of the
+    /// half-open episode that re-opened it.
+    opened_on: AtomicU64,
     rng: AtomicU64,
 }
 
@@ -112,10 +116,41 @@ pub(crate) struct Core {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reading {
     pub(crate) state: State,
-    pub(crate) counts: Counts,
+    pub(crate) figures: Figures,
+    /// Half-open permits held by probes whose outcome is not in yet.
+    pub(crate) permits_in_use: u64,
     pub(crate) not_permitted: u64,
     pub(crate) consecutive_failures: u32,
     pub(crate) retry_after: Option<u64>,
+}
+
+/// The calls a state is judged on: the window's (closed, metrics-only, and
+/// open after a trip from closed) or the probes' (half-open, and open after
+/// the probes failed). Rates are defined from `minimum` calls on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    pub(crate) counts: Counts,
+    pub(crate) minimum: u64,
+}
+
+const FROM_PROBES: u64 = 1 << 63;
+
+impl Figures {
+    fn of_probes(probes: u64) -> Self {
+        Self {
+            counts: Counts {
+                calls: (probes >> 24) & FIELD_12,
+                failures: (probes >> 12) & FIELD_12,
+                slow: probes & FIELD_12,
+            },
+            minimum: 1,
+        }
+    }
+
+    /// Whether the rates are defined.
+    pub(crate) fn defined(&self) -> bool {
+        self.counts.calls >= self.minimum && self.counts.calls > 0
+    }
 }
 
 #[inline]
@@ -186,6 +221,7 @@ impl Core {
             consecutive: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
             crossed: AtomicBool::new(false),
+            opened_on: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
         }
     }
@@ -509,6 +545,13 @@ impl Core {
                 Err(actual) => probes = actual,
             }
         };
+        // The run of failures among the probes, for the snapshot (probes
+        // are judged on their rates, not on the run).
+        if outcome & FAILED != 0 {
+            self.consecutive.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.consecutive.store(0, Ordering::Release);
+        }
         let current = word(generation, HALF_OPEN);
         if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
@@ -560,7 +603,8 @@ impl Core {
 
     /// Moves from `current` to `to`; `false` if another caller moved first.
     /// The window is cleared before a recording state is entered (it is not
-    /// in use in the states that lead there).
+    /// in use in the states that lead there), and the run of failures before
+    /// any state but `Open` (which shows what opened it).
     fn transition(
         &self,
         current: u64,
@@ -572,8 +616,10 @@ impl Core {
         let entering_recording = matches!(to, CLOSED | METRICS_ONLY);
         if entering_recording {
             self.window.reset();
-            self.consecutive.store(0, Ordering::Release);
             self.crossed.store(false, Ordering::Release);
+        }
+        if to != OPEN {
+            self.consecutive.store(0, Ordering::Release);
         }
         let next_generation = generation(current) + 1;
         if self
@@ -596,6 +642,24 @@ impl Core {
         }
         if to == CLOSED {
             self.reopens.store(0, Ordering::Release);
+        }
+        if to == OPEN {
+            match kind(current) {
+                // The probes that re-opened it are all in: their outcomes
+                // were added before the transition.
+                HALF_OPEN => {
+                    let probes = self.probes.load(Ordering::Acquire);
+                    let probes = if probes & !LOW_48 == tag(generation(current)) {
+                        probes & LOW_48
+                    } else {
+                        0
+                    };
+                    self.opened_on
+                        .store(FROM_PROBES | probes, Ordering::Release);
+                }
+                OPEN => {}
+                _ => self.opened_on.store(0, Ordering::Release),
+            }
         }
         if kind(current) != to {
             signal(Signal::Transition {
@@ -690,15 +754,43 @@ impl Core {
 
     pub(crate) fn read(&self, now: impl Fn() -> u64) -> Reading {
         let current = self.state.load(Ordering::Acquire);
+        let generation = generation(current);
         let retry_after = match kind(current) {
             OPEN => self
-                .deadline_of(generation(current))
+                .deadline_of(generation)
                 .map(|until| until.saturating_sub(now())),
             _ => None,
         };
+        let window = || Figures {
+            counts: self.window.counts(&now),
+            minimum: self.settings.minimum_calls(),
+        };
+        let mut permits_in_use = 0;
+        let figures = match kind(current) {
+            CLOSED | METRICS_ONLY => window(),
+            HALF_OPEN => {
+                let probes = self.probes.load(Ordering::Acquire);
+                if probes & !LOW_48 == tag(generation) {
+                    let figures = Figures::of_probes(probes);
+                    let admitted = (probes >> 36) & FIELD_12;
+                    permits_in_use = admitted.saturating_sub(figures.counts.calls);
+                    figures
+                } else {
+                    // No probe admitted yet in this episode.
+                    Figures::of_probes(0)
+                }
+            }
+            OPEN => match self.opened_on.load(Ordering::Acquire) {
+                0 => window(),
+                probes => Figures::of_probes(probes & LOW_48),
+            },
+            // Nothing is recorded in the manual states that do not record.
+            _ => Figures::default(),
+        };
         Reading {
             state: state_of(kind(current)),
-            counts: self.window.counts(&now),
+            figures,
+            permits_in_use,
             not_permitted: self.not_permitted.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
             retry_after,
