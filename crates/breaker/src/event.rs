@@ -119,8 +119,11 @@ pub enum BreakerEvent {
         count: u64,
     },
     /// A threshold was reached. In `Closed` the breaker opens at the same
-    /// moment; in `MetricsOnly` this is reported once per episode (until the
-    /// figures fall below the thresholds again).
+    /// moment. In `MetricsOnly` each threshold (failure rate, slow-call rate,
+    /// failures in a row) is reported once per episode of its own: from the
+    /// outcome that reaches it until its figure is below it again (or the
+    /// rate undefined, below `minimum_calls`), whatever the other
+    /// thresholds do.
     ThresholdCrossed {
         /// The breaker's name.
         name: Arc<str>,

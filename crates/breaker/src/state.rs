@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use portcullis_core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Threshold, TransitionReason};
@@ -62,6 +62,11 @@ const FAILED_ONE: u64 = 1 << 12;
 const SLOW_ONE: u64 = 1;
 const FIELD_12: u64 = (1 << 12) - 1;
 
+/// Metrics-only episodes, one per threshold.
+const FAILURE_EPISODE: u8 = 1;
+const SLOW_EPISODE: u8 = 2;
+const RUN_EPISODE: u8 = 4;
+
 /// What a caller was admitted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ticket {
@@ -103,8 +108,9 @@ pub(crate) struct Core {
     reopens: AtomicU32,
     consecutive: AtomicU32,
     not_permitted: AtomicU64,
-    /// A crossing was reported in the current metrics-only episode.
-    crossed: AtomicBool,
+    /// The thresholds (`*_EPISODE` bits) whose crossing was reported in
+    /// their current metrics-only episode.
+    crossed: AtomicU8,
     /// What an open breaker was judged on: 0 for the window, else
     /// `FROM_PROBES` with the low 48 bits of the probes word of the
     /// half-open episode that re-opened it.
@@ -220,7 +226,7 @@ impl Core {
             reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
-            crossed: AtomicBool::new(false),
+            crossed: AtomicU8::new(0),
             opened_on: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
         }
@@ -416,30 +422,25 @@ impl Core {
         now: impl Fn() -> u64,
         signal: &mut impl FnMut(Signal),
     ) {
-        let mut crossed = None;
+        let mut run = 0;
         if outcome & FAILED != 0 {
-            let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-            let limit = self.settings.consecutive_failures();
-            if limit > 0 && run >= limit {
-                crossed = Some(Threshold::ConsecutiveFailures { count: run });
-            }
+            run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         } else if self.consecutive.load(Ordering::Relaxed) != 0 {
             self.consecutive.store(0, Ordering::Release);
         }
-        let crossed = crossed.or_else(|| counts.and_then(|counts| self.crossing(counts)));
         if recording == METRICS_ONLY {
-            match crossed {
-                Some(threshold) if !self.crossed.swap(true, Ordering::AcqRel) => {
-                    signal(Signal::Crossed(threshold));
-                }
-                Some(_) => {}
-                None if self.crossed.load(Ordering::Relaxed) => {
-                    self.crossed.store(false, Ordering::Release);
-                }
-                None => {}
-            }
-            return;
+            // Every outcome is judged on the real figures: a count window's
+            // `None` only says that a success cannot have raised a rate, not
+            // that the rates are below their thresholds.
+            let counts = counts.unwrap_or_else(|| self.window.counts(&now));
+            return self.report_crossings(counts, run, signal);
         }
+        let limit = self.settings.consecutive_failures();
+        let crossed = if limit > 0 && run >= limit {
+            Some(Threshold::ConsecutiveFailures { count: run })
+        } else {
+            counts.and_then(|counts| self.crossing(counts))
+        };
         if let Some(threshold) = crossed {
             self.trip_now(current, threshold, now, signal);
         } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
@@ -492,6 +493,51 @@ impl Core {
             }
             signal(s);
         });
+    }
+
+    /// Reports, in metrics-only, each threshold that `counts` and the run of
+    /// `run` failures reach, once per episode of its own: an episode ends
+    /// when that figure is below its threshold again (or a rate undefined).
+    #[cold]
+    fn report_crossings(&self, counts: Counts, run: u32, signal: &mut impl FnMut(Signal)) {
+        let Counts {
+            calls,
+            failures,
+            slow,
+        } = counts;
+        let settings = &self.settings;
+        let defined = calls >= settings.minimum_calls() && calls > 0;
+        let limit = settings.consecutive_failures();
+        let thresholds = [
+            (
+                FAILURE_EPISODE,
+                defined && failures * 10_000 >= settings.failure_bp() * calls,
+                Threshold::FailureRate {
+                    rate: rate(failures, calls),
+                },
+            ),
+            (
+                SLOW_EPISODE,
+                defined && slow * 10_000 >= settings.slow_bp() * calls,
+                Threshold::SlowCallRate {
+                    rate: rate(slow, calls),
+                },
+            ),
+            (
+                RUN_EPISODE,
+                limit > 0 && run >= limit,
+                Threshold::ConsecutiveFailures { count: run },
+            ),
+        ];
+        for (bit, reached, threshold) in thresholds {
+            if reached {
+                if self.crossed.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+                    signal(Signal::Crossed(threshold));
+                }
+            } else if self.crossed.load(Ordering::Acquire) & bit != 0 {
+                self.crossed.fetch_and(!bit, Ordering::AcqRel);
+            }
+        }
     }
 
     /// The threshold that `counts` crosses, if any.
@@ -616,7 +662,7 @@ impl Core {
         let entering_recording = matches!(to, CLOSED | METRICS_ONLY);
         if entering_recording {
             self.window.reset();
-            self.crossed.store(false, Ordering::Release);
+            self.crossed.store(0, Ordering::Release);
         }
         if to != OPEN {
             self.consecutive.store(0, Ordering::Release);

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use portcullis_breaker::{Breaker, BreakerConfig, BreakerConfigBuilder, BreakerSnapshot, State};
+use portcullis_breaker::{
+    Breaker, BreakerConfig, BreakerConfigBuilder, BreakerEvent, BreakerSnapshot, State, Threshold,
+};
 use portcullis_core::Outcome;
 use tokio::time;
 
@@ -145,4 +147,120 @@ async fn disabled_and_forced_open_report_no_calls() {
     b.metrics_only();
     record(&b, Outcome::Failure, 1);
     assert_eq!(figures(&b.snapshot()), (1, 1, 0, None, None, 0));
+}
+
+/// The thresholds crossed in metrics-only, in order.
+fn crossings(events: &mut portcullis_breaker::EventStream) -> Vec<Threshold> {
+    let mut out = Vec::new();
+    while let Some(event) = events.try_recv() {
+        if let Ok(BreakerEvent::ThresholdCrossed { threshold, .. }) = event {
+            out.push(threshold);
+        }
+    }
+    out
+}
+
+/// In metrics-only each threshold has episodes of its own: a slow-call
+/// crossing is reported while the failure rate is still above its
+/// threshold, and each is reported once until its own figure falls below.
+#[tokio::test(start_paused = true)]
+async fn metrics_only_reports_each_threshold_once_per_episode() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(4)
+            .failure_rate_threshold(50.0)
+            .slow_call_duration(Duration::from_millis(100))
+            .slow_call_rate_threshold(50.0)
+            .consecutive_failures(3),
+    );
+    b.metrics_only();
+    let mut events = b.subscribe();
+    let slow_success = || {
+        let permit = b.try_acquire().unwrap();
+        async move {
+            time::advance(Duration::from_millis(101)).await;
+            permit.success();
+        }
+    };
+
+    record(&b, Outcome::Failure, 3);
+    assert_eq!(
+        crossings(&mut events),
+        [Threshold::ConsecutiveFailures { count: 3 }],
+        "three in a row; the rates are undefined below four calls"
+    );
+    record(&b, Outcome::Failure, 3);
+    assert_eq!(
+        crossings(&mut events),
+        [Threshold::FailureRate { rate: 100.0 }],
+        "the run is still the same episode; the failure rate starts one"
+    );
+
+    for _ in 0..5 {
+        slow_success().await;
+    }
+    assert_eq!(
+        crossings(&mut events),
+        [Threshold::SlowCallRate { rate: 50.0 }],
+        "5 of 10 slow, while 6 of 10 failed: the slow-call crossing is not hidden"
+    );
+    let snapshot = b.snapshot();
+    assert_eq!(
+        (snapshot.failure_rate, snapshot.slow_call_rate),
+        (Some(50.0), Some(50.0))
+    );
+
+    // One more slow success: 4 of 10 failed, the failure episode is over
+    // (reported by nothing); the slow calls are 6 of 10.
+    slow_success().await;
+    assert!(crossings(&mut events).is_empty());
+    assert_eq!(b.snapshot().failure_rate, Some(40.0));
+    // Four failures push out the four older ones; the fifth, a success:
+    // 5 of 10, a new failure episode, and a new run of failures. The slow
+    // calls stay at 5 of 10: still the same slow-call episode.
+    record(&b, Outcome::Failure, 5);
+    assert_eq!(
+        crossings(&mut events),
+        [
+            Threshold::ConsecutiveFailures { count: 3 },
+            Threshold::FailureRate { rate: 50.0 }
+        ]
+    );
+    assert_eq!(b.snapshot().slow_call_rate, Some(50.0));
+    assert_eq!(b.state(), State::MetricsOnly, "never rejects");
+}
+
+/// A count window in metrics-only: the successes between the failures keep
+/// the failure rate at or above the threshold, so the crossing is one
+/// episode, reported once.
+#[tokio::test(start_paused = true)]
+async fn metrics_only_successes_between_failures_do_not_end_the_episode() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(4)
+            .minimum_calls(4)
+            .failure_rate_threshold(50.0),
+    );
+    b.metrics_only();
+    let mut events = b.subscribe();
+    record(&b, Outcome::Failure, 4);
+    for _ in 0..10 {
+        record(&b, Outcome::Success, 1);
+        record(&b, Outcome::Failure, 1);
+        assert!(b.snapshot().failure_rate >= Some(50.0));
+    }
+    assert_eq!(
+        crossings(&mut events),
+        [Threshold::FailureRate { rate: 100.0 }],
+        "one crossing for the whole episode"
+    );
+    record(&b, Outcome::Success, 2);
+    assert_eq!(b.snapshot().failure_rate, Some(25.0), "the episode is over");
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(
+        crossings(&mut events),
+        [Threshold::FailureRate { rate: 50.0 }],
+        "a new episode"
+    );
 }
