@@ -372,7 +372,9 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Opens after `count` failures in a row (default: no such rule).
+    /// Opens after `count` failures in a row (default: no such rule). A
+    /// success ends a run; a time window also forgets the failures of a run
+    /// that left it (see the crate docs).
     pub fn consecutive_failures(mut self, count: u32) -> Self {
         self.config.consecutive_failures = Some(count);
         self

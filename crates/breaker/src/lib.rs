@@ -53,6 +53,13 @@
 //!   a call being slow when it takes *longer* than the slow-call duration;
 //!   N failures in a row. Rates are undefined (`None` in a
 //!   [`BreakerSnapshot`]) below `minimum_calls`, and then never trip.
+//! - **Failures in a row** are the recorded failures since the last
+//!   recorded success: any success ends the run, ignored outcomes do not
+//!   touch it (as in Linkerd and Envoy). A count window has no time, so a
+//!   run lasts until a success, however far apart its failures are. A time
+//!   window forgets the run with its buckets: failures that left the window
+//!   no longer count, so failures hours apart are not "in a row". Entering
+//!   any state but `Open` starts a new run (half-open counts its probes').
 //! - **Outcomes** come from a [`Classify`](portcullis_core::Classify)
 //!   implementation: by default any error is a failure, except the
 //!   rejections of inner Portcullis layers, which are ignored. An `Ignored`

@@ -425,6 +425,14 @@ impl Core {
         let mut run = 0;
         if outcome & FAILED != 0 {
             run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+            if let (Window::Time(_), Some(counts)) = (&self.window, counts)
+                && u64::from(run) > counts.calls
+            {
+                // The oldest failures of the run left the window with their
+                // buckets: what is left of it is every call in the window.
+                run = counts.calls as u32;
+                self.consecutive.fetch_min(run, Ordering::AcqRel);
+            }
         } else if self.consecutive.load(Ordering::Relaxed) != 0 {
             self.consecutive.store(0, Ordering::Release);
         }
@@ -812,6 +820,15 @@ impl Core {
             minimum: self.settings.minimum_calls(),
         };
         let mut permits_in_use = 0;
+        let mut run = self.consecutive.load(Ordering::Relaxed);
+        let mut window = || {
+            let figures = window();
+            if let Window::Time(_) = self.window {
+                // A time window forgets the run with its buckets.
+                run = run.min(figures.counts.calls as u32);
+            }
+            figures
+        };
         let figures = match kind(current) {
             CLOSED | METRICS_ONLY => window(),
             HALF_OPEN => {
@@ -838,7 +855,7 @@ impl Core {
             figures,
             permits_in_use,
             not_permitted: self.not_permitted.load(Ordering::Relaxed),
-            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            consecutive_failures: run,
             retry_after,
         }
     }

@@ -619,3 +619,58 @@ async fn pending_rejections_are_reported_on_request() {
     b.report_rejections();
     assert!(events.try_recv().is_none(), "nothing twice");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_time_window_forgets_failures_in_a_row_with_its_buckets() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .time_window(Duration::from_secs(10), 10)
+            .minimum_calls(100)
+            .consecutive_failures(3),
+    );
+    record(&b, Outcome::Failure, 1);
+    time::advance(Duration::from_secs(5)).await;
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        1,
+        "the first failure left the window with its bucket"
+    );
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Closed, "two in a row within the window");
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Open, "three in a row within the window");
+
+    b.reset();
+    record(&b, Outcome::Failure, 2);
+    time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        0,
+        "hours apart: forgotten"
+    );
+    record(&b, Outcome::Failure, 2);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_count_window_keeps_failures_in_a_row_until_a_success() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(100)
+            .minimum_calls(100)
+            .consecutive_failures(3),
+    );
+    record(&b, Outcome::Failure, 2);
+    time::advance(Duration::from_secs(3600)).await;
+    record(&b, Outcome::Ignored, 5);
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        2,
+        "no time, and ignored outcomes do not break a run"
+    );
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Open);
+}
