@@ -156,7 +156,8 @@ impl Breaker {
     }
 
     fn build(name: Arc<str>, config: BreakerConfig) -> Self {
-        let core = Core::new(Settings::new(&config), config.window(), config.seed());
+        let core = Core::new(Settings::new(&config), config.window(), config.seed())
+            .start_in(config.initial_state(), 0);
         Self {
             shared: Arc::new(Shared {
                 name,
@@ -352,6 +353,60 @@ impl Breaker {
     /// forced open, metrics-only) must be closed or reset first.
     pub fn open_for(&self, wait: Duration) -> Result<(), IllegalTransition> {
         self.force(State::Open, Some(micros(wait)))
+    }
+
+    /// Opens it until `deadline`, then it probes as usual; like
+    /// [`open_for`](Self::open_for) the time left (a deadline already past
+    /// lets the next call probe).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, State};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let breaker = Breaker::new("billing");
+    /// // Closed for maintenance until a known time.
+    /// breaker.open_until(Instant::now() + Duration::from_secs(600)).unwrap();
+    /// let open = breaker.try_acquire().unwrap_err();
+    /// assert_eq!(open.retry_after(), Some(Duration::from_secs(600)));
+    /// # }
+    /// ```
+    pub fn open_until(&self, deadline: Instant) -> Result<(), IllegalTransition> {
+        self.open_for(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Opens it for the configured wait, as a trip would: the base
+    /// `wait_in_open` from `Closed`; from `Open` or `HalfOpen` a re-open,
+    /// which grows the wait (with
+    /// [`open_wait_backoff`](crate::BreakerConfigBuilder::open_wait_backoff))
+    /// until the breaker closes. Only from `Closed`, `Open` or `HalfOpen`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, BreakerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = BreakerConfig::builder()
+    ///     .wait_in_open(Duration::from_secs(1))
+    ///     .open_wait_backoff(2.0, Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = Breaker::from_config("search", config).unwrap();
+    /// let retry_after = || breaker.try_acquire().unwrap_err().retry_after().unwrap();
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(1));
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(2));
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(4));
+    /// breaker.close();
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(1), "closing resets the growth");
+    /// # }
+    /// ```
+    pub fn open(&self) -> Result<(), IllegalTransition> {
+        self.force(State::Open, None)
     }
 
     /// Moves an open breaker to half-open now, without waiting.

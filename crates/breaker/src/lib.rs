@@ -76,15 +76,20 @@
 //!   task). It lets `permitted_calls_in_half_open` probes through and decides
 //!   over exactly their outcomes. A probe permit is a guard: a cancelled call
 //!   or an ignored outcome gives it back, so the breaker cannot be stuck
-//!   half-open; `max_wait_in_half_open` bounds slow probes too.
+//!   half-open; `max_wait_in_half_open` bounds slow probes too, after which
+//!   it opens again (or closes, with
+//!   [`BreakerConfigBuilder::state_after_max_wait_in_half_open`]).
 //! - **Stale outcomes** are dropped: each admission is tagged with the
 //!   generation of the state it was made in, and an outcome that arrives
 //!   after a transition is not counted into the new state.
 //! - **Manual control** on the handle: [`Breaker::force_open`],
 //!   [`Breaker::disable`], [`Breaker::metrics_only`], [`Breaker::close`],
-//!   [`Breaker::reset`], [`Breaker::open_for`], [`Breaker::half_open`].
-//!   A transition to the current state is silent; one the state does not
-//!   allow is an [`IllegalTransition`].
+//!   [`Breaker::reset`], [`Breaker::open`] (for the configured, growing
+//!   wait), [`Breaker::open_for`], [`Breaker::open_until`],
+//!   [`Breaker::half_open`]. A transition to the current state is silent;
+//!   one the state does not allow is an [`IllegalTransition`]. A new
+//!   breaker starts in [`BreakerConfigBuilder::initial_state`] (`Closed` by
+//!   default).
 //! - **Events**: transitions with their [`TransitionReason`], rejections and
 //!   threshold crossings go to `tracing` and to [`Breaker::subscribe`]rs; no
 //!   event is built when nobody subscribes. Rejections reach subscribers in

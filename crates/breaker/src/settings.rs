@@ -5,7 +5,7 @@
 //! They are plain `std` atomics even under loom: they are not part of the
 //! protocol the models check, only its parameters.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::BreakerConfig;
@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     max_retry_after: AtomicU64,
     /// Nanoseconds; `NONE`: no slow-call rule.
     slow_call_nanos: AtomicU64,
+    /// Half-open closes, rather than opens, when its wait runs out.
+    closes_after_half_open_wait: AtomicBool,
 }
 
 fn optional(value: u64) -> Option<u64> {
@@ -56,6 +58,7 @@ impl Settings {
             max_wait_in_half_open: AtomicU64::new(NONE),
             max_retry_after: AtomicU64::new(NONE),
             slow_call_nanos: AtomicU64::new(NONE),
+            closes_after_half_open_wait: AtomicBool::new(false),
         };
         settings.update(config);
         settings
@@ -95,6 +98,14 @@ impl Settings {
                 .map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1)),
             Relaxed,
         );
+        self.closes_after_half_open_wait.store(
+            config.state_after_max_wait_in_half_open() == crate::State::Closed,
+            Relaxed,
+        );
+    }
+
+    pub(crate) fn closes_after_half_open_wait(&self) -> bool {
+        self.closes_after_half_open_wait.load(Relaxed)
     }
 
     #[inline]

@@ -232,6 +232,19 @@ impl Core {
         }
     }
 
+    /// Starts a breaker that nobody uses yet in `state` (not `HalfOpen`),
+    /// at time `now`; `Open` for the base open wait.
+    pub(crate) fn start_in(self, state: State, now: u64) -> Self {
+        let kind = kind_of(state);
+        self.state.store(word(0, kind), Ordering::Release);
+        if kind == OPEN {
+            let until = now.saturating_add(self.open_wait(0));
+            self.deadline
+                .store(tag(0) | until.min(LOW_48), Ordering::Release);
+        }
+        self
+    }
+
     pub(crate) fn state(&self) -> State {
         state_of(kind(self.state.load(Ordering::Acquire)))
     }
@@ -288,6 +301,16 @@ impl Core {
                     if let Some(until) = self.deadline_of(generation)
                         && now >= until
                     {
+                        if self.settings.closes_after_half_open_wait() {
+                            self.transition(
+                                current,
+                                CLOSED,
+                                TransitionReason::HalfOpenTimeout,
+                                None,
+                                signal,
+                            );
+                            continue;
+                        }
                         let wait = self.open_wait(self.reopens.load(Ordering::Acquire) + 1);
                         if self.transition(
                             current,
@@ -777,9 +800,16 @@ impl Core {
             if from == to && to != OPEN {
                 return Ok(());
             }
+            // A manual open without a wait takes the configured one: the
+            // base wait from `Closed`, grown as a re-open from `Open` or
+            // `HalfOpen`.
+            let reopens = match from {
+                CLOSED => 0,
+                _ => self.reopens.load(Ordering::Acquire) + 1,
+            };
             let deadline = match to {
                 OPEN => {
-                    Some(now().saturating_add(open_for.unwrap_or(self.settings.wait_in_open())))
+                    Some(now().saturating_add(open_for.unwrap_or_else(|| self.open_wait(reopens))))
                 }
                 HALF_OPEN => Some(
                     self.settings
@@ -789,6 +819,9 @@ impl Core {
                 _ => None,
             };
             if self.transition(current, to, TransitionReason::Manual, deadline, signal) {
+                if to == OPEN && open_for.is_none() {
+                    self.reopens.store(reopens, Ordering::Release);
+                }
                 return Ok(());
             }
         }
