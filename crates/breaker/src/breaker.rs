@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::config::BreakerConfig;
 use crate::error::IllegalTransition;
 use crate::event::{BreakerEvent, EventStream, Events};
-use crate::settings::Settings;
+use crate::settings::{CALL_EVENTS, Settings};
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
 use crate::window::{FAILED, RECORDED, SLOW};
 
@@ -54,6 +54,8 @@ pub struct Permit {
     breaker: Breaker,
     ticket: Option<Ticket>,
     started: Option<Instant>,
+    /// Whether a per-call event may be wanted (calls were timed for it).
+    report: bool,
 }
 
 /// A breaker's figures at one moment, as plain data.
@@ -116,6 +118,8 @@ struct Shared {
     core: Core,
     epoch: Instant,
     events: Events,
+    /// Every event and the per-call ones, for those who asked.
+    with_calls: Events,
     /// Rejections not reported yet, and when the last report was sent.
     rejections: Rejections,
 }
@@ -165,6 +169,7 @@ impl Breaker {
                 core,
                 epoch: Instant::now(),
                 events: Events::new(crate::event::CAPACITY),
+                with_calls: Events::new(crate::event::CALLS_CAPACITY),
                 rejections: Rejections::default(),
             }),
         }
@@ -253,15 +258,12 @@ impl Breaker {
     /// A permit for `ticket`, timed if a slow-call rule is configured.
     #[inline]
     fn permit(&self, ticket: Ticket) -> Permit {
+        let timing = self.shared.core.settings.timing();
         Permit {
             breaker: self.clone(),
             ticket: Some(ticket),
-            started: self
-                .shared
-                .core
-                .settings
-                .has_slow_call_rule()
-                .then(Instant::now),
+            started: (timing != 0).then(Instant::now),
+            report: timing & CALL_EVENTS != 0,
         }
     }
 
@@ -274,7 +276,7 @@ impl Breaker {
             Err(retry_micros) => {
                 let retry_after = retry_micros.map(Duration::from_micros);
                 tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
-                if shared.events.wanted() {
+                if self.listened() {
                     self.count_rejection(retry_micros);
                 }
                 Err(BreakerOpen::new(shared.name.clone(), retry_after))
@@ -286,6 +288,81 @@ impl Breaker {
     /// more than 256 events behind loses the oldest).
     pub fn subscribe(&self) -> EventStream {
         self.shared.events.subscribe()
+    }
+
+    /// Subscribes to this breaker's events and, besides, to every call's
+    /// outcome with its duration ([`BreakerEvent::Call`]), for a log of
+    /// calls or a latency histogram. Bounded at 1,024 events; a subscriber
+    /// that falls behind loses the oldest.
+    ///
+    /// Calls are timed for it only while such a stream exists (from the
+    /// calls admitted after it was made); without one, per-call events
+    /// cost nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, BreakerEvent};
+    /// use portcullis_core::Outcome;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let breaker = Breaker::new("profile");
+    /// let mut events = breaker.subscribe_with_calls();
+    /// let permit = breaker.try_acquire().unwrap();
+    /// tokio::time::advance(Duration::from_millis(30)).await;
+    /// permit.record(Outcome::Failure);
+    /// match events.try_recv() {
+    ///     Some(Ok(BreakerEvent::Call { outcome, duration, .. })) => {
+    ///         assert_eq!(outcome, Outcome::Failure);
+    ///         assert_eq!(duration, Duration::from_millis(30));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe_with_calls(&self) -> EventStream {
+        let stream = self.shared.with_calls.subscribe();
+        self.shared.core.settings.time_for_call_events();
+        stream
+    }
+
+    /// Whether any subscriber listens for events.
+    #[inline]
+    fn listened(&self) -> bool {
+        self.shared.events.wanted() || self.shared.with_calls.wanted()
+    }
+
+    /// Sends `event` to the subscribers of either stream.
+    fn send(&self, event: BreakerEvent) {
+        let shared = &*self.shared;
+        if shared.with_calls.wanted() {
+            if shared.events.wanted() {
+                shared.events.send(event.clone());
+            }
+            shared.with_calls.send(event);
+        } else {
+            shared.events.send(event);
+        }
+    }
+
+    /// Reports a call's outcome to the subscribers of every call, or stops
+    /// timing calls for them if they are gone.
+    #[cold]
+    #[inline(never)]
+    fn report_call(&self, outcome: Outcome, duration: Duration, slow: bool) {
+        let shared = &*self.shared;
+        if shared.with_calls.wanted() {
+            shared.with_calls.send(BreakerEvent::Call {
+                name: shared.name.clone(),
+                outcome,
+                duration,
+                slow,
+            });
+        } else {
+            shared
+                .core
+                .settings
+                .stop_timing_for_call_events(|| shared.with_calls.wanted());
+        }
     }
 
     /// The breaker's figures now.
@@ -464,13 +541,13 @@ impl Breaker {
     /// once per report interval) calls this.
     pub fn report_rejections(&self) {
         let shared = &*self.shared;
-        if !shared.events.wanted() {
+        if !self.listened() {
             return;
         }
         let count = shared.rejections.pending.swap(0, Ordering::Relaxed);
         if count > 0 {
             let retry_after = shared.rejections.retry_after.load(Ordering::Relaxed);
-            shared.events.send(BreakerEvent::Rejected {
+            self.send(BreakerEvent::Rejected {
                 name: shared.name.clone(),
                 retry_after: (retry_after != NO_WAIT).then(|| Duration::from_micros(retry_after)),
                 count,
@@ -504,10 +581,10 @@ impl Breaker {
                 }
             }
         };
-        if shared.events.wanted() {
+        if self.listened() {
             // Rejections that came first are reported first.
             self.report_rejections();
-            shared.events.send(event);
+            self.send(event);
         }
     }
 }
@@ -540,18 +617,29 @@ impl Permit {
         let shared = &*breaker.shared;
         let mut bits = RECORDED;
         match outcome {
-            Outcome::Ignored => return shared.core.release(ticket),
+            Outcome::Ignored => {
+                if let (true, Some(started)) = (self.report, self.started) {
+                    breaker.report_call(outcome, started.elapsed(), false);
+                }
+                return shared.core.release(ticket);
+            }
             Outcome::Failure => bits |= FAILED,
             Outcome::Success => {}
         }
-        let slow_call_duration = shared.core.settings.slow_call_duration();
-        if shared.core.window.needs_clock() || slow_call_duration.is_some() {
-            // One clock read serves the slow-call rule and the time window.
+        if shared.core.window.needs_clock() || self.started.is_some() {
+            // One clock read serves the slow-call rule, the per-call event
+            // and the time window.
             let now = Instant::now();
-            if let (Some(started), Some(slow)) = (self.started, slow_call_duration)
-                && now.saturating_duration_since(started) > slow
-            {
-                bits |= SLOW;
+            if let Some(started) = self.started {
+                let took = now.saturating_duration_since(started);
+                if let Some(slow) = shared.core.settings.slow_call_duration()
+                    && took > slow
+                {
+                    bits |= SLOW;
+                }
+                if self.report {
+                    breaker.report_call(outcome, took, bits & SLOW != 0);
+                }
             }
             let now = micros(now.saturating_duration_since(shared.epoch));
             shared
@@ -619,6 +707,29 @@ impl fmt::Debug for Permit {
         f.debug_struct("Permit")
             .field("breaker", &self.breaker.shared.name)
             .field("ticket", &self.ticket)
-            .finish()
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Calls are timed for per-call events only while somebody may listen:
+    /// the first outcome after the last subscriber left stops the timing.
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_timed_for_call_events_only_while_subscribed() {
+        let breaker = Breaker::new("timing");
+        assert!(breaker.try_acquire().unwrap().started.is_none());
+        let events = breaker.subscribe_with_calls();
+        let permit = breaker.try_acquire().unwrap();
+        assert!(permit.started.is_some() && permit.report);
+        drop(events);
+        permit.success();
+        let permit = breaker.try_acquire().unwrap();
+        assert!(permit.started.is_none() && !permit.report);
+        permit.success();
+        let _again = breaker.subscribe_with_calls();
+        assert!(breaker.try_acquire().unwrap().report);
     }
 }

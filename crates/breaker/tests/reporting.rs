@@ -264,3 +264,59 @@ async fn metrics_only_successes_between_failures_do_not_end_the_episode() {
         "a new episode"
     );
 }
+
+/// Per-call events go only to the subscribers who asked for them, with each
+/// outcome's duration, before the transition that the outcome causes.
+#[tokio::test(start_paused = true)]
+async fn per_call_events_for_those_who_ask() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(3)
+            .minimum_calls(3)
+            .slow_call_duration(Duration::from_millis(50)),
+    );
+    let mut plain = b.subscribe();
+    let mut calls = b.subscribe_with_calls();
+    for (outcome, millis) in [
+        (Outcome::Success, 10),
+        (Outcome::Ignored, 20),
+        (Outcome::Failure, 60),
+        (Outcome::Failure, 5),
+    ] {
+        let permit = b.try_acquire().unwrap();
+        time::advance(Duration::from_millis(millis)).await;
+        permit.record(outcome);
+    }
+    assert_eq!(b.state(), State::Open);
+    let seen: Vec<_> = std::iter::from_fn(|| calls.try_recv())
+        .map(Result::unwrap)
+        .collect();
+    let call = |outcome, millis, slow| BreakerEvent::Call {
+        name: "test".into(),
+        outcome,
+        duration: Duration::from_millis(millis),
+        slow,
+    };
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(
+        seen[..4],
+        [
+            call(Outcome::Success, 10, false),
+            call(Outcome::Ignored, 20, false),
+            call(Outcome::Failure, 60, true),
+            call(Outcome::Failure, 5, false),
+        ]
+    );
+    assert!(matches!(seen[4], BreakerEvent::ThresholdCrossed { .. }));
+    assert!(matches!(
+        seen[5],
+        BreakerEvent::Transition {
+            to: State::Open,
+            ..
+        }
+    ));
+    let plain: Vec<_> = std::iter::from_fn(|| plain.try_recv())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(plain[..], seen[4..], "a plain subscriber gets no call");
+}
