@@ -97,6 +97,17 @@
 //!   10 ms, and before the next other event), so that a flood of rejected
 //!   calls cannot push the transitions out of a subscriber's buffer.
 //!
+//! # What each figure counts, and when it starts again
+//!
+//! | figure | starts again |
+//! |--------|--------------|
+//! | the window (`buffered_calls`, `failed_calls`, `slow_calls`, rates) | on entering `Closed` or `MetricsOnly` (a time window also forgets calls with their buckets) |
+//! | the probes (the same fields in `HalfOpen`) | at each half-open episode; shown in `Open` after they failed |
+//! | `consecutive_failures` | at any recorded success, and on entering any state but `Open` |
+//! | `permits_in_use` | with each half-open episode (0 in other states) |
+//! | `not_permitted_calls` | only on [`Breaker::reset`] |
+//! | the growth of the open wait | when the breaker closes |
+//!
 //! # Shared or per route
 //!
 //! All state lives in the [`Breaker`] handle. A [`CircuitBreakerLayer`]
