@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::config::BreakerConfig;
 use crate::error::IllegalTransition;
 use crate::event::{BreakerEvent, EventStream, Events};
-use crate::settings::Settings;
+use crate::settings::{CALL_EVENTS, Settings};
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
 use crate::window::{FAILED, RECORDED, SLOW};
 
@@ -54,9 +54,21 @@ pub struct Permit {
     breaker: Breaker,
     ticket: Option<Ticket>,
     started: Option<Instant>,
+    /// Whether a per-call event may be wanted (calls were timed for it).
+    report: bool,
 }
 
 /// A breaker's figures at one moment, as plain data.
+///
+/// The call figures (`buffered_calls`, `failed_calls`, `slow_calls` and
+/// their rates) are those the current state judges on:
+///
+/// | state | figures |
+/// |-------|---------|
+/// | `Closed`, `MetricsOnly` | the sliding window |
+/// | `HalfOpen` | the probes of this half-open episode: those whose outcome is in; rates defined from the first one |
+/// | `Open` | what opened it: the window after a trip from `Closed` (a time window keeps ageing), the probes after they failed |
+/// | `Disabled`, `ForcedOpen` | nothing is recorded: zeros, rates `None` |
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BreakerSnapshot {
@@ -64,20 +76,26 @@ pub struct BreakerSnapshot {
     pub name: String,
     /// Its state.
     pub state: State,
-    /// Failure rate in percent over the window; `None` below the minimum
-    /// number of calls.
+    /// Failure rate in percent over the calls judged on; `None` below the
+    /// minimum number of calls (in half-open: before the first probe's
+    /// outcome).
     pub failure_rate: Option<f32>,
-    /// Slow-call rate in percent; `None` below the minimum number of calls.
+    /// Slow-call rate in percent, defined like `failure_rate`.
     pub slow_call_rate: Option<f32>,
-    /// Calls in the window.
+    /// Calls judged on: in the window, or probes whose outcome is in.
     pub buffered_calls: u64,
-    /// Failed calls in the window.
+    /// Failed calls among them.
     pub failed_calls: u64,
-    /// Slow calls in the window.
+    /// Slow calls among them.
     pub slow_calls: u64,
+    /// In half-open, probe permits held by calls whose outcome is not in
+    /// yet; 0 in every other state.
+    pub permits_in_use: u32,
     /// Calls rejected since the breaker was made or reset.
     pub not_permitted_calls: u64,
-    /// Failures in a row, right now.
+    /// Failures in a row, right now: among the recorded calls in `Closed`
+    /// and `MetricsOnly`, among the probes in `HalfOpen`, the run that
+    /// opened it in `Open`; 0 in `Disabled` and `ForcedOpen`.
     pub consecutive_failures: u32,
     /// When an open breaker lets a probe through.
     #[serde(with = "portcullis_core::duration::serde::option")]
@@ -88,6 +106,8 @@ pub struct BreakerSnapshot {
     pub slow_call_rate_threshold: f64,
     /// The configured minimum number of calls.
     pub minimum_calls: u32,
+    /// The configured number of probes in half-open.
+    pub permitted_calls_in_half_open: u32,
 }
 
 struct Shared {
@@ -98,6 +118,8 @@ struct Shared {
     core: Core,
     epoch: Instant,
     events: Events,
+    /// Every event and the per-call ones, for those who asked.
+    with_calls: Events,
     /// Rejections not reported yet, and when the last report was sent.
     rejections: Rejections,
 }
@@ -138,7 +160,8 @@ impl Breaker {
     }
 
     fn build(name: Arc<str>, config: BreakerConfig) -> Self {
-        let core = Core::new(Settings::new(&config), config.window(), config.seed());
+        let core = Core::new(Settings::new(&config), config.window(), config.seed())
+            .start_in(config.initial_state(), 0);
         Self {
             shared: Arc::new(Shared {
                 name,
@@ -146,6 +169,7 @@ impl Breaker {
                 core,
                 epoch: Instant::now(),
                 events: Events::new(crate::event::CAPACITY),
+                with_calls: Events::new(crate::event::CALLS_CAPACITY),
                 rejections: Rejections::default(),
             }),
         }
@@ -234,15 +258,12 @@ impl Breaker {
     /// A permit for `ticket`, timed if a slow-call rule is configured.
     #[inline]
     fn permit(&self, ticket: Ticket) -> Permit {
+        let timing = self.shared.core.settings.timing();
         Permit {
             breaker: self.clone(),
             ticket: Some(ticket),
-            started: self
-                .shared
-                .core
-                .settings
-                .has_slow_call_rule()
-                .then(Instant::now),
+            started: (timing != 0).then(Instant::now),
+            report: timing & CALL_EVENTS != 0,
         }
     }
 
@@ -255,7 +276,7 @@ impl Breaker {
             Err(retry_micros) => {
                 let retry_after = retry_micros.map(Duration::from_micros);
                 tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
-                if shared.events.wanted() {
+                if self.listened() {
                     self.count_rejection(retry_micros);
                 }
                 Err(BreakerOpen::new(shared.name.clone(), retry_after))
@@ -269,18 +290,95 @@ impl Breaker {
         self.shared.events.subscribe()
     }
 
+    /// Subscribes to this breaker's events and, besides, to every call's
+    /// outcome with its duration ([`BreakerEvent::Call`]), for a log of
+    /// calls or a latency histogram. Bounded at 1,024 events; a subscriber
+    /// that falls behind loses the oldest.
+    ///
+    /// Calls are timed for it only while such a stream exists (from the
+    /// calls admitted after it was made); without one, per-call events
+    /// cost nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, BreakerEvent};
+    /// use portcullis_core::Outcome;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let breaker = Breaker::new("profile");
+    /// let mut events = breaker.subscribe_with_calls();
+    /// let permit = breaker.try_acquire().unwrap();
+    /// tokio::time::advance(Duration::from_millis(30)).await;
+    /// permit.record(Outcome::Failure);
+    /// match events.try_recv() {
+    ///     Some(Ok(BreakerEvent::Call { outcome, duration, .. })) => {
+    ///         assert_eq!(outcome, Outcome::Failure);
+    ///         assert_eq!(duration, Duration::from_millis(30));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe_with_calls(&self) -> EventStream {
+        let stream = self.shared.with_calls.subscribe();
+        self.shared.core.settings.time_for_call_events();
+        stream
+    }
+
+    /// Whether any subscriber listens for events.
+    #[inline]
+    fn listened(&self) -> bool {
+        self.shared.events.wanted() || self.shared.with_calls.wanted()
+    }
+
+    /// Sends `event` to the subscribers of either stream.
+    fn send(&self, event: BreakerEvent) {
+        let shared = &*self.shared;
+        if shared.with_calls.wanted() {
+            if shared.events.wanted() {
+                shared.events.send(event.clone());
+            }
+            shared.with_calls.send(event);
+        } else {
+            shared.events.send(event);
+        }
+    }
+
+    /// Reports a call's outcome to the subscribers of every call, or stops
+    /// timing calls for them if they are gone.
+    #[cold]
+    #[inline(never)]
+    fn report_call(&self, outcome: Outcome, duration: Duration, slow: bool) {
+        let shared = &*self.shared;
+        if shared.with_calls.wanted() {
+            shared.with_calls.send(BreakerEvent::Call {
+                name: shared.name.clone(),
+                outcome,
+                duration,
+                slow,
+            });
+        } else {
+            shared
+                .core
+                .settings
+                .stop_timing_for_call_events(|| shared.with_calls.wanted());
+        }
+    }
+
     /// The breaker's figures now.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let shared = &*self.shared;
         let Reading {
             state,
-            counts,
+            figures,
+            permits_in_use,
             not_permitted,
             consecutive_failures,
             retry_after,
         } = shared.core.read(|| self.now());
         let settings = &shared.core.settings;
-        let defined = counts.calls >= settings.minimum_calls() && counts.calls > 0;
+        let counts = figures.counts;
+        let defined = figures.defined();
         let rate = |part: u64| defined.then(|| (part as f64 * 100.0 / counts.calls as f64) as f32);
         BreakerSnapshot {
             name: shared.name.to_string(),
@@ -290,12 +388,14 @@ impl Breaker {
             buffered_calls: counts.calls,
             failed_calls: counts.failures,
             slow_calls: counts.slow,
+            permits_in_use: permits_in_use as u32,
             not_permitted_calls: not_permitted,
             consecutive_failures,
             retry_after: retry_after.map(Duration::from_micros),
             failure_rate_threshold: settings.failure_bp() as f64 / 100.0,
             slow_call_rate_threshold: settings.slow_bp() as f64 / 100.0,
             minimum_calls: settings.minimum_calls() as u32,
+            permitted_calls_in_half_open: settings.permitted_in_half_open() as u32,
         }
     }
 
@@ -330,6 +430,60 @@ impl Breaker {
     /// forced open, metrics-only) must be closed or reset first.
     pub fn open_for(&self, wait: Duration) -> Result<(), IllegalTransition> {
         self.force(State::Open, Some(micros(wait)))
+    }
+
+    /// Opens it until `deadline`, then it probes as usual; like
+    /// [`open_for`](Self::open_for) the time left (a deadline already past
+    /// lets the next call probe).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, State};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let breaker = Breaker::new("billing");
+    /// // Closed for maintenance until a known time.
+    /// breaker.open_until(Instant::now() + Duration::from_secs(600)).unwrap();
+    /// let open = breaker.try_acquire().unwrap_err();
+    /// assert_eq!(open.retry_after(), Some(Duration::from_secs(600)));
+    /// # }
+    /// ```
+    pub fn open_until(&self, deadline: Instant) -> Result<(), IllegalTransition> {
+        self.open_for(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Opens it for the configured wait, as a trip would: the base
+    /// `wait_in_open` from `Closed`; from `Open` or `HalfOpen` a re-open,
+    /// which grows the wait (with
+    /// [`open_wait_backoff`](crate::BreakerConfigBuilder::open_wait_backoff))
+    /// until the breaker closes. Only from `Closed`, `Open` or `HalfOpen`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, BreakerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = BreakerConfig::builder()
+    ///     .wait_in_open(Duration::from_secs(1))
+    ///     .open_wait_backoff(2.0, Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = Breaker::from_config("search", config).unwrap();
+    /// let retry_after = || breaker.try_acquire().unwrap_err().retry_after().unwrap();
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(1));
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(2));
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(4));
+    /// breaker.close();
+    /// breaker.open().unwrap();
+    /// assert_eq!(retry_after(), Duration::from_secs(1), "closing resets the growth");
+    /// # }
+    /// ```
+    pub fn open(&self) -> Result<(), IllegalTransition> {
+        self.force(State::Open, None)
     }
 
     /// Moves an open breaker to half-open now, without waiting.
@@ -387,13 +541,13 @@ impl Breaker {
     /// once per report interval) calls this.
     pub fn report_rejections(&self) {
         let shared = &*self.shared;
-        if !shared.events.wanted() {
+        if !self.listened() {
             return;
         }
         let count = shared.rejections.pending.swap(0, Ordering::Relaxed);
         if count > 0 {
             let retry_after = shared.rejections.retry_after.load(Ordering::Relaxed);
-            shared.events.send(BreakerEvent::Rejected {
+            self.send(BreakerEvent::Rejected {
                 name: shared.name.clone(),
                 retry_after: (retry_after != NO_WAIT).then(|| Duration::from_micros(retry_after)),
                 count,
@@ -427,10 +581,10 @@ impl Breaker {
                 }
             }
         };
-        if shared.events.wanted() {
+        if self.listened() {
             // Rejections that came first are reported first.
             self.report_rejections();
-            shared.events.send(event);
+            self.send(event);
         }
     }
 }
@@ -463,18 +617,29 @@ impl Permit {
         let shared = &*breaker.shared;
         let mut bits = RECORDED;
         match outcome {
-            Outcome::Ignored => return shared.core.release(ticket),
+            Outcome::Ignored => {
+                if let (true, Some(started)) = (self.report, self.started) {
+                    breaker.report_call(outcome, started.elapsed(), false);
+                }
+                return shared.core.release(ticket);
+            }
             Outcome::Failure => bits |= FAILED,
             Outcome::Success => {}
         }
-        let slow_call_duration = shared.core.settings.slow_call_duration();
-        if shared.core.window.needs_clock() || slow_call_duration.is_some() {
-            // One clock read serves the slow-call rule and the time window.
+        if shared.core.window.needs_clock() || self.started.is_some() {
+            // One clock read serves the slow-call rule, the per-call event
+            // and the time window.
             let now = Instant::now();
-            if let (Some(started), Some(slow)) = (self.started, slow_call_duration)
-                && now.saturating_duration_since(started) > slow
-            {
-                bits |= SLOW;
+            if let Some(started) = self.started {
+                let took = now.saturating_duration_since(started);
+                if let Some(slow) = shared.core.settings.slow_call_duration()
+                    && took > slow
+                {
+                    bits |= SLOW;
+                }
+                if self.report {
+                    breaker.report_call(outcome, took, bits & SLOW != 0);
+                }
             }
             let now = micros(now.saturating_duration_since(shared.epoch));
             shared
@@ -542,6 +707,29 @@ impl fmt::Debug for Permit {
         f.debug_struct("Permit")
             .field("breaker", &self.breaker.shared.name)
             .field("ticket", &self.ticket)
-            .finish()
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Calls are timed for per-call events only while somebody may listen:
+    /// the first outcome after the last subscriber left stops the timing.
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_timed_for_call_events_only_while_subscribed() {
+        let breaker = Breaker::new("timing");
+        assert!(breaker.try_acquire().unwrap().started.is_none());
+        let events = breaker.subscribe_with_calls();
+        let permit = breaker.try_acquire().unwrap();
+        assert!(permit.started.is_some() && permit.report);
+        drop(events);
+        permit.success();
+        let permit = breaker.try_acquire().unwrap();
+        assert!(permit.started.is_none() && !permit.report);
+        permit.success();
+        let _again = breaker.subscribe_with_calls();
+        assert!(breaker.try_acquire().unwrap().report);
     }
 }

@@ -8,6 +8,7 @@ use portcullis_core::config::check_range as in_range;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
+use crate::State;
 use crate::state::micros;
 use crate::window::{CountWindow, TimeWindow, Window};
 
@@ -92,12 +93,24 @@ pub struct BreakerConfig {
     max_retry_after: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jitter_seed: Option<u64>,
+    #[serde(skip_serializing_if = "is_closed")]
+    initial_state: State,
+    #[serde(skip_serializing_if = "is_open")]
+    state_after_max_wait_in_half_open: State,
 }
 
 /// Builds a [`BreakerConfig`]; every setter has a default (see each).
 #[derive(Clone, Debug, Default)]
 pub struct BreakerConfigBuilder {
     config: BreakerConfig,
+}
+
+fn is_closed(state: &State) -> bool {
+    *state == State::Closed
+}
+
+fn is_open(state: &State) -> bool {
+    *state == State::Open
 }
 
 fn default_buckets() -> u32 {
@@ -128,6 +141,8 @@ impl Default for BreakerConfig {
             max_wait_in_half_open: None,
             max_retry_after: None,
             jitter_seed: None,
+            initial_state: State::Closed,
+            state_after_max_wait_in_half_open: State::Open,
         }
     }
 }
@@ -213,6 +228,18 @@ impl BreakerConfig {
         self.max_retry_after
     }
 
+    /// The state a new breaker starts in (default `Closed`).
+    pub fn initial_state(&self) -> State {
+        self.initial_state
+    }
+
+    /// The state half-open moves to when
+    /// [`max_wait_in_half_open`](Self::max_wait_in_half_open) runs out:
+    /// `Open` (the default) or `Closed`.
+    pub fn state_after_max_wait_in_half_open(&self) -> State {
+        self.state_after_max_wait_in_half_open
+    }
+
     /// Checks every field; the error names the field and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.sliding_window {
@@ -290,6 +317,24 @@ impl BreakerConfig {
         }
         if let Some(wait) = self.max_retry_after {
             positive("max_retry_after", wait)?;
+        }
+        if self.initial_state == State::HalfOpen {
+            return Err(ConfigError::new(
+                "initial_state",
+                "must be one of CLOSED, OPEN, METRICS_ONLY, DISABLED, FORCED_OPEN, got HALF_OPEN",
+            ));
+        }
+        if !matches!(
+            self.state_after_max_wait_in_half_open,
+            State::Open | State::Closed
+        ) {
+            return Err(ConfigError::new(
+                "state_after_max_wait_in_half_open",
+                format!(
+                    "must be OPEN or CLOSED, got {:?}",
+                    self.state_after_max_wait_in_half_open
+                ),
+            ));
         }
         Ok(())
     }
@@ -372,7 +417,9 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Opens after `count` failures in a row (default: no such rule).
+    /// Opens after `count` failures in a row (default: no such rule). A
+    /// success ends a run; a time window also forgets the failures of a run
+    /// that left it (see the crate docs).
     pub fn consecutive_failures(mut self, count: u32) -> Self {
         self.config.consecutive_failures = Some(count);
         self
@@ -415,6 +462,63 @@ impl BreakerConfigBuilder {
     /// [`BreakerConfig::max_retry_after`]), at most `max`.
     pub fn open_on_retry_after(mut self, max: Duration) -> Self {
         self.config.max_retry_after = Some(max);
+        self
+    }
+
+    /// The state a new breaker starts in (default: `Closed`): any state but
+    /// `HalfOpen`. An `Open` breaker starts its open wait when it is made.
+    /// It applies to new breakers only: [`Breaker::reconfigure`] keeps the
+    /// state of a live one, and [`Breaker::reset`] closes it.
+    ///
+    /// ```
+    /// use portcullis_breaker::{Breaker, BreakerConfig, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let config = BreakerConfig::builder().initial_state(State::MetricsOnly).build().unwrap();
+    /// assert_eq!(Breaker::from_config("new-dependency", config).unwrap().state(), State::MetricsOnly);
+    ///
+    /// let config: BreakerConfig = toml::from_str(r#"initial_state = "FORCED_OPEN""#).unwrap();
+    /// let breaker = Breaker::from_config("maintenance", config).unwrap();
+    /// assert!(breaker.try_acquire().is_err());
+    /// # }
+    /// ```
+    ///
+    /// [`Breaker::reconfigure`]: crate::Breaker::reconfigure
+    /// [`Breaker::reset`]: crate::Breaker::reset
+    pub fn initial_state(mut self, state: State) -> Self {
+        self.config.initial_state = state;
+        self
+    }
+
+    /// The state to enter when half-open gives up waiting for its probes
+    /// ([`max_wait_in_half_open`](Self::max_wait_in_half_open)): `Open`
+    /// (the default) or `Closed`, with a fresh window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_breaker::{Breaker, BreakerConfig, State};
+    /// use portcullis_core::Outcome;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = BreakerConfig::builder()
+    ///     .count_window(1)
+    ///     .minimum_calls(1)
+    ///     .wait_in_open(Duration::from_secs(1))
+    ///     .max_wait_in_half_open(Duration::from_secs(5))
+    ///     .state_after_max_wait_in_half_open(State::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = Breaker::from_config("lenient", config).unwrap();
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure);
+    /// tokio::time::advance(Duration::from_secs(1)).await;
+    /// let _stuck = breaker.try_acquire().expect("a probe");
+    /// tokio::time::advance(Duration::from_secs(5)).await;
+    /// assert!(breaker.try_acquire().is_ok(), "gave up on the probe and closed");
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # }
+    /// ```
+    pub fn state_after_max_wait_in_half_open(mut self, state: State) -> Self {
+        self.config.state_after_max_wait_in_half_open = state;
         self
     }
 
@@ -517,6 +621,14 @@ mod tests {
         assert_eq!(
             field_of(BreakerConfig::builder().consecutive_failures(0)),
             "consecutive_failures"
+        );
+        assert_eq!(
+            field_of(BreakerConfig::builder().initial_state(State::HalfOpen)),
+            "initial_state"
+        );
+        assert_eq!(
+            field_of(BreakerConfig::builder().state_after_max_wait_in_half_open(State::Disabled)),
+            "state_after_max_wait_in_half_open"
         );
     }
 

@@ -13,7 +13,14 @@
 //! [`Breaker::report_rejections`]. The buffer of 256 events is then taken
 //! by transitions, not by a flood of rejected calls.
 //!
+//! Per-call events ([`BreakerEvent::Call`]: each outcome with its
+//! duration) are for those who ask: [`Breaker::subscribe_with_calls`]
+//! gives a stream of every event and those. While nobody holds such a
+//! stream, a call costs what it did without them: the breaker checks a flag
+//! it reads anyway, times nothing and builds nothing.
+//!
 //! [`Breaker::report_rejections`]: crate::Breaker::report_rejections
+//! [`Breaker::subscribe_with_calls`]: crate::Breaker::subscribe_with_calls
 //!
 //! [`Breaker::subscribe`]: crate::Breaker::subscribe
 
@@ -21,6 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::Outcome;
 pub use portcullis_core::events::RecvError;
 
 use crate::State;
@@ -119,13 +127,31 @@ pub enum BreakerEvent {
         count: u64,
     },
     /// A threshold was reached. In `Closed` the breaker opens at the same
-    /// moment; in `MetricsOnly` this is reported once per episode (until the
-    /// figures fall below the thresholds again).
+    /// moment. In `MetricsOnly` each threshold (failure rate, slow-call rate,
+    /// failures in a row) is reported once per episode of its own: from the
+    /// outcome that reaches it until its figure is below it again (or the
+    /// rate undefined, below `minimum_calls`), whatever the other
+    /// thresholds do.
     ThresholdCrossed {
         /// The breaker's name.
         name: Arc<str>,
         /// Which threshold, and the figure.
         threshold: Threshold,
+    },
+    /// A call's outcome, with how long it took. Sent only to the
+    /// subscribers of [`Breaker::subscribe_with_calls`]; while there are
+    /// none, calls are not even timed for it.
+    ///
+    /// [`Breaker::subscribe_with_calls`]: crate::Breaker::subscribe_with_calls
+    Call {
+        /// The breaker's name.
+        name: Arc<str>,
+        /// The outcome as classified; an `Ignored` one counted nowhere.
+        outcome: Outcome,
+        /// From admission to the outcome.
+        duration: Duration,
+        /// Whether the call was slow (only with a slow-call rule).
+        slow: bool,
     },
     /// The breaker was reset: closed, with every count cleared.
     Reset {
@@ -144,6 +170,9 @@ pub(crate) type Events = portcullis_core::events::Events<BreakerEvent>;
 
 /// How many events a slow subscriber may fall behind by.
 pub(crate) const CAPACITY: usize = 256;
+
+/// The same, for subscribers of every call's outcome.
+pub(crate) const CALLS_CAPACITY: usize = 1024;
 
 impl From<Threshold> for TransitionReason {
     fn from(threshold: Threshold) -> Self {

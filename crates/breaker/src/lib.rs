@@ -53,6 +53,13 @@
 //!   a call being slow when it takes *longer* than the slow-call duration;
 //!   N failures in a row. Rates are undefined (`None` in a
 //!   [`BreakerSnapshot`]) below `minimum_calls`, and then never trip.
+//! - **Failures in a row** are the recorded failures since the last
+//!   recorded success: any success ends the run, ignored outcomes do not
+//!   touch it (as in Linkerd and Envoy). A count window has no time, so a
+//!   run lasts until a success, however far apart its failures are. A time
+//!   window forgets the run with its buckets: failures that left the window
+//!   no longer count, so failures hours apart are not "in a row". Entering
+//!   any state but `Open` starts a new run (half-open counts its probes').
 //! - **Outcomes** come from a [`Classify`](portcullis_core::Classify)
 //!   implementation: by default any error is a failure, except the
 //!   rejections of inner Portcullis layers, which are ignored. An `Ignored`
@@ -69,21 +76,37 @@
 //!   task). It lets `permitted_calls_in_half_open` probes through and decides
 //!   over exactly their outcomes. A probe permit is a guard: a cancelled call
 //!   or an ignored outcome gives it back, so the breaker cannot be stuck
-//!   half-open; `max_wait_in_half_open` bounds slow probes too.
+//!   half-open; `max_wait_in_half_open` bounds slow probes too, after which
+//!   it opens again (or closes, with
+//!   [`BreakerConfigBuilder::state_after_max_wait_in_half_open`]).
 //! - **Stale outcomes** are dropped: each admission is tagged with the
 //!   generation of the state it was made in, and an outcome that arrives
 //!   after a transition is not counted into the new state.
 //! - **Manual control** on the handle: [`Breaker::force_open`],
 //!   [`Breaker::disable`], [`Breaker::metrics_only`], [`Breaker::close`],
-//!   [`Breaker::reset`], [`Breaker::open_for`], [`Breaker::half_open`].
-//!   A transition to the current state is silent; one the state does not
-//!   allow is an [`IllegalTransition`].
+//!   [`Breaker::reset`], [`Breaker::open`] (for the configured, growing
+//!   wait), [`Breaker::open_for`], [`Breaker::open_until`],
+//!   [`Breaker::half_open`]. A transition to the current state is silent;
+//!   one the state does not allow is an [`IllegalTransition`]. A new
+//!   breaker starts in [`BreakerConfigBuilder::initial_state`] (`Closed` by
+//!   default).
 //! - **Events**: transitions with their [`TransitionReason`], rejections and
 //!   threshold crossings go to `tracing` and to [`Breaker::subscribe`]rs; no
 //!   event is built when nobody subscribes. Rejections reach subscribers in
 //!   batches (one [`BreakerEvent::Rejected`] with a count, at most every
 //!   10 ms, and before the next other event), so that a flood of rejected
 //!   calls cannot push the transitions out of a subscriber's buffer.
+//!
+//! # What each figure counts, and when it starts again
+//!
+//! | figure | starts again |
+//! |--------|--------------|
+//! | the window (`buffered_calls`, `failed_calls`, `slow_calls`, rates) | on entering `Closed` or `MetricsOnly` (a time window also forgets calls with their buckets) |
+//! | the probes (the same fields in `HalfOpen`) | at each half-open episode; shown in `Open` after they failed |
+//! | `consecutive_failures` | at any recorded success, and on entering any state but `Open` |
+//! | `permits_in_use` | with each half-open episode (0 in other states) |
+//! | `not_permitted_calls` | only on [`Breaker::reset`] |
+//! | the growth of the open wait | when the breaker closes |
 //!
 //! # Shared or per route
 //!

@@ -5,7 +5,7 @@
 //! They are plain `std` atomics even under loom: they are not part of the
 //! protocol the models check, only its parameters.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::BreakerConfig;
@@ -35,7 +35,16 @@ pub(crate) struct Settings {
     max_retry_after: AtomicU64,
     /// Nanoseconds; `NONE`: no slow-call rule.
     slow_call_nanos: AtomicU64,
+    /// Half-open closes, rather than opens, when its wait runs out.
+    closes_after_half_open_wait: AtomicBool,
+    /// Why calls are timed: `SLOW_RULE`, `CALL_EVENTS`; 0: they are not.
+    timing: AtomicU8,
 }
+
+/// Calls are timed for the slow-call rule.
+pub(crate) const SLOW_RULE: u8 = 1;
+/// Calls are timed for per-call events (set while somebody may listen).
+pub(crate) const CALL_EVENTS: u8 = 2;
 
 fn optional(value: u64) -> Option<u64> {
     (value != NONE).then_some(value)
@@ -56,6 +65,8 @@ impl Settings {
             max_wait_in_half_open: AtomicU64::new(NONE),
             max_retry_after: AtomicU64::new(NONE),
             slow_call_nanos: AtomicU64::new(NONE),
+            closes_after_half_open_wait: AtomicBool::new(false),
+            timing: AtomicU8::new(0),
         };
         settings.update(config);
         settings
@@ -95,6 +106,19 @@ impl Settings {
                 .map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1)),
             Relaxed,
         );
+        if config.slow_call_duration().is_some() {
+            self.timing.fetch_or(SLOW_RULE, AcqRel);
+        } else {
+            self.timing.fetch_and(!SLOW_RULE, AcqRel);
+        }
+        self.closes_after_half_open_wait.store(
+            config.state_after_max_wait_in_half_open() == crate::State::Closed,
+            Relaxed,
+        );
+    }
+
+    pub(crate) fn closes_after_half_open_wait(&self) -> bool {
+        self.closes_after_half_open_wait.load(Relaxed)
     }
 
     #[inline]
@@ -145,10 +169,27 @@ impl Settings {
         optional(self.max_retry_after.load(Relaxed))
     }
 
-    /// Whether calls are timed for a slow-call rule.
+    /// Why calls are timed (`SLOW_RULE`, `CALL_EVENTS`), 0 when they are
+    /// not.
     #[inline]
-    pub(crate) fn has_slow_call_rule(&self) -> bool {
-        self.slow_call_nanos.load(Relaxed) != NONE
+    pub(crate) fn timing(&self) -> u8 {
+        self.timing.load(Relaxed)
+    }
+
+    /// Calls are timed for per-call events, for a subscriber that just
+    /// subscribed.
+    pub(crate) fn time_for_call_events(&self) {
+        self.timing.fetch_or(CALL_EVENTS, AcqRel);
+    }
+
+    /// Calls are no longer timed for per-call events, unless a subscriber
+    /// came meanwhile (`listening` is asked after the flag is cleared: a
+    /// subscriber counts itself before it sets the flag).
+    pub(crate) fn stop_timing_for_call_events(&self, listening: impl Fn() -> bool) {
+        self.timing.fetch_and(!CALL_EVENTS, AcqRel);
+        if listening() {
+            self.timing.fetch_or(CALL_EVENTS, AcqRel);
+        }
     }
 
     #[inline]

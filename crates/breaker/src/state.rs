@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use portcullis_core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Threshold, TransitionReason};
@@ -62,6 +62,11 @@ const FAILED_ONE: u64 = 1 << 12;
 const SLOW_ONE: u64 = 1;
 const FIELD_12: u64 = (1 << 12) - 1;
 
+/// Metrics-only episodes, one per threshold.
+const FAILURE_EPISODE: u8 = 1;
+const SLOW_EPISODE: u8 = 2;
+const RUN_EPISODE: u8 = 4;
+
 /// What a caller was admitted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ticket {
@@ -103,8 +108,13 @@ pub(crate) struct Core {
     reopens: AtomicU32,
     consecutive: AtomicU32,
     not_permitted: AtomicU64,
-    /// A crossing was reported in the current metrics-only episode.
-    crossed: AtomicBool,
+    /// The thresholds (`*_EPISODE` bits) whose crossing was reported in
+    /// their current metrics-only episode.
+    crossed: AtomicU8,
+    /// What an open breaker was judged on: 0 for the window, else
+    /// `FROM_PROBES` with the low 48 bits of the probes word of the
+    /// half-open episode that re-opened it.
+    opened_on: AtomicU64,
     rng: AtomicU64,
 }
 
@@ -112,10 +122,41 @@ pub(crate) struct Core {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reading {
     pub(crate) state: State,
-    pub(crate) counts: Counts,
+    pub(crate) figures: Figures,
+    /// Half-open permits held by probes whose outcome is not in yet.
+    pub(crate) permits_in_use: u64,
     pub(crate) not_permitted: u64,
     pub(crate) consecutive_failures: u32,
     pub(crate) retry_after: Option<u64>,
+}
+
+/// The calls a state is judged on: the window's (closed, metrics-only, and
+/// open after a trip from closed) or the probes' (half-open, and open after
+/// the probes failed). Rates are defined from `minimum` calls on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    pub(crate) counts: Counts,
+    pub(crate) minimum: u64,
+}
+
+const FROM_PROBES: u64 = 1 << 63;
+
+impl Figures {
+    fn of_probes(probes: u64) -> Self {
+        Self {
+            counts: Counts {
+                calls: (probes >> 24) & FIELD_12,
+                failures: (probes >> 12) & FIELD_12,
+                slow: probes & FIELD_12,
+            },
+            minimum: 1,
+        }
+    }
+
+    /// Whether the rates are defined.
+    pub(crate) fn defined(&self) -> bool {
+        self.counts.calls >= self.minimum && self.counts.calls > 0
+    }
 }
 
 #[inline]
@@ -185,9 +226,23 @@ impl Core {
             reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
-            crossed: AtomicBool::new(false),
+            crossed: AtomicU8::new(0),
+            opened_on: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
         }
+    }
+
+    /// Starts a breaker that nobody uses yet in `state` (not `HalfOpen`),
+    /// at time `now`; `Open` for the base open wait.
+    pub(crate) fn start_in(self, state: State, now: u64) -> Self {
+        let kind = kind_of(state);
+        self.state.store(word(0, kind), Ordering::Release);
+        if kind == OPEN {
+            let until = now.saturating_add(self.open_wait(0));
+            self.deadline
+                .store(tag(0) | until.min(LOW_48), Ordering::Release);
+        }
+        self
     }
 
     pub(crate) fn state(&self) -> State {
@@ -246,6 +301,16 @@ impl Core {
                     if let Some(until) = self.deadline_of(generation)
                         && now >= until
                     {
+                        if self.settings.closes_after_half_open_wait() {
+                            self.transition(
+                                current,
+                                CLOSED,
+                                TransitionReason::HalfOpenTimeout,
+                                None,
+                                signal,
+                            );
+                            continue;
+                        }
                         let wait = self.open_wait(self.reopens.load(Ordering::Acquire) + 1);
                         if self.transition(
                             current,
@@ -380,30 +445,33 @@ impl Core {
         now: impl Fn() -> u64,
         signal: &mut impl FnMut(Signal),
     ) {
-        let mut crossed = None;
+        let mut run = 0;
         if outcome & FAILED != 0 {
-            let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-            let limit = self.settings.consecutive_failures();
-            if limit > 0 && run >= limit {
-                crossed = Some(Threshold::ConsecutiveFailures { count: run });
+            run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+            if let (Window::Time(_), Some(counts)) = (&self.window, counts)
+                && u64::from(run) > counts.calls
+            {
+                // The oldest failures of the run left the window with their
+                // buckets: what is left of it is every call in the window.
+                run = counts.calls as u32;
+                self.consecutive.fetch_min(run, Ordering::AcqRel);
             }
         } else if self.consecutive.load(Ordering::Relaxed) != 0 {
             self.consecutive.store(0, Ordering::Release);
         }
-        let crossed = crossed.or_else(|| counts.and_then(|counts| self.crossing(counts)));
         if recording == METRICS_ONLY {
-            match crossed {
-                Some(threshold) if !self.crossed.swap(true, Ordering::AcqRel) => {
-                    signal(Signal::Crossed(threshold));
-                }
-                Some(_) => {}
-                None if self.crossed.load(Ordering::Relaxed) => {
-                    self.crossed.store(false, Ordering::Release);
-                }
-                None => {}
-            }
-            return;
+            // Every outcome is judged on the real figures: a count window's
+            // `None` only says that a success cannot have raised a rate, not
+            // that the rates are below their thresholds.
+            let counts = counts.unwrap_or_else(|| self.window.counts(&now));
+            return self.report_crossings(counts, run, signal);
         }
+        let limit = self.settings.consecutive_failures();
+        let crossed = if limit > 0 && run >= limit {
+            Some(Threshold::ConsecutiveFailures { count: run })
+        } else {
+            counts.and_then(|counts| self.crossing(counts))
+        };
         if let Some(threshold) = crossed {
             self.trip_now(current, threshold, now, signal);
         } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
@@ -458,6 +526,51 @@ impl Core {
         });
     }
 
+    /// Reports, in metrics-only, each threshold that `counts` and the run of
+    /// `run` failures reach, once per episode of its own: an episode ends
+    /// when that figure is below its threshold again (or a rate undefined).
+    #[cold]
+    fn report_crossings(&self, counts: Counts, run: u32, signal: &mut impl FnMut(Signal)) {
+        let Counts {
+            calls,
+            failures,
+            slow,
+        } = counts;
+        let settings = &self.settings;
+        let defined = calls >= settings.minimum_calls() && calls > 0;
+        let limit = settings.consecutive_failures();
+        let thresholds = [
+            (
+                FAILURE_EPISODE,
+                defined && failures * 10_000 >= settings.failure_bp() * calls,
+                Threshold::FailureRate {
+                    rate: rate(failures, calls),
+                },
+            ),
+            (
+                SLOW_EPISODE,
+                defined && slow * 10_000 >= settings.slow_bp() * calls,
+                Threshold::SlowCallRate {
+                    rate: rate(slow, calls),
+                },
+            ),
+            (
+                RUN_EPISODE,
+                limit > 0 && run >= limit,
+                Threshold::ConsecutiveFailures { count: run },
+            ),
+        ];
+        for (bit, reached, threshold) in thresholds {
+            if reached {
+                if self.crossed.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+                    signal(Signal::Crossed(threshold));
+                }
+            } else if self.crossed.load(Ordering::Acquire) & bit != 0 {
+                self.crossed.fetch_and(!bit, Ordering::AcqRel);
+            }
+        }
+    }
+
     /// The threshold that `counts` crosses, if any.
     #[inline]
     fn crossing(&self, counts: Counts) -> Option<Threshold> {
@@ -509,6 +622,13 @@ impl Core {
                 Err(actual) => probes = actual,
             }
         };
+        // The run of failures among the probes, for the snapshot (probes
+        // are judged on their rates, not on the run).
+        if outcome & FAILED != 0 {
+            self.consecutive.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.consecutive.store(0, Ordering::Release);
+        }
         let current = word(generation, HALF_OPEN);
         if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
             && outcome & FAILED != 0
@@ -560,7 +680,8 @@ impl Core {
 
     /// Moves from `current` to `to`; `false` if another caller moved first.
     /// The window is cleared before a recording state is entered (it is not
-    /// in use in the states that lead there).
+    /// in use in the states that lead there), and the run of failures before
+    /// any state but `Open` (which shows what opened it).
     fn transition(
         &self,
         current: u64,
@@ -572,8 +693,10 @@ impl Core {
         let entering_recording = matches!(to, CLOSED | METRICS_ONLY);
         if entering_recording {
             self.window.reset();
+            self.crossed.store(0, Ordering::Release);
+        }
+        if to != OPEN {
             self.consecutive.store(0, Ordering::Release);
-            self.crossed.store(false, Ordering::Release);
         }
         let next_generation = generation(current) + 1;
         if self
@@ -596,6 +719,24 @@ impl Core {
         }
         if to == CLOSED {
             self.reopens.store(0, Ordering::Release);
+        }
+        if to == OPEN {
+            match kind(current) {
+                // The probes that re-opened it are all in: their outcomes
+                // were added before the transition.
+                HALF_OPEN => {
+                    let probes = self.probes.load(Ordering::Acquire);
+                    let probes = if probes & !LOW_48 == tag(generation(current)) {
+                        probes & LOW_48
+                    } else {
+                        0
+                    };
+                    self.opened_on
+                        .store(FROM_PROBES | probes, Ordering::Release);
+                }
+                OPEN => {}
+                _ => self.opened_on.store(0, Ordering::Release),
+            }
         }
         if kind(current) != to {
             signal(Signal::Transition {
@@ -659,9 +800,16 @@ impl Core {
             if from == to && to != OPEN {
                 return Ok(());
             }
+            // A manual open without a wait takes the configured one: the
+            // base wait from `Closed`, grown as a re-open from `Open` or
+            // `HalfOpen`.
+            let reopens = match from {
+                CLOSED => 0,
+                _ => self.reopens.load(Ordering::Acquire) + 1,
+            };
             let deadline = match to {
                 OPEN => {
-                    Some(now().saturating_add(open_for.unwrap_or(self.settings.wait_in_open())))
+                    Some(now().saturating_add(open_for.unwrap_or_else(|| self.open_wait(reopens))))
                 }
                 HALF_OPEN => Some(
                     self.settings
@@ -671,6 +819,9 @@ impl Core {
                 _ => None,
             };
             if self.transition(current, to, TransitionReason::Manual, deadline, signal) {
+                if to == OPEN && open_for.is_none() {
+                    self.reopens.store(reopens, Ordering::Release);
+                }
                 return Ok(());
             }
         }
@@ -690,17 +841,54 @@ impl Core {
 
     pub(crate) fn read(&self, now: impl Fn() -> u64) -> Reading {
         let current = self.state.load(Ordering::Acquire);
+        let generation = generation(current);
         let retry_after = match kind(current) {
             OPEN => self
-                .deadline_of(generation(current))
+                .deadline_of(generation)
                 .map(|until| until.saturating_sub(now())),
             _ => None,
         };
+        let window = || Figures {
+            counts: self.window.counts(&now),
+            minimum: self.settings.minimum_calls(),
+        };
+        let mut permits_in_use = 0;
+        let mut run = self.consecutive.load(Ordering::Relaxed);
+        let mut window = || {
+            let figures = window();
+            if let Window::Time(_) = self.window {
+                // A time window forgets the run with its buckets.
+                run = run.min(figures.counts.calls as u32);
+            }
+            figures
+        };
+        let figures = match kind(current) {
+            CLOSED | METRICS_ONLY => window(),
+            HALF_OPEN => {
+                let probes = self.probes.load(Ordering::Acquire);
+                if probes & !LOW_48 == tag(generation) {
+                    let figures = Figures::of_probes(probes);
+                    let admitted = (probes >> 36) & FIELD_12;
+                    permits_in_use = admitted.saturating_sub(figures.counts.calls);
+                    figures
+                } else {
+                    // No probe admitted yet in this episode.
+                    Figures::of_probes(0)
+                }
+            }
+            OPEN => match self.opened_on.load(Ordering::Acquire) {
+                0 => window(),
+                probes => Figures::of_probes(probes & LOW_48),
+            },
+            // Nothing is recorded in the manual states that do not record.
+            _ => Figures::default(),
+        };
         Reading {
             state: state_of(kind(current)),
-            counts: self.window.counts(&now),
+            figures,
+            permits_in_use,
             not_permitted: self.not_permitted.load(Ordering::Relaxed),
-            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            consecutive_failures: run,
             retry_after,
         }
     }

@@ -37,6 +37,9 @@ fn main() {
     ];
     for (name, config) in configs {
         let breaker = Breaker::from_config(name, config.build().unwrap()).unwrap();
+        // A subscriber to every call that left: the next outcome stops the
+        // timing, and the closed path is back to what it was.
+        drop(breaker.subscribe_with_calls());
         let inner = service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)));
         let mut service = CircuitBreakerLayer::new(breaker.clone()).layer(inner);
         assert_eq!(call(&mut service, 1), 1); // warm up (lazy statics, first rotation)

@@ -619,3 +619,167 @@ async fn pending_rejections_are_reported_on_request() {
     b.report_rejections();
     assert!(events.try_recv().is_none(), "nothing twice");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_time_window_forgets_failures_in_a_row_with_its_buckets() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .time_window(Duration::from_secs(10), 10)
+            .minimum_calls(100)
+            .consecutive_failures(3),
+    );
+    record(&b, Outcome::Failure, 1);
+    time::advance(Duration::from_secs(5)).await;
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        1,
+        "the first failure left the window with its bucket"
+    );
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Closed, "two in a row within the window");
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Open, "three in a row within the window");
+
+    b.reset();
+    record(&b, Outcome::Failure, 2);
+    time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        0,
+        "hours apart: forgotten"
+    );
+    record(&b, Outcome::Failure, 2);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_count_window_keeps_failures_in_a_row_until_a_success() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(100)
+            .minimum_calls(100)
+            .consecutive_failures(3),
+    );
+    record(&b, Outcome::Failure, 2);
+    time::advance(Duration::from_secs(3600)).await;
+    record(&b, Outcome::Ignored, 5);
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        2,
+        "no time, and ignored outcomes do not break a run"
+    );
+    record(&b, Outcome::Failure, 1);
+    assert_eq!(b.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn initial_states() {
+    let start = |state| {
+        breaker(
+            BreakerConfig::builder()
+                .initial_state(state)
+                .wait_in_open(Duration::from_secs(3)),
+        )
+    };
+    let open = start(State::Open);
+    assert_eq!(open.state(), State::Open);
+    assert_eq!(
+        open.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(3)),
+        "the open wait starts when the breaker is made"
+    );
+    time::advance(Duration::from_secs(3)).await;
+    drop(open.try_acquire().expect("then it probes"));
+    assert_eq!(open.state(), State::HalfOpen);
+
+    let forced = start(State::ForcedOpen);
+    time::advance(Duration::from_secs(3600)).await;
+    assert!(forced.try_acquire().is_err());
+
+    let disabled = start(State::Disabled);
+    record(&disabled, Outcome::Failure, 100);
+    assert_eq!(disabled.snapshot().buffered_calls, 0);
+
+    let metrics = start(State::MetricsOnly);
+    record(&metrics, Outcome::Failure, 100);
+    assert_eq!(metrics.state(), State::MetricsOnly);
+    assert_eq!(metrics.snapshot().failed_calls, 100);
+    metrics.reset();
+    assert_eq!(metrics.state(), State::Closed, "reset closes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_wait_in_half_open_can_close_instead() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(2)
+            .minimum_calls(1)
+            .permitted_calls_in_half_open(1)
+            .wait_in_open(Duration::from_secs(1))
+            .max_wait_in_half_open(Duration::from_secs(5))
+            .state_after_max_wait_in_half_open(State::Closed),
+    );
+    record(&b, Outcome::Failure, 1);
+    time::advance(Duration::from_secs(1)).await;
+    let stuck = b.try_acquire().expect("probe");
+    time::advance(Duration::from_secs(5)).await;
+    let mut events = b.subscribe();
+    b.try_acquire().expect("closed again").success();
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(
+        transitions(&mut events),
+        vec![(
+            State::HalfOpen,
+            State::Closed,
+            TransitionReason::HalfOpenTimeout
+        )]
+    );
+    stuck.failure();
+    assert_eq!(b.snapshot().failed_calls, 0, "the late probe is stale");
+    assert_eq!(b.snapshot().buffered_calls, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_open_until_and_open_with_the_configured_wait() {
+    let b = breaker(
+        BreakerConfig::builder()
+            .count_window(2)
+            .minimum_calls(2)
+            .permitted_calls_in_half_open(1)
+            .wait_in_open(Duration::from_secs(2))
+            .open_wait_backoff(3.0, Duration::from_secs(30)),
+    );
+    let retry_after = |b: &Breaker| b.try_acquire().unwrap_err().retry_after();
+    b.open_until(time::Instant::now() + Duration::from_secs(42))
+        .unwrap();
+    assert_eq!(retry_after(&b), Some(Duration::from_secs(42)));
+    b.close();
+    b.open().unwrap();
+    assert_eq!(
+        retry_after(&b),
+        Some(Duration::from_secs(2)),
+        "the base wait"
+    );
+    time::advance(Duration::from_secs(2)).await;
+    let _probe = b.try_acquire().expect("a probe");
+    b.open().unwrap();
+    assert_eq!(
+        retry_after(&b),
+        Some(Duration::from_secs(6)),
+        "from half-open: a re-open"
+    );
+    // A failed probe after a manual re-open grows the wait further.
+    time::advance(Duration::from_secs(6)).await;
+    b.try_acquire().expect("a probe").failure();
+    assert_eq!(retry_after(&b), Some(Duration::from_secs(18)));
+    b.open_until(time::Instant::now()).unwrap();
+    drop(
+        b.try_acquire()
+            .expect("a past deadline lets the next call probe"),
+    );
+    b.force_open();
+    assert!(b.open().is_err(), "not from a manual state");
+}
