@@ -209,3 +209,116 @@ async fn a_reload_reaches_every_hosts_breaker() {
     assert_eq!(reload.not_live, ["upstreams.inventory.per_host"]);
     assert!(!routes.config().is_per_host("inventory"));
 }
+
+/// `HttpClient`: a reqwest client behind the upstream's stack, kept in an
+/// axum state. The POST is retried (it carries an `Idempotency-Key`) with
+/// its body replayed, each attempt is recorded by the host's breaker, and
+/// bad input is a typed error before anything is sent.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn an_http_client_in_axum_state_retries_with_its_body() {
+    use axum::extract::State;
+    use portcullis::client::{HttpClient, InvalidRequest};
+
+    // Answers 503 to its first request, then echoes the body.
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let upstream: Router = Router::new()
+        .route(
+            "/echo",
+            axum::routing::post(move |body: Bytes| {
+                let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        (StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
+                    } else {
+                        (StatusCode::OK, body)
+                    }
+                }
+            }),
+        )
+        .with_state(());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, upstream).await.unwrap() });
+
+    let routes = Routes::from_toml(
+        &format!(
+            "{CONFIG}\n[profiles.api.retry]\nmax_attempts = 2\n\
+             backoff = {{ type = \"constant\", delay = \"0s\" }}\njitter = {{ type = \"none\" }}\n"
+        ),
+        Registry::new(),
+    )
+    .unwrap();
+    let reqwest = reqwest::Client::builder().no_proxy().build().unwrap();
+    let inventory = HttpClient::new(&routes, "inventory", reqwest).unwrap();
+
+    // The gateway keeps the client in its state.
+    let gateway: Router = Router::new()
+        .route(
+            "/order",
+            get(move |State(inventory): State<HttpClient>| async move {
+                let url = format!("http://{upstream_addr}/echo");
+                match inventory
+                    .post(url)
+                    .header("idempotency-key", "order-1")
+                    .body("two apples")
+                    .send()
+                    .await
+                {
+                    Ok(response) => (response.status(), response.into_body()),
+                    Err(error) => (StatusCode::BAD_GATEWAY, Bytes::from(error.to_string())),
+                }
+            }),
+        )
+        .with_state(inventory.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
+
+    let order = portcullis_testing::get(gateway_addr, "/order").await;
+    assert_eq!((order.status, order.body.as_str()), (200, "two apples"));
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one retry");
+    let breaker = routes
+        .registry()
+        .find_breaker("inventory", Some(&upstream_addr.to_string()))
+        .expect("the host's breaker");
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.buffered_calls, 2, "each attempt is recorded");
+    assert_eq!(snapshot.failed_calls, 1);
+
+    // Bad input: typed errors, and nothing sent.
+    for error in [
+        inventory.get("not a url").send().await.unwrap_err(),
+        inventory
+            .get("ftp://example.com/")
+            .send()
+            .await
+            .unwrap_err(),
+        inventory
+            .get(format!("http://{upstream_addr}/echo"))
+            .header("bad header", "x")
+            .send()
+            .await
+            .unwrap_err(),
+        inventory
+            .get(format!("http://{upstream_addr}/echo"))
+            .header("x-note", "line\nbreak")
+            .send()
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(error.is::<InvalidRequest>(), "{error}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(breaker.snapshot().buffered_calls, 2, "not counted");
+}
+
+/// The client types can be stored in shared state.
+#[cfg(feature = "reqwest")]
+#[test]
+fn the_clients_can_be_stored() {
+    fn storable<T: Clone + Send + Sync + 'static>() {}
+    storable::<portcullis::client::HttpClient>();
+    storable::<portcullis::client::BoxClient<Full<Bytes>, Bytes>>();
+}
