@@ -22,6 +22,7 @@
 //! | `axum`    | | a rate limit keyed by client IP reads axum's `ConnectInfo`, one keyed by route its `MatchedPath` |
 //! | `preset`  | [`preset`] | the standard HTTP client, server route and gRPC client stacks, with documented defaults, checked across layers |
 //! | `config`  | [`config`] | per-route stacks from a TOML file: defaults, profiles, routes and upstreams, rate limits shared or keyed (client IP, route, header), every error with its path, built through the registry, reloaded live |
+//! | `reqwest` | [`client`] | a `reqwest::Client` behind an upstream's stack from the config file, called as reqwest is (`client::HttpClient`: `get`, `post`, `header`, `body`, `send`) |
 //! | `full`    | | everything |
 //!
 //! # Example

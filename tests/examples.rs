@@ -7,7 +7,8 @@
     feature = "http",
     feature = "grpc",
     feature = "retry",
-    feature = "timeout"
+    feature = "timeout",
+    feature = "reqwest"
 ))]
 
 #[allow(dead_code)]
@@ -27,6 +28,7 @@ async fn reqwest_client_opens_only_the_failing_hosts_breaker() {
     let summary = reqwest_client::run().await.unwrap();
     reqwest_client::check(&summary).unwrap();
     assert_eq!(summary.received.1, 4, "the failing host was spared");
+    assert_eq!(summary.breakers.len(), 2, "one breaker per host");
 }
 
 #[tokio::test]

@@ -22,3 +22,36 @@ impl fmt::Display for NoAuthority {
 }
 
 impl Error for NoAuthority {}
+
+/// A request an [`HttpClient`](crate::client::HttpClient) cannot make: its
+/// URL is not an absolute `http` or `https` URL, or a header name or value
+/// is not valid. Found before anything is sent; the breaker does not count
+/// it.
+#[cfg(feature = "reqwest")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidRequest {
+    reason: String,
+}
+
+#[cfg(feature = "reqwest")]
+impl InvalidRequest {
+    pub(crate) fn new(reason: String) -> Self {
+        Self { reason }
+    }
+
+    /// What is wrong with it: `url "x": relative URL without a base`,
+    /// `header name: invalid HTTP header name`.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl fmt::Display for InvalidRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid request: {}", self.reason)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl Error for InvalidRequest {}

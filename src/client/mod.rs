@@ -1,6 +1,12 @@
-//! Keyed client stacks: one circuit breaker (and, if asked, one bulkhead)
-//! per upstream authority, made on first use (features `registry` and
-//! `http`).
+//! Client stacks: one circuit breaker (and, if asked, one bulkhead) per
+//! upstream authority, made on first use (features `registry` and
+//! `http`); a nameable boxed client ([`BoxClient`], feature `config`); a
+//! reqwest client behind an upstream's stack from a config file
+//! (`HttpClient`, feature `reqwest`).
+//!
+//! From a config file, an upstream with `per_host = true` gets the
+//! per-authority breakers described here, configured by the file (see
+//! [`config`](crate::config)).
 //!
 //! A client that calls many hosts through one breaker opens it for all of
 //! them when one is down. [`PerAuthorityLayer`] keys the breaker by the
@@ -62,10 +68,62 @@
 
 mod error;
 pub mod future;
+#[cfg(feature = "reqwest")]
+mod http_client;
 mod layer;
 
+#[cfg(feature = "reqwest")]
+pub use error::InvalidRequest;
 pub use error::NoAuthority;
+#[cfg(feature = "reqwest")]
+pub use http_client::{HttpClient, RequestBuilder};
 pub use layer::{PerAuthority, PerAuthorityLayer};
+
+/// A client stack as a type that can be named and stored: boxed, `Clone +
+/// Send + Sync + 'static`, failing with a [`BoxError`](crate::core::BoxError)
+/// (feature `config`).
+///
+/// It is what [`Routes::upstream_layer`](crate::config::Routes::upstream_layer)
+/// makes of a client, so a field of an axum state, or of any struct, can
+/// hold it:
+///
+/// ```
+/// use axum::body::Body;
+/// use portcullis::client::BoxClient;
+/// use portcullis::config::Routes;
+/// use portcullis::core::BoxError;
+/// use portcullis::registry::Registry;
+/// use portcullis::retry::ReplayBody;
+/// use tower::{Layer, service_fn};
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     inventory: BoxClient<Body>,
+/// }
+///
+/// # fn main() -> Result<(), BoxError> {
+/// let routes = Routes::from_toml(r#"
+///     [profiles.api.breaker]
+///     [upstreams.inventory]
+///     profile = "api"
+/// "#, Registry::new())?;
+/// // Any HTTP client of `Request<ReplayBody<Body>>`; this one answers 200.
+/// let client = service_fn(|_: http::Request<ReplayBody<Body>>| async {
+///     Ok::<_, BoxError>(http::Response::new(Body::empty()))
+/// });
+/// let state = AppState { inventory: routes.upstream_layer("inventory")?.layer(client) };
+/// let app: axum::Router = axum::Router::new().with_state(state);
+/// # let _ = app; Ok(()) }
+/// ```
+///
+/// With the `reqwest` feature, `HttpClient` is such a stack around a
+/// `reqwest::Client`, with reqwest's way of making requests.
+#[cfg(feature = "config")]
+pub type BoxClient<ReqB, ResB = ReqB> = tower::util::BoxCloneSyncService<
+    http::Request<ReqB>,
+    http::Response<ResB>,
+    portcullis_core::BoxError,
+>;
 
 /// The registry key of a request to `uri`: its authority without user
 /// information, if it has one.

@@ -1,6 +1,6 @@
 //! The config file: its model, loading, inheritance and validation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_core::ConfigError;
 use portcullis_core::config::check_range;
@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub(crate) profiles: BTreeMap<String, Profile>,
     pub(crate) routes: BTreeMap<String, String>,
     pub(crate) upstreams: BTreeMap<String, String>,
+    /// The upstreams with `per_host = true`.
+    pub(crate) per_host: BTreeSet<String>,
 }
 
 /// One profile's layers, each config resolved (the profile's fields laid
@@ -157,6 +159,7 @@ struct RawSections {
 #[serde(default)]
 struct RawBinding {
     profile: Option<String>,
+    per_host: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -289,6 +292,14 @@ impl ConfigFile {
                 )
             },
         );
+        let per_host = raw
+            .upstreams
+            .iter()
+            .filter(|(name, binding)| {
+                binding.per_host == Some(true) && upstreams.contains_key(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in raw.upstreams.keys() {
             if raw.routes.contains_key(name) {
                 errors.push(ConfigError::new(
@@ -303,6 +314,7 @@ impl ConfigFile {
             profiles,
             routes,
             upstreams,
+            per_host,
         })
     }
 
@@ -334,6 +346,13 @@ impl ConfigFile {
     /// The profile of the upstream named `upstream`.
     pub fn upstream(&self, upstream: &str) -> Option<&Profile> {
         self.profiles.get(self.upstreams.get(upstream)?)
+    }
+
+    /// Whether the upstream named `upstream` says `per_host = true`: its
+    /// breaker and bulkhead are then one per request authority (see
+    /// [`Routes::upstream_layer`](crate::config::Routes::upstream_layer)).
+    pub fn is_per_host(&self, upstream: &str) -> bool {
+        self.per_host.contains(upstream)
     }
 
     /// Every route and upstream name, with the path of its profile
@@ -612,7 +631,7 @@ where
 
 /// The profile name of each route (or upstream) of `section`, every missing
 /// or unknown one reported; `refuse` says why a profile may not be used
-/// there.
+/// there. Only upstreams may say `per_host`, and only with a breaker.
 fn bind(
     errors: &mut ConfigErrors,
     section: &str,
@@ -620,6 +639,12 @@ fn bind(
     profiles: &BTreeMap<String, RawSections>,
     refuse: impl Fn(&RawSections) -> Option<&'static str>,
 ) -> BTreeMap<String, String> {
+    let upstreams = section == "upstreams";
+    let fields: &[&str] = if upstreams {
+        &["profile", "per_host"]
+    } else {
+        &["profile"]
+    };
     let mut bound = BTreeMap::new();
     for (name, binding) in raw {
         let path = format!("{section}.{name}");
@@ -627,9 +652,17 @@ fn bind(
             errors.push(ConfigError::new(
                 format!("{path}.{key}"),
                 format!(
-                    "unknown field{} (expected profile)",
-                    did_you_mean(key, ["profile"])
+                    "unknown field{} (expected {})",
+                    did_you_mean(key, fields.iter().copied()),
+                    fields.join(", ")
                 ),
+            ));
+        }
+        if binding.per_host.is_some() && !upstreams {
+            errors.push(ConfigError::new(
+                format!("{path}.per_host"),
+                "only an upstream can have a breaker per host: a route's stack serves \
+                 its own requests, with one breaker",
             ));
         }
         if name.is_empty() || name.contains('/') {
@@ -654,6 +687,15 @@ fn bind(
                         } else {
                             known.join(", ")
                         }
+                    ),
+                ));
+            }
+            Some(sections) if binding.per_host == Some(true) && sections.breaker.is_none() => {
+                errors.push(ConfigError::new(
+                    format!("{path}.per_host"),
+                    format!(
+                        "profile '{profile}' has no breaker to keep per host: add a breaker \
+                         section to it, or drop per_host"
                     ),
                 ));
             }
@@ -881,6 +923,66 @@ mod tests {
                 .unwrap()
                 .message()
                 .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn per_host_is_for_upstreams_with_a_breaker() {
+        let file = ConfigFile::from_toml(
+            r#"
+            [profiles.api.breaker]
+            [upstreams.inventory]
+            profile = "api"
+            per_host = true
+            [upstreams.billing]
+            profile = "api"
+            "#,
+        )
+        .unwrap();
+        assert!(file.is_per_host("inventory"));
+        assert!(!file.is_per_host("billing"));
+
+        let errors = ConfigFile::from_toml(
+            r#"
+            [profiles.api.breaker]
+            [profiles.plain.bulkhead]
+            [routes.checkout]
+            profile = "api"
+            per_host = true
+            [upstreams.cdn]
+            profile = "plain"
+            per_host = true
+            [upstreams.search]
+            profile = "api"
+            per_hots = true
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "routes.checkout.per_host",
+                "upstreams.cdn.per_host",
+                "upstreams.search.per_hots"
+            ],
+            "{errors}"
+        );
+        let text = errors.to_string();
+        assert!(
+            text.contains("routes.checkout.per_host: only an upstream can have a breaker per host"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "upstreams.cdn.per_host: profile 'plain' has no breaker to keep per host"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "upstreams.search.per_hots: unknown field (did you mean `per_host`?) (expected profile, per_host)"
+            ),
+            "{text}"
         );
     }
 

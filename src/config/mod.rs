@@ -33,6 +33,7 @@
 //! profile = "search"
 //! [upstreams.inventory]
 //! profile = "payments"
+//! per_host = true                       # a breaker (and bulkhead) per host
 //! ```
 //!
 //! - **Sections** of a profile, in stack order (outermost first):
@@ -77,13 +78,23 @@
 //!   `inventory`), so they appear in the registry service's
 //!   `/health/breakers`, `/health/bulkheads`, `/health/ratelimiters` and
 //!   `/health/budgets` under those names, and can be controlled there.
+//! - **Per host**: an upstream with `per_host = true` (upstreams only;
+//!   its profile needs a breaker) has one breaker, and one bulkhead if the
+//!   profile has one, per request authority (`host:port`), through a
+//!   [`PerAuthorityLayer`](crate::client::PerAuthorityLayer): the
+//!   registry's keyed instances of the upstream's name, served under that
+//!   name with the host as key, each made with the upstream's config
+//!   (profile over `defaults`). One client can then call many hosts
+//!   without one host's outage opening the breaker for all of them. Its
+//!   rate limit, timeouts, retry and fallback stay one for the upstream.
 //! - **Reload**: [`Routes::reload`] validates the new text whole (nothing
 //!   changes if anything is wrong), then applies the new configs of the
-//!   breakers, rate limiters and retry budgets through the registry,
-//!   keeping their windows, state and balances. Timeouts, retry policies
-//!   and fallbacks, and a layer added or removed, are fixed when a stack
-//!   is built: a reload lists their changes in [`Reload::not_live`], and
-//!   they apply to stacks built afterwards.
+//!   breakers (every host's, for a `per_host` upstream), rate limiters and
+//!   retry budgets through the registry, keeping their windows, state and
+//!   balances. Timeouts, retry policies, fallbacks, `per_host`, and a
+//!   layer added or removed, are fixed when a stack is built: a reload
+//!   lists their changes in [`Reload::not_live`], and they apply to stacks
+//!   built afterwards.
 //!
 //! ```
 //! use portcullis::config::Routes;

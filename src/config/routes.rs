@@ -15,6 +15,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
 use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
+use crate::client::PerAuthorityLayer;
 use crate::error::ConfigErrors;
 use crate::fallback::{Failure, FallbackLayer, OnFailure, OnRejection};
 use crate::http::ErrorMappingLayer;
@@ -161,6 +162,7 @@ impl Routes {
             route,
             &profile,
             TimeoutPlace::InsideBreaker,
+            false,
         );
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReqB>, Response<ResB>> =
@@ -181,6 +183,16 @@ impl Routes {
     /// retries included, so it cancels an attempt before the breaker sees
     /// it: a profile with a breaker and a timeout must have an
     /// `attempt_timeout` to be bound to an upstream (checked when loaded).
+    ///
+    /// With `per_host = true` in the upstream's binding, the breaker (and
+    /// bulkhead) is one per request authority (`host:port`), through a
+    /// [`PerAuthorityLayer`]: the registry's `breaker_for(upstream, host)`,
+    /// served at `/health/breakers` under the upstream's name with the host
+    /// as key, made with the upstream's config (its profile over
+    /// `defaults`), which a reload changes on every host's breaker. The
+    /// rate limit, timeout, retry (and its budget) and fallback stay one
+    /// for the upstream. A request without an authority then fails with
+    /// [`NoAuthority`](crate::client::NoAuthority).
     ///
     /// The retry is [`RetryLayer::http`]'s; the inner service receives
     /// `Request<ReplayBody<B>>` whether the profile retries or not (without
@@ -203,18 +215,22 @@ impl Routes {
         B::Error: Into<BoxError>,
         ResB: From<Bytes> + Send + 'static,
     {
-        let profile = self
-            .lock()
-            .upstream(upstream)
-            .cloned()
-            .ok_or_else(|| UnknownRoute {
-                name: upstream.to_owned(),
-            })?;
+        let (profile, per_host) = {
+            let config = self.lock();
+            let profile = config
+                .upstream(upstream)
+                .cloned()
+                .ok_or_else(|| UnknownRoute {
+                    name: upstream.to_owned(),
+                })?;
+            (profile, config.is_per_host(upstream))
+        };
         let parts = Parts::new(
             &self.shared.registry,
             upstream,
             &profile,
             TimeoutPlace::OutsideRetry,
+            per_host,
         );
         let retry = profile.retry.clone().unwrap_or_else(|| {
             RetryConfig::builder()
@@ -250,8 +266,11 @@ impl Routes {
     /// and the ratio and floor of retry budgets (a budget keeps its
     /// balance; a new `ttl` is an error). A live bulkhead cannot be
     /// reconfigured (an error, as in the registry).
+    /// The breakers and bulkheads of a `per_host` upstream are keyed
+    /// instances of the upstream's name: a reload reaches every host's.
     /// What applies only to stacks built afterwards, listed in
     /// [`Reload::not_live`]: timeouts, retry policies and fallbacks,
+    /// `per_host` turned on or off,
     /// a layer added to or removed from a profile, and a route removed from
     /// the file (its built stack keeps working as it was). A route added by
     /// the reload can be built with [`route_layer`](Self::route_layer)
@@ -278,6 +297,9 @@ impl Routes {
                     }
                     continue;
                 };
+                if section == "upstreams" && current.is_per_host(name) != config.is_per_host(name) {
+                    not_live.push(format!("{section}.{name}.per_host"));
+                }
                 for (layer, changed) in [
                     (
                         "rate_limit",
@@ -314,17 +336,29 @@ impl Routes {
 /// name. All or nothing as far as the checks go.
 fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors> {
     let mut errors = ConfigErrors::new();
+    // The live instances of each name, plain and keyed (a per-host
+    // upstream's): found once, checked for every binding.
+    let breakers = registry.breakers();
+    let bulkheads = registry.bulkheads();
     for (name, path, profile) in config.bound() {
-        if let (Some(new), Some(live)) = (&profile.breaker, registry.find_breaker(name, None)) {
-            if live.config().sliding_window() != new.sliding_window() {
+        if let Some(new) = &profile.breaker {
+            let mut live = breakers
+                .iter()
+                .filter(|b| b.snapshot.name == name)
+                .filter_map(|b| registry.find_breaker(name, b.key.as_deref()));
+            if live.any(|live| live.config().sliding_window() != new.sliding_window()) {
                 errors.push(ConfigError::new(
                     format!("{path}.breaker.sliding_window"),
                     format!("cannot change on the live breaker '{name}', which keeps its window"),
                 ));
             }
         }
-        if let (Some(new), Some(live)) = (&profile.bulkhead, registry.find_bulkhead(name, None)) {
-            if live.config() != new {
+        if let Some(new) = &profile.bulkhead {
+            let mut live = bulkheads
+                .iter()
+                .filter(|b| b.snapshot.name == name)
+                .filter_map(|b| registry.find_bulkhead(name, b.key.as_deref()));
+            if live.any(|live| live.config() != new) {
                 errors.push(ConfigError::new(
                     format!("{path}.bulkhead"),
                     format!("cannot change on the live bulkhead '{name}'"),
@@ -408,6 +442,8 @@ struct Parts {
     /// (so that the breaker counts a handler that hangs), outside the
     /// retry for an upstream (so that it bounds the retries).
     timeout: TimeoutPlace,
+    /// Whether the breaker and bulkhead are one per request authority.
+    per_host: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -502,7 +538,13 @@ impl<B> KeyExtractor<Request<B>> for ConfigKey {
 }
 
 impl Parts {
-    fn new(registry: &Registry, name: &str, profile: &Profile, timeout: TimeoutPlace) -> Self {
+    fn new(
+        registry: &Registry,
+        name: &str,
+        profile: &Profile,
+        timeout: TimeoutPlace,
+        per_host: bool,
+    ) -> Self {
         let limiter = profile.rate_limit.as_ref().map(|config| {
             let key = match &profile.rate_limit_key {
                 None => return Limiter::Shared(registry.rate_limiter(name)),
@@ -522,19 +564,36 @@ impl Parts {
             profile: profile.clone(),
             limiter,
             timeout,
+            per_host,
         }
     }
 
     /// Breaker → (a route's timeout) → bulkhead → attempt timeout, around
-    /// `service`.
-    fn inner<Req, ResB>(&self, service: Boxed<Req, Response<ResB>>) -> Boxed<Req, Response<ResB>>
+    /// `service`; per host, the breaker and bulkhead of the request's
+    /// authority.
+    fn inner<ReqB, ResB>(
+        &self,
+        service: Boxed<Request<ReqB>, Response<ResB>>,
+    ) -> Boxed<Request<ReqB>, Response<ResB>>
     where
-        Req: Send + 'static,
+        ReqB: Send + 'static,
         ResB: Send + 'static,
     {
         let mut service = service;
         if let Some(attempt) = &self.profile.attempt_timeout {
             service = BoxCloneSyncService::new(TimeoutLayer::new(attempt.timeout()).layer(service));
+        }
+        if self.per_host {
+            // Validated when loaded: a per-host upstream has a breaker, and
+            // its timeout is outside the retry.
+            let layer = PerAuthorityLayer::new(self.registry.clone(), self.name.as_str())
+                .classifier(HttpClassifier);
+            let layer = if self.profile.bulkhead.is_some() {
+                layer.with_bulkheads()
+            } else {
+                layer
+            };
+            return BoxCloneSyncService::new(layer.layer(service));
         }
         if self.profile.bulkhead.is_some() {
             let bulkhead = self.registry.bulkhead(&self.name);
