@@ -4,21 +4,13 @@
 
 use std::time::Duration;
 
-use portcullis_breaker::{
-    Breaker, BreakerConfig, BreakerConfigBuilder, BreakerEvent, BreakerSnapshot, State, Threshold,
-};
+use portcullis_breaker::{BreakerConfig, BreakerEvent, BreakerSnapshot, State, Threshold};
 use portcullis_core::Outcome;
 use tokio::time;
 
-fn breaker(config: BreakerConfigBuilder) -> Breaker {
-    Breaker::from_config("test", config.build().expect("valid config")).expect("valid config")
-}
+mod common;
 
-fn record(breaker: &Breaker, outcome: Outcome, times: usize) {
-    for _ in 0..times {
-        breaker.try_acquire().expect("admitted").record(outcome);
-    }
-}
+use common::{breaker, record};
 
 /// The call figures of a snapshot: buffered, failed, slow, their rates, and
 /// the permits in use.

@@ -4,20 +4,14 @@
 use std::time::Duration;
 
 use portcullis_breaker::{
-    Breaker, BreakerConfig, BreakerConfigBuilder, BreakerEvent, State, Threshold, TransitionReason,
+    Breaker, BreakerConfig, BreakerEvent, State, Threshold, TransitionReason,
 };
 use portcullis_core::Outcome;
 use tokio::time;
 
-fn breaker(config: BreakerConfigBuilder) -> Breaker {
-    Breaker::from_config("test", config.build().expect("valid config")).expect("valid config")
-}
+mod common;
 
-fn record(breaker: &Breaker, outcome: Outcome, times: usize) {
-    for _ in 0..times {
-        breaker.try_acquire().expect("admitted").record(outcome);
-    }
-}
+use common::{breaker, record};
 
 fn transitions(
     events: &mut portcullis_breaker::EventStream,
