@@ -1,6 +1,7 @@
 //! What the logs say: every event of a config-built stack runs in a span
 //! naming its route or upstream, a timeout logs, and a fallback names its
-//! answer in words. Captured with a minimal `tracing` subscriber.
+//! answer in words, and a per-host breaker names its host. Captured with a
+//! minimal `tracing` subscriber.
 #![cfg(not(loom))]
 
 use std::sync::{Arc, Mutex};
@@ -144,4 +145,58 @@ fn a_routes_timeout_and_fallback_log_in_its_span_in_plain_words() {
         fallback.contains("source=a response made from the failure"),
         "not a type name: {fallback}"
     );
+}
+
+/// A per-host breaker's transition names its host: the breaker's own line
+/// says which breaker, the span around the call which host.
+#[test]
+fn a_per_host_breakers_transition_names_its_host() {
+    use portcullis::breaker::BreakerConfig;
+    use portcullis::client::PerAuthorityLayer;
+    use portcullis::core::HttpClassifier;
+    use tower::Layer;
+
+    let capture = Capture::default();
+    let events = capture.events.clone();
+    tracing::subscriber::with_default(capture, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let registry = Registry::builder()
+                .breaker_default(
+                    BreakerConfig::builder()
+                        .count_window(1)
+                        .minimum_calls(1)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let failing = tower::service_fn(|_: http::Request<()>| async {
+                let mut response = http::Response::new(());
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let client = PerAuthorityLayer::new(registry.clone(), "payments")
+                .classifier(HttpClassifier)
+                .layer(failing);
+            let request = http::Request::get("http://pay.example:8443/charge")
+                .body(())
+                .unwrap();
+            let response = client.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 500);
+        });
+    });
+    let events = events.lock().unwrap();
+    let opened = events
+        .iter()
+        .find(|event| event.contains("state changed"))
+        .unwrap_or_else(|| panic!("no transition in {events:#?}"));
+    assert!(
+        opened.starts_with("portcullis host=pay.example:8443"),
+        "{opened}"
+    );
+    assert!(opened.contains("breaker=payments"), "{opened}");
 }

@@ -130,8 +130,10 @@ where
 }
 
 impl Gateway {
-    async fn serve(app: Router) -> Result<Self, BoxError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    async fn serve(app: Router, port: u16) -> Result<Self, BoxError> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|error| format!("cannot listen on 127.0.0.1:{port}: {error}"))?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -154,7 +156,7 @@ impl Gateway {
                 Ok::<_, Infallible>(response)
             }
         });
-        Self::serve(Router::new().fallback_service(service).with_state(())).await
+        Self::serve(Router::new().fallback_service(service).with_state(()), 0).await
     }
 
     /// The Portcullis gateway, with a stack per route, and the registry's
@@ -170,7 +172,12 @@ impl Gateway {
     /// `upstream-write` → bulkhead (8 calls in flight) → a deadline of
     /// [`WRITE_DEADLINE`] → the upstream. Never retried: an order is not
     /// idempotent.
-    pub(crate) async fn resilient(upstream: SocketAddr) -> Result<(Self, Resilience), BoxError> {
+    ///
+    /// It listens on loopback at `port` (0: any free port).
+    pub(crate) async fn resilient(
+        upstream: SocketAddr,
+        port: u16,
+    ) -> Result<(Self, Resilience), BoxError> {
         let ms = Duration::from_millis;
         let breakers = BreakerConfig::builder()
             .count_window(50)
@@ -232,7 +239,7 @@ impl Gateway {
             .route_service("/orders", write)
             .nest_service("/admin", RegistryService::new(registry.clone()))
             .with_state(());
-        let gateway = Self::serve(app).await?;
+        let gateway = Self::serve(app, port).await?;
         let resilience = Resilience {
             registry,
             read_retry,

@@ -50,9 +50,11 @@
 //! their time since the start.
 //!
 //! With `--serve` the demo keeps running after the table: the script
-//! loops, a lighter load keeps flowing, and the dashboard URL is printed
-//! at the start, where the breakers are seen opening and closing. Ctrl-C
-//! ends it.
+//! plays again and again with a lighter load (it says so when it starts
+//! looping), and the dashboard URL is printed at the start, where the
+//! breakers are seen opening and closing. Ctrl-C ends it. `--port N` puts
+//! the Portcullis gateway (and so the dashboard) on `127.0.0.1:N` instead
+//! of a free port.
 
 mod gateway;
 mod load;
@@ -76,9 +78,48 @@ use crate::upstream::{Timeline, Upstream};
 /// the table takes them (`None` from then on).
 type Transitions = Arc<Mutex<Option<Vec<(Duration, String)>>>>;
 
+/// What the command line asked for.
+#[derive(Debug, Default)]
+struct Args {
+    /// Keep serving after the table (`--serve`).
+    serve: bool,
+    /// The Portcullis gateway's port (`--port N`); 0 for a free one.
+    port: u16,
+}
+
+const USAGE: &str = "usage: demo [--serve] [--port N]";
+
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut parsed = Self::default();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--serve" => parsed.serve = true,
+                "--port" => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| format!("--port needs a number\n{USAGE}"))?;
+                    parsed.port = value.parse().map_err(|_| {
+                        format!("--port expects a port number (0 to 65535), got {value:?}\n{USAGE}")
+                    })?;
+                }
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<ExitCode, BoxError> {
-    let serve = std::env::args().skip(1).any(|arg| arg == "--serve");
+    let Args { serve, port } = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let timeline = Timeline::demo();
     let plan = Plan {
         requests: 2_000,
@@ -90,7 +131,7 @@ async fn main() -> Result<ExitCode, BoxError> {
 
     let upstream = Upstream::start(timeline.seed).await?;
     let bare = Gateway::bare(upstream.addr).await?;
-    let (resilient, resilience) = Gateway::resilient(upstream.addr).await?;
+    let (resilient, resilience) = Gateway::resilient(upstream.addr, port).await?;
     let lanes = [
         Lane::new(bare.addr, &plan),
         Lane::new(resilient.addr, &plan),
@@ -153,15 +194,18 @@ async fn main() -> Result<ExitCode, BoxError> {
     println!("{}", better.1);
 
     if serve {
-        println!(
-            "\nstill serving: the dashboard is http://{}/admin/ (Ctrl-C ends it)",
-            resilient.addr
-        );
         let steady = Plan {
             requests: (timeline.length().as_secs_f64() * 50.0) as u64,
             rate: 50.0,
             ..plan
         };
+        println!(
+            "\nstill serving: the script now plays again every {:.0} s, with {} requests a second \
+             to each gateway, until Ctrl-C; the dashboard is http://{}/admin/",
+            timeline.length().as_secs_f64(),
+            steady.rate,
+            resilient.addr
+        );
         tokio::select! {
             result = rounds(&timeline, steady, &upstream, &lanes) => result?,
             _ = tokio::signal::ctrl_c() => println!("\nbye"),

@@ -22,6 +22,9 @@ pin_project! {
     {
         #[pin]
         kind: Kind<S, Req, C>,
+        // Names the authority: entered on every poll, so that what the
+        // breaker and bulkhead log says which host it is about.
+        span: tracing::Span,
     }
 }
 
@@ -49,21 +52,27 @@ impl<S, Req, C> ResponseFuture<S, Req, C>
 where
     S: Service<Req>,
 {
-    pub(crate) fn breaker(future: BreakerFuture<S::Future, C>) -> Self {
+    pub(crate) fn breaker(future: BreakerFuture<S::Future, C>, span: tracing::Span) -> Self {
         Self {
             kind: Kind::Breaker { future },
+            span,
         }
     }
 
-    pub(crate) fn guarded(future: BreakerFuture<BulkheadFuture<S, Req, UntilResponse>, C>) -> Self {
+    pub(crate) fn guarded(
+        future: BreakerFuture<BulkheadFuture<S, Req, UntilResponse>, C>,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             kind: Kind::Guarded { future },
+            span,
         }
     }
 
-    pub(crate) fn failed(error: BoxError) -> Self {
+    pub(crate) fn failed(error: BoxError, span: tracing::Span) -> Self {
         Self {
             kind: Kind::Failed { error: Some(error) },
+            span,
         }
     }
 }
@@ -77,7 +86,9 @@ where
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let this = self.project();
+        let _entered = this.span.enter();
+        match this.kind.project() {
             KindProj::Breaker { future } => future.poll(cx),
             KindProj::Guarded { future } => future.poll(cx),
             KindProj::Failed { error } => {

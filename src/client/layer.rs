@@ -149,16 +149,20 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(key) = authority_key(request.uri()) else {
-            return ResponseFuture::failed(NoAuthority::new().into());
+            return ResponseFuture::failed(NoAuthority::new().into(), tracing::Span::none());
         };
+        // What the breaker and bulkhead of this host log (a transition, a
+        // rejection, an eviction) is logged in a span naming the host.
+        let span = tracing::info_span!("portcullis", host = %key);
+        let _entered = span.enter();
         let breaker = match self.registry.breaker_for(&self.name, key) {
             Ok(breaker) => breaker,
-            Err(error) => return ResponseFuture::failed(error.into()),
+            Err(error) => return ResponseFuture::failed(error.into(), span.clone()),
         };
         let bulkhead = if self.bulkheads {
             match self.registry.bulkhead_for(&self.name, key) {
                 Ok(bulkhead) => Some(bulkhead),
-                Err(error) => return ResponseFuture::failed(error.into()),
+                Err(error) => return ResponseFuture::failed(error.into(), span.clone()),
             }
         } else {
             None
@@ -173,11 +177,13 @@ where
                 CircuitBreaker::new(BulkheadService::new(inner, bulkhead), breaker)
                     .with_classifier(classifier)
                     .call(request),
+                span.clone(),
             ),
             None => ResponseFuture::breaker(
                 CircuitBreaker::new(inner, breaker)
                     .with_classifier(classifier)
                     .call(request),
+                span.clone(),
             ),
         }
     }

@@ -498,9 +498,9 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         use tracing::Instrument;
         let span = if self.upstream {
-            tracing::debug_span!("portcullis", upstream = %self.name)
+            tracing::info_span!("portcullis", upstream = %self.name)
         } else {
-            tracing::debug_span!("portcullis", route = %self.name)
+            tracing::info_span!("portcullis", route = %self.name)
         };
         self.inner.call(request).instrument(span)
     }

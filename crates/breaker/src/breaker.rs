@@ -78,9 +78,11 @@ pub struct BreakerSnapshot {
     pub state: State,
     /// Failure rate in percent over the calls judged on; `None` below the
     /// minimum number of calls (in half-open: before the first probe's
-    /// outcome).
+    /// outcome). Serialized with two decimals.
+    #[serde(with = "portcullis_core::percent::serde::option")]
     pub failure_rate: Option<f32>,
     /// Slow-call rate in percent, defined like `failure_rate`.
+    #[serde(with = "portcullis_core::percent::serde::option")]
     pub slow_call_rate: Option<f32>,
     /// Calls judged on: in the window, or probes whose outcome is in.
     pub buffered_calls: u64,
@@ -97,8 +99,9 @@ pub struct BreakerSnapshot {
     /// and `MetricsOnly`, among the probes in `HalfOpen`, the run that
     /// opened it in `Open`; 0 in `Disabled` and `ForcedOpen`.
     pub consecutive_failures: u32,
-    /// When an open breaker lets a probe through.
-    #[serde(with = "portcullis_core::duration::serde::option")]
+    /// When an open breaker lets a probe through. Serialized rounded up to
+    /// the millisecond (`"2s425ms"`).
+    #[serde(with = "portcullis_core::duration::serde::rounded::option")]
     pub retry_after: Option<Duration>,
     /// The configured failure-rate threshold, in percent.
     pub failure_rate_threshold: f64,

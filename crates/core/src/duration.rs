@@ -123,6 +123,32 @@ pub fn format(duration: Duration) -> String {
     out
 }
 
+/// Formats a measured duration for people and dashboards: like [`format`],
+/// rounded up to whole milliseconds (to whole microseconds below one
+/// millisecond), so that `"2s424ms62us"` reads `"2s425ms"`. Rounded up, not
+/// to the nearest: a wait read from it is never too short.
+///
+/// ```
+/// use portcullis_core::duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(duration::format_rounded(Duration::new(2, 424_062_000)), "2s425ms");
+/// assert_eq!(duration::format_rounded(Duration::from_nanos(1_500)), "2us");
+/// assert_eq!(duration::format_rounded(Duration::from_secs(90)), "1m30s");
+/// ```
+pub fn format_rounded(duration: Duration) -> String {
+    let step = if duration < Duration::from_millis(1) {
+        Duration::from_micros(1)
+    } else {
+        Duration::from_millis(1)
+    };
+    let nanos = duration.as_nanos();
+    let step = step.as_nanos();
+    let rounded = nanos.div_ceil(step).saturating_mul(step);
+    let secs = u64::try_from(rounded / 1_000_000_000).unwrap_or(u64::MAX);
+    format(Duration::new(secs, (rounded % 1_000_000_000) as u32))
+}
+
 impl fmt::Display for ParseDurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "duration {:?} {}", self.input, self.reason)
@@ -147,6 +173,56 @@ pub mod serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         super::parse(&text).map_err(de::Error::custom)
+    }
+
+    /// `#[serde(with = "portcullis_core::duration::serde::rounded")]` for a
+    /// measured duration: written by [`format_rounded`](super::format_rounded),
+    /// read like any human duration.
+    pub mod rounded {
+        use serde::{Deserializer, Serializer};
+        use std::time::Duration;
+
+        /// Writes a duration as a human string rounded up to milliseconds.
+        pub fn serialize<S: Serializer>(
+            value: &Duration,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(&super::super::format_rounded(*value))
+        }
+
+        /// Reads a human duration string.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Duration, D::Error> {
+            super::deserialize(deserializer)
+        }
+
+        /// The same, for an `Option<Duration>` field.
+        pub mod option {
+            use serde::{Deserializer, Serializer};
+            use std::time::Duration;
+
+            /// Writes `Some` as a rounded human duration and `None` as
+            /// nothing.
+            pub fn serialize<S: Serializer>(
+                value: &Option<Duration>,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match value {
+                    Some(value) => {
+                        serializer.serialize_some(&super::super::super::format_rounded(*value))
+                    }
+                    None => serializer.serialize_none(),
+                }
+            }
+
+            /// Reads an optional human duration string.
+            pub fn deserialize<'de, D: Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Option<Duration>, D::Error> {
+                super::super::option::deserialize(deserializer)
+            }
+        }
     }
 
     /// The same, for an `Option<Duration>` field.
@@ -245,6 +321,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rounded_formats_round_up_and_never_overflow() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1us"),
+            (Duration::from_nanos(999_999), "1ms"),
+            (Duration::from_millis(1), "1ms"),
+            (Duration::new(2, 424_062_000), "2s425ms"),
+            (Duration::new(59, 999_000_001), "1m"),
+            (Duration::from_secs(3_600), "1h"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(format_rounded(duration), text, "{duration:?}");
+        }
+        // The largest duration cannot be rounded up: it stays the largest.
+        assert_eq!(
+            parse(&format_rounded(Duration::MAX)).unwrap().as_secs(),
+            u64::MAX
+        );
+    }
+
+    proptest! {
+        /// A rounded duration is never shorter than the measured one, and
+        /// at most one millisecond (one microsecond below 1 ms) longer.
+        #[test]
+        fn rounded_is_a_ceiling_within_one_step(secs in 0u64..10_000_000, nanos in 0u32..1_000_000_000) {
+            let duration = Duration::new(secs, nanos);
+            let rounded = parse(&format_rounded(duration)).unwrap();
+            let step = if duration < Duration::from_millis(1) {
+                Duration::from_micros(1)
+            } else {
+                Duration::from_millis(1)
+            };
+            prop_assert!(rounded >= duration);
+            prop_assert!(rounded - duration < step);
+        }
+    }
+
     #[cfg(feature = "serde")]
     #[test]
     fn serde_reads_and_writes_human_durations() {
@@ -269,5 +383,25 @@ mod tests {
         );
         let error = serde_json::from_str::<Config>(r#"{"wait":"soon"}"#).unwrap_err();
         assert!(error.to_string().contains("\"soon\""), "{error}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_rounded_writes_measured_durations_to_the_millisecond() {
+        #[derive(::serde::Serialize, ::serde::Deserialize, PartialEq, Debug)]
+        struct Figures {
+            #[serde(with = "crate::duration::serde::rounded")]
+            took: Duration,
+            #[serde(with = "crate::duration::serde::rounded::option")]
+            retry_after: Option<Duration>,
+        }
+        let figures = Figures {
+            took: Duration::new(2, 424_062_000),
+            retry_after: Some(Duration::from_micros(1_500_001)),
+        };
+        let text = serde_json::to_string(&figures).unwrap();
+        assert_eq!(text, r#"{"took":"2s425ms","retry_after":"1s501ms"}"#);
+        let read: Figures = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.took, Duration::from_millis(2_425));
     }
 }

@@ -57,6 +57,7 @@ pub mod events;
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
+pub mod percent;
 pub mod retry_after;
 pub mod sync;
 

@@ -7,7 +7,7 @@ use portcullis_breaker::event::RecvError;
 use portcullis_breaker::{
     Breaker, BreakerConfig, BreakerEvent, BreakerSnapshot, EventStream, State, Threshold,
 };
-use portcullis_core::ConfigError;
+use portcullis_core::{ConfigError, percent};
 use tokio::time::{Instant, sleep_until};
 
 use crate::clock::deadline_after;
@@ -221,8 +221,8 @@ fn translate(event: BreakerEvent) -> Option<EventKind> {
         },
         BreakerEvent::ThresholdCrossed { threshold, .. } => {
             let (threshold, value) = match threshold {
-                Threshold::FailureRate { rate } => ("failure_rate", f64::from(rate)),
-                Threshold::SlowCallRate { rate } => ("slow_call_rate", f64::from(rate)),
+                Threshold::FailureRate { rate } => ("failure_rate", percent::round(rate)),
+                Threshold::SlowCallRate { rate } => ("slow_call_rate", percent::round(rate)),
                 Threshold::ConsecutiveFailures { count } => {
                     ("consecutive_failures", f64::from(count))
                 }

@@ -79,8 +79,9 @@ pub enum EventKind {
     Rejected {
         /// How many.
         count: u64,
-        /// The `retry_after` of the last one.
-        #[serde(with = "portcullis_core::duration::serde::option")]
+        /// The `retry_after` of the last one, rounded up to the
+        /// millisecond.
+        #[serde(with = "portcullis_core::duration::serde::rounded::option")]
         retry_after: Option<Duration>,
     },
     /// A breaker's figures reached a threshold.

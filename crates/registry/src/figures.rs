@@ -16,6 +16,7 @@
 //! `available_permissions` already shows.
 
 use portcullis_breaker::State;
+use portcullis_core::percent;
 
 use crate::registry::Registry;
 
@@ -277,12 +278,12 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
         push(
             BREAKER_FAILURE_RATE,
             labels.clone(),
-            figures.failure_rate.map_or(-1.0, f64::from),
+            figures.failure_rate.map_or(-1.0, percent::round),
         );
         push(
             BREAKER_SLOW_RATE,
             labels.clone(),
-            figures.slow_call_rate.map_or(-1.0, f64::from),
+            figures.slow_call_rate.map_or(-1.0, percent::round),
         );
         push(
             BREAKER_CONSECUTIVE,

@@ -220,6 +220,41 @@ async fn breakers_are_served_with_their_figures() {
     assert_eq!(registry.len(), 3, "serving never makes a breaker");
 }
 
+/// Rates are served with two decimals and measured waits to the
+/// millisecond, not as `33.33333206176758` and `"59s999ms412us"`.
+#[tokio::test]
+async fn figures_are_served_rounded_for_people() {
+    let registry = Registry::builder()
+        .breaker_default(
+            BreakerConfig::builder()
+                .count_window(3)
+                .minimum_calls(3)
+                .failure_rate_threshold(30.0)
+                .wait_in_open(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let thirds = registry.breaker("thirds");
+    fail(&thirds, 1);
+    for _ in 0..2 {
+        thirds.try_acquire().unwrap().record(Outcome::Success);
+    }
+    let addr = serve(RegistryService::new(registry.clone())).await;
+    // Real time passes between the trip and the read: the wait is not a
+    // whole number of milliseconds any more.
+    tokio::time::sleep(Duration::from_micros(1_300)).await;
+    let figures = get(addr, "/health/breakers/thirds").await.json();
+    assert_eq!(figures["state"], "OPEN");
+    assert_eq!(figures["failure_rate"], serde_json::json!(33.33));
+    let wait = figures["retry_after"].as_str().unwrap().to_owned();
+    assert!(
+        wait.ends_with("ms") && !wait.contains("us") && !wait.contains("ns"),
+        "{wait}"
+    );
+}
+
 #[tokio::test]
 async fn bulkheads_are_served_with_their_figures() {
     let registry = Registry::builder()
