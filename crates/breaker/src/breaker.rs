@@ -10,11 +10,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::BreakerConfig;
+use crate::counters::BreakerCounters;
 use crate::error::IllegalTransition;
 use crate::event::{BreakerEvent, EventStream, Events};
 use crate::settings::{CALL_EVENTS, Settings};
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
-use crate::window::{FAILED, RECORDED, SLOW};
+use crate::window::{FAILED, RECORDED, SLOW, TIMED};
 
 /// A circuit breaker: a cheap, cloneable handle to one shared state.
 ///
@@ -69,6 +70,18 @@ pub struct Permit {
 /// | `HalfOpen` | the probes of this half-open episode: those whose outcome is in; rates defined from the first one |
 /// | `Open` | what opened it: the window after a trip from `Closed` (a time window keeps ageing), the probes after they failed |
 /// | `Disabled`, `ForcedOpen` | nothing is recorded: zeros, rates `None` |
+///
+/// The durations (`timed_calls`, `total_call_duration`,
+/// `average_call_duration`) are those of the same calls, counting only
+/// the calls that were timed: every call with
+/// [`record_call_durations`](crate::BreakerConfigBuilder::record_call_durations)
+/// or a slow-call rule, otherwise only those made while a
+/// [`subscribe_with_calls`](Breaker::subscribe_with_calls) stream exists.
+///
+/// The totals `*_in_state` start again at every transition (a re-open and a
+/// reset included), the `*_since_reset` ones (and `not_permitted_calls`)
+/// when the breaker is made or [reset](Breaker::reset); `counters` never
+/// start again. See the table in the crate docs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BreakerSnapshot {
@@ -95,6 +108,29 @@ pub struct BreakerSnapshot {
     pub permits_in_use: u32,
     /// Calls rejected since the breaker was made or reset.
     pub not_permitted_calls: u64,
+    /// Calls rejected since the current state was entered.
+    pub not_permitted_calls_in_state: u64,
+    /// Recorded successes since the current state was entered (in
+    /// `Closed` and `MetricsOnly` the window's, in `HalfOpen` the probes').
+    pub successful_calls_in_state: u64,
+    /// Recorded successes since the breaker was made or reset.
+    pub successful_calls_since_reset: u64,
+    /// Admitted calls whose outcome was ignored, since the current state
+    /// was entered.
+    pub ignored_calls_in_state: u64,
+    /// Admitted calls whose outcome was ignored, since the breaker was made
+    /// or reset.
+    pub ignored_calls_since_reset: u64,
+    /// Timed calls among `buffered_calls`: those whose duration is known.
+    pub timed_calls: u64,
+    /// The sum of the durations of the timed calls; `None` when there is
+    /// none. Serialized rounded up to the millisecond (to the microsecond
+    /// below one), like `average_call_duration`.
+    #[serde(with = "portcullis_core::duration::serde::rounded::option")]
+    pub total_call_duration: Option<Duration>,
+    /// Their average duration; `None` when there is none.
+    #[serde(with = "portcullis_core::duration::serde::rounded::option")]
+    pub average_call_duration: Option<Duration>,
     /// Failures in a row, right now: among the recorded calls in `Closed`
     /// and `MetricsOnly`, among the probes in `HalfOpen`, the run that
     /// opened it in `Open`; 0 in `Disabled` and `ForcedOpen`.
@@ -111,6 +147,8 @@ pub struct BreakerSnapshot {
     pub minimum_calls: u32,
     /// The configured number of probes in half-open.
     pub permitted_calls_in_half_open: u32,
+    /// The cumulative counts, which never start again.
+    pub counters: BreakerCounters,
 }
 
 struct Shared {
@@ -375,9 +413,12 @@ impl Breaker {
             state,
             figures,
             permits_in_use,
-            not_permitted,
             consecutive_failures,
             retry_after,
+            durations,
+            in_state,
+            since_reset,
+            counters,
         } = shared.core.read(|| self.now());
         let settings = &shared.core.settings;
         let counts = figures.counts;
@@ -392,14 +433,32 @@ impl Breaker {
             failed_calls: counts.failures,
             slow_calls: counts.slow,
             permits_in_use: permits_in_use as u32,
-            not_permitted_calls: not_permitted,
+            not_permitted_calls: since_reset.not_permitted,
+            not_permitted_calls_in_state: in_state.not_permitted,
+            successful_calls_in_state: in_state.successes,
+            successful_calls_since_reset: since_reset.successes,
+            ignored_calls_in_state: in_state.ignored,
+            ignored_calls_since_reset: since_reset.ignored,
+            timed_calls: durations.calls,
+            total_call_duration: (durations.calls > 0)
+                .then(|| Duration::from_micros(durations.micros)),
+            average_call_duration: (durations.calls > 0)
+                .then(|| Duration::from_micros(durations.micros / durations.calls)),
             consecutive_failures,
             retry_after: retry_after.map(Duration::from_micros),
             failure_rate_threshold: settings.failure_bp() as f64 / 100.0,
             slow_call_rate_threshold: settings.slow_bp() as f64 / 100.0,
             minimum_calls: settings.minimum_calls() as u32,
             permitted_calls_in_half_open: settings.permitted_in_half_open() as u32,
+            counters,
         }
+    }
+
+    /// The cumulative counts now: calls by outcome, rejections and
+    /// transitions since the breaker was made. Unlike the figures of a
+    /// [`snapshot`](Self::snapshot), they never go down.
+    pub fn counters(&self) -> BreakerCounters {
+        self.shared.core.counters()
     }
 
     /// Closes the breaker (from any state), clearing its window.
@@ -495,7 +554,8 @@ impl Breaker {
     }
 
     /// Back to `Closed` with every count cleared (window, rejections,
-    /// consecutive failures, open-wait growth), from any state.
+    /// consecutive failures, open-wait growth, the `*_since_reset` totals),
+    /// from any state. The [`counters`](Self::counters) go on.
     pub fn reset(&self) {
         self.shared.core.reset(&mut |s| self.emit(s));
     }
@@ -624,7 +684,7 @@ impl Permit {
                 if let (true, Some(started)) = (self.report, self.started) {
                     breaker.report_call(outcome, started.elapsed(), false);
                 }
-                return shared.core.release(ticket);
+                return shared.core.ignore(ticket);
             }
             Outcome::Failure => bits |= FAILED,
             Outcome::Success => {}
@@ -633,8 +693,11 @@ impl Permit {
             // One clock read serves the slow-call rule, the per-call event
             // and the time window.
             let now = Instant::now();
+            let mut took_micros = 0;
             if let Some(started) = self.started {
                 let took = now.saturating_duration_since(started);
+                bits |= TIMED;
+                took_micros = micros(took);
                 if let Some(slow) = shared.core.settings.slow_call_duration()
                     && took > slow
                 {
@@ -645,15 +708,19 @@ impl Permit {
                 }
             }
             let now = micros(now.saturating_duration_since(shared.epoch));
-            shared
-                .core
-                .record(ticket, bits, retry_after.map(micros), || now, &mut |s| {
-                    breaker.emit(s)
-                });
+            shared.core.record(
+                ticket,
+                bits,
+                took_micros,
+                retry_after.map(micros),
+                || now,
+                &mut |s| breaker.emit(s),
+            );
         } else {
             shared.core.record(
                 ticket,
                 bits,
+                0,
                 retry_after.map(micros),
                 || breaker.now(),
                 &mut |s| breaker.emit(s),

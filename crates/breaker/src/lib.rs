@@ -103,10 +103,65 @@
 //! |--------|--------------|
 //! | the window (`buffered_calls`, `failed_calls`, `slow_calls`, rates) | on entering `Closed` or `MetricsOnly` (a time window also forgets calls with their buckets) |
 //! | the probes (the same fields in `HalfOpen`) | at each half-open episode; shown in `Open` after they failed |
+//! | the durations (`timed_calls`, `total_call_duration`, `average_call_duration`) | with the calls above: they are those calls' |
 //! | `consecutive_failures` | at any recorded success, and on entering any state but `Open` |
 //! | `permits_in_use` | with each half-open episode (0 in other states) |
-//! | `not_permitted_calls` | only on [`Breaker::reset`] |
+//! | `successful_calls_in_state`, `ignored_calls_in_state`, `not_permitted_calls_in_state` | at every transition (a re-open and a reset included) |
+//! | `successful_calls_since_reset`, `ignored_calls_since_reset`, `not_permitted_calls` | only on [`Breaker::reset`] |
+//! | [`BreakerCounters`] ([`Breaker::counters`], and `counters` in a snapshot) | never: not on a transition, a reset or [`Breaker::reconfigure`] |
 //! | the growth of the open wait | when the breaker closes |
+//!
+//! The counters are for rates (Prometheus's `rate()`): calls by outcome
+//! (successful, failed, ignored; a slow call is also counted as slow),
+//! rejections, and transitions by the state left and the state entered.
+//! Outcomes are counted where they are recorded — in `Closed`,
+//! `MetricsOnly` and as half-open probes — so a `Disabled` breaker counts
+//! none, and an outcome dropped as stale counts nowhere. Durations are
+//! measured only for timed calls: all of them with
+//! [`BreakerConfigBuilder::record_call_durations`] or a slow-call rule
+//! (the closed path reads no clock otherwise).
+//!
+//! ```
+//! use std::time::Duration;
+//! use portcullis_breaker::{Breaker, BreakerConfig, State};
+//! use portcullis_core::Outcome;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let config = BreakerConfig::builder()
+//!     .count_window(4)
+//!     .minimum_calls(2)
+//!     .record_call_durations(true)
+//!     .build()
+//!     .unwrap();
+//! let breaker = Breaker::from_config("search", config).unwrap();
+//! for took in [10, 30] {
+//!     let permit = breaker.try_acquire().unwrap();
+//!     tokio::time::advance(Duration::from_millis(took)).await;
+//!     permit.record(Outcome::Success);
+//! }
+//! breaker.try_acquire().unwrap().record(Outcome::Ignored);
+//! let snapshot = breaker.snapshot();
+//! assert_eq!(snapshot.average_call_duration, Some(Duration::from_millis(20)));
+//! assert_eq!(snapshot.total_call_duration, Some(Duration::from_millis(40)));
+//! assert_eq!(snapshot.successful_calls_in_state, 2);
+//! assert_eq!(snapshot.ignored_calls_in_state, 1);
+//!
+//! breaker.force_open();
+//! assert!(breaker.try_acquire().is_err());
+//! let snapshot = breaker.snapshot();
+//! assert_eq!(snapshot.successful_calls_in_state, 0, "a new state");
+//! assert_eq!(snapshot.successful_calls_since_reset, 2);
+//! assert_eq!(snapshot.not_permitted_calls_in_state, 1);
+//!
+//! breaker.reset();
+//! assert_eq!(breaker.snapshot().successful_calls_since_reset, 0);
+//! let counters = breaker.counters();
+//! assert_eq!(counters.successful_calls, 2, "counters never start again");
+//! assert_eq!(counters.not_permitted_calls, 1);
+//! assert_eq!(counters.transitions(State::Closed, State::ForcedOpen), 1);
+//! assert_eq!(counters.transitions(State::ForcedOpen, State::Closed), 1);
+//! # }
+//! ```
 //!
 //! # Shared or per route
 //!
@@ -131,6 +186,8 @@
 //!
 //! In `Closed`, admission is one atomic load and recording a success in a
 //! count window is one `fetch_add`; no lock, no allocation, no boxed future.
+//! The counters add nothing to it: the successes recorded in the window are
+//! its recorded calls, which it counts anyway, minus the failures.
 //! The clock is read once per call only for a time window or a slow-call
 //! rule. The state machine is checked with `loom` (run with
 //! `RUSTFLAGS="--cfg loom"`).
@@ -144,6 +201,7 @@
 
 mod breaker;
 mod config;
+mod counters;
 pub mod error;
 pub mod event;
 pub mod future;
@@ -155,6 +213,7 @@ mod window;
 
 pub use breaker::{Breaker, BreakerSnapshot, Permit};
 pub use config::{BreakerConfig, BreakerConfigBuilder, SlidingWindow};
+pub use counters::BreakerCounters;
 pub use error::{BreakerOpen, IllegalTransition};
 pub use event::{BreakerEvent, EventStream, Threshold, TransitionReason};
 pub use layer::CircuitBreakerLayer;

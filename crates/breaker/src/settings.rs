@@ -37,7 +37,8 @@ pub(crate) struct Settings {
     slow_call_nanos: AtomicU64,
     /// Half-open closes, rather than opens, when its wait runs out.
     closes_after_half_open_wait: AtomicBool,
-    /// Why calls are timed: `SLOW_RULE`, `CALL_EVENTS`; 0: they are not.
+    /// Why calls are timed: `SLOW_RULE`, `CALL_EVENTS`, `DURATIONS`; 0:
+    /// they are not.
     timing: AtomicU8,
 }
 
@@ -45,6 +46,8 @@ pub(crate) struct Settings {
 pub(crate) const SLOW_RULE: u8 = 1;
 /// Calls are timed for per-call events (set while somebody may listen).
 pub(crate) const CALL_EVENTS: u8 = 2;
+/// Calls are timed for the duration figures.
+pub(crate) const DURATIONS: u8 = 4;
 
 fn optional(value: u64) -> Option<u64> {
     (value != NONE).then_some(value)
@@ -106,10 +109,15 @@ impl Settings {
                 .map_or(NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(NONE - 1)),
             Relaxed,
         );
-        if config.slow_call_duration().is_some() {
-            self.timing.fetch_or(SLOW_RULE, AcqRel);
-        } else {
-            self.timing.fetch_and(!SLOW_RULE, AcqRel);
+        for (bit, on) in [
+            (SLOW_RULE, config.slow_call_duration().is_some()),
+            (DURATIONS, config.record_call_durations()),
+        ] {
+            if on {
+                self.timing.fetch_or(bit, AcqRel);
+            } else {
+                self.timing.fetch_and(!bit, AcqRel);
+            }
         }
         self.closes_after_half_open_wait.store(
             config.state_after_max_wait_in_half_open() == crate::State::Closed,
@@ -169,8 +177,8 @@ impl Settings {
         optional(self.max_retry_after.load(Relaxed))
     }
 
-    /// Why calls are timed (`SLOW_RULE`, `CALL_EVENTS`), 0 when they are
-    /// not.
+    /// Why calls are timed (`SLOW_RULE`, `CALL_EVENTS`, `DURATIONS`), 0
+    /// when they are not.
     #[inline]
     pub(crate) fn timing(&self) -> u8 {
         self.timing.load(Relaxed)

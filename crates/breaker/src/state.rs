@@ -9,7 +9,8 @@
 //!   when it gives up waiting for its probes. Tagged with the low 16 bits of
 //!   the generation it belongs to, written right after the transition.
 //! - `probes`: the half-open bookkeeping (permits handed out, outcomes in,
-//!   failures and slow calls among them), tagged the same way.
+//!   failures and slow calls among them), tagged the same way; and
+//!   `probe_time`, the timed probes and the sum of their durations.
 //!
 //! Time is a plain `u64` of microseconds since the breaker was made, passed
 //! in by the caller, and read only when the state needs it: the closed path
@@ -20,9 +21,10 @@ use std::time::Duration;
 use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
+use crate::counters::{BreakerCounters, Tally, Totals};
 use crate::event::{Threshold, TransitionReason};
 use crate::settings::Settings;
-use crate::window::{Counts, FAILED, RECORDED, SLOW, Window};
+use crate::window::{Counts, Durations, FAILED, RECORDED, SLOW, TIMED, Window};
 
 /// The state of a circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +47,16 @@ pub enum State {
     MetricsOnly,
 }
 
+/// Every state, in the order of the variants.
+pub(crate) const STATES: [State; 6] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::Disabled,
+    State::ForcedOpen,
+    State::MetricsOnly,
+];
+
 const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
@@ -61,6 +73,9 @@ const DONE_ONE: u64 = 1 << 24;
 const FAILED_ONE: u64 = 1 << 12;
 const SLOW_ONE: u64 = 1;
 const FIELD_12: u64 = (1 << 12) - 1;
+/// `probe_time`: the tag, timed probes in bits 36..48, micros below.
+const TIMED_ONE: u64 = 1 << 36;
+const FIELD_36: u64 = (1 << 36) - 1;
 
 /// Metrics-only episodes, one per threshold.
 const FAILURE_EPISODE: u8 = 1;
@@ -107,7 +122,15 @@ pub(crate) struct Core {
     probes: AtomicU64,
     reopens: AtomicU32,
     consecutive: AtomicU32,
+    /// Rejected calls since the breaker was made: never reset.
     not_permitted: AtomicU64,
+    /// The timed probes of a half-open episode and the sum of their
+    /// durations, tagged like `probes`.
+    probe_time: AtomicU64,
+    /// `probe_time` of the half-open episode that re-opened the breaker.
+    opened_on_time: AtomicU64,
+    /// The other cumulative counts, and the marks they start again from.
+    tally: Tally,
     /// The thresholds (`*_EPISODE` bits) whose crossing was reported in
     /// their current metrics-only episode.
     crossed: AtomicU8,
@@ -119,15 +142,21 @@ pub(crate) struct Core {
 }
 
 /// What the handle reads for a snapshot.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Reading {
     pub(crate) state: State,
     pub(crate) figures: Figures,
     /// Half-open permits held by probes whose outcome is not in yet.
     pub(crate) permits_in_use: u64,
-    pub(crate) not_permitted: u64,
     pub(crate) consecutive_failures: u32,
     pub(crate) retry_after: Option<u64>,
+    /// The timed calls among those of `figures`.
+    pub(crate) durations: Durations,
+    /// Counted since the current state was entered, and since the breaker
+    /// was made or reset.
+    pub(crate) in_state: Totals,
+    pub(crate) since_reset: Totals,
+    pub(crate) counters: BreakerCounters,
 }
 
 /// The calls a state is judged on: the window's (closed, metrics-only, and
@@ -189,6 +218,18 @@ fn state_of(kind: u64) -> State {
     }
 }
 
+/// The position of `state` in [`STATES`].
+pub(crate) fn index_of(state: State) -> usize {
+    kind_of(state) as usize
+}
+
+fn of_probe_time(word: u64) -> Durations {
+    Durations {
+        calls: (word >> 36) & FIELD_12,
+        micros: word & FIELD_36,
+    }
+}
+
 fn kind_of(state: State) -> u64 {
     match state {
         State::Closed => CLOSED,
@@ -226,6 +267,9 @@ impl Core {
             reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
+            probe_time: AtomicU64::new(0),
+            opened_on_time: AtomicU64::new(0),
+            tally: Tally::default(),
             crossed: AtomicU8::new(0),
             opened_on: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
@@ -363,6 +407,21 @@ impl Core {
         }
     }
 
+    /// Counts an ignored outcome (unless it is stale) and gives the permit
+    /// back.
+    pub(crate) fn ignore(&self, ticket: Ticket) {
+        let current = match ticket {
+            Ticket::Free => return,
+            Ticket::Closed(generation) => word(generation, CLOSED),
+            Ticket::Probe(generation) => word(generation, HALF_OPEN),
+            Ticket::Metrics(generation) => word(generation, METRICS_ONLY),
+        };
+        if self.state.load(Ordering::Acquire) == current {
+            self.tally.ignored();
+        }
+        self.release(ticket);
+    }
+
     /// Gives a permit back without an outcome: the call was cancelled or its
     /// outcome was ignored.
     pub(crate) fn release(&self, ticket: Ticket) {
@@ -383,14 +442,17 @@ impl Core {
         }
     }
 
-    /// Records the outcome of an admitted call: `outcome` has `FAILED` and
-    /// `SLOW` set as they apply. `retry_after` is a server-directed wait that
-    /// came with a failure. Ignored outcomes are released, not recorded.
+    /// Records the outcome of an admitted call: `outcome` has `FAILED`,
+    /// `SLOW` and `TIMED` set as they apply, `micros` is the call's duration
+    /// when it was timed. `retry_after` is a server-directed wait that came
+    /// with a failure. Ignored outcomes are released, not recorded.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn record(
         &self,
         ticket: Ticket,
         outcome: u8,
+        micros: u64,
         retry_after: Option<u64>,
         now: impl Fn() -> u64,
         signal: &mut impl FnMut(Signal),
@@ -398,7 +460,7 @@ impl Core {
         let (generation, recording) = match ticket {
             Ticket::Free => return,
             Ticket::Probe(generation) => {
-                return self.record_probe(generation, outcome, retry_after, now, signal);
+                return self.record_probe(generation, outcome, micros, retry_after, now, signal);
             }
             Ticket::Closed(generation) => (generation, CLOSED),
             Ticket::Metrics(generation) => (generation, METRICS_ONLY),
@@ -407,10 +469,13 @@ impl Core {
         if self.state.load(Ordering::Acquire) != current {
             return; // admitted before a transition: stale
         }
+        if outcome & FAILED != 0 {
+            self.tally.window_failure();
+        }
         let counts = self
             .window
-            .record(outcome, &now, self.settings.minimum_calls());
-        if outcome == RECORDED && recording == CLOSED {
+            .record(outcome, micros, &now, self.settings.minimum_calls());
+        if outcome & !TIMED == RECORDED && recording == CLOSED {
             // The common case, kept short: a success while closed.
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Release);
@@ -446,6 +511,9 @@ impl Core {
         signal: &mut impl FnMut(Signal),
     ) {
         let mut run = 0;
+        if outcome & SLOW != 0 {
+            self.tally.slow();
+        }
         if outcome & FAILED != 0 {
             run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
             if let (Window::Time(_), Some(counts)) = (&self.window, counts)
@@ -600,10 +668,16 @@ impl Core {
         &self,
         generation: u64,
         outcome: u8,
+        micros: u64,
         retry_after: Option<u64>,
         now: impl Fn() -> u64,
         signal: &mut impl FnMut(Signal),
     ) {
+        if outcome & TIMED != 0 {
+            // Before the outcome: the probe that ends the episode has its
+            // duration in.
+            self.add_probe_time(generation, micros);
+        }
         let add = DONE_ONE
             + if outcome & FAILED != 0 { FAILED_ONE } else { 0 }
             + if outcome & SLOW != 0 { SLOW_ONE } else { 0 };
@@ -622,6 +696,10 @@ impl Core {
                 Err(actual) => probes = actual,
             }
         };
+        self.tally.probe(outcome & FAILED != 0);
+        if outcome & SLOW != 0 {
+            self.tally.slow();
+        }
         // The run of failures among the probes, for the snapshot (probes
         // are judged on their rates, not on the run).
         if outcome & FAILED != 0 {
@@ -675,6 +753,31 @@ impl Core {
                 None,
                 signal,
             );
+        }
+    }
+
+    /// Adds a probe's duration to `probe_time`; the first of an episode
+    /// starts it again, unless the episode is over (a stale probe).
+    fn add_probe_time(&self, generation: u64, micros: u64) {
+        let mut time = self.probe_time.load(Ordering::Acquire);
+        loop {
+            let next = if time & !LOW_48 == tag(generation) {
+                let timed = ((time >> 36) & FIELD_12) + 1;
+                tag(generation)
+                    | timed.min(FIELD_12) << 36
+                    | (time & FIELD_36).saturating_add(micros).min(FIELD_36)
+            } else if self::generation(self.state.load(Ordering::Acquire)) == generation {
+                tag(generation) | TIMED_ONE | micros.min(FIELD_36)
+            } else {
+                return;
+            };
+            match self
+                .probe_time
+                .compare_exchange(time, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => time = actual,
+            }
         }
     }
 
@@ -733,12 +836,25 @@ impl Core {
                     };
                     self.opened_on
                         .store(FROM_PROBES | probes, Ordering::Release);
+                    let time = self.probe_time.load(Ordering::Acquire);
+                    let time = if time & !LOW_48 == tag(generation(current)) {
+                        time & LOW_48
+                    } else {
+                        0
+                    };
+                    self.opened_on_time.store(time, Ordering::Release);
                 }
                 OPEN => {}
                 _ => self.opened_on.store(0, Ordering::Release),
             }
         }
+        self.tally.mark(
+            self.window.recorded(),
+            self.not_permitted.load(Ordering::Relaxed),
+            false,
+        );
         if kind(current) != to {
+            self.tally.transition(state_of(kind(current)), state_of(to));
             signal(Signal::Transition {
                 from: state_of(kind(current)),
                 to: state_of(to),
@@ -832,7 +948,11 @@ impl Core {
         loop {
             let current = self.state.load(Ordering::Acquire);
             if self.transition(current, CLOSED, TransitionReason::Manual, None, signal) {
-                self.not_permitted.store(0, Ordering::Relaxed);
+                self.tally.mark(
+                    self.window.recorded(),
+                    self.not_permitted.load(Ordering::Relaxed),
+                    true,
+                );
                 signal(Signal::Reset);
                 return;
             }
@@ -851,6 +971,18 @@ impl Core {
         let window = || Figures {
             counts: self.window.counts(&now),
             minimum: self.settings.minimum_calls(),
+        };
+        let durations = match kind(current) {
+            CLOSED | METRICS_ONLY => self.window.durations(&now),
+            HALF_OPEN => match self.probe_time.load(Ordering::Acquire) {
+                time if time & !LOW_48 == tag(generation) => of_probe_time(time),
+                _ => Durations::default(),
+            },
+            OPEN => match self.opened_on.load(Ordering::Acquire) {
+                0 => self.window.durations(&now),
+                _ => of_probe_time(self.opened_on_time.load(Ordering::Acquire)),
+            },
+            _ => Durations::default(),
         };
         let mut permits_in_use = 0;
         let mut run = self.consecutive.load(Ordering::Relaxed);
@@ -883,14 +1015,28 @@ impl Core {
             // Nothing is recorded in the manual states that do not record.
             _ => Figures::default(),
         };
+        let recorded = self.window.recorded();
+        let not_permitted = self.not_permitted.load(Ordering::Relaxed);
+        let (in_state, since_reset) = self.tally.read(recorded, not_permitted);
         Reading {
             state: state_of(kind(current)),
             figures,
             permits_in_use,
-            not_permitted: self.not_permitted.load(Ordering::Relaxed),
             consecutive_failures: run,
             retry_after,
+            durations,
+            in_state,
+            since_reset,
+            counters: self.tally.counters(recorded, not_permitted),
         }
+    }
+
+    /// The cumulative counts now.
+    pub(crate) fn counters(&self) -> BreakerCounters {
+        self.tally.counters(
+            self.window.recorded(),
+            self.not_permitted.load(Ordering::Relaxed),
+        )
     }
 
     /// The generation of the current state (for tests and models).
@@ -940,7 +1086,7 @@ mod loom_models {
                     thread::spawn(move || {
                         let mut signals = Vec::new();
                         let ticket = core.acquire(|| 0, &mut |s| signals.push(s)).unwrap();
-                        core.record(ticket, RECORDED | FAILED, None, || 0, &mut |s| {
+                        core.record(ticket, RECORDED | FAILED, 0, None, || 0, &mut |s| {
                             signals.push(s)
                         });
                         transitions(&signals)
@@ -974,7 +1120,7 @@ mod loom_models {
                         let Some(ticket) = core.acquire_closed() else {
                             return 0;
                         };
-                        core.record(ticket, outcome, None, || 0, &mut |s| signals.push(s));
+                        core.record(ticket, outcome, 0, None, || 0, &mut |s| signals.push(s));
                         transitions(&signals)
                     })
                 })
@@ -1054,7 +1200,7 @@ mod loom_models {
                         } else {
                             RECORDED
                         };
-                        core.record(ticket, outcome, None, || 100, &mut |s| signals.push(s));
+                        core.record(ticket, outcome, 0, None, || 100, &mut |s| signals.push(s));
                         transitions(&signals)
                     })
                 })

@@ -14,11 +14,16 @@
 //!   a new bucket (once per bucket span, not per call) writes the marks of the
 //!   buckets that saw no traffic.
 //!
+//! Both also keep the durations of the timed calls they hold (a sum and a
+//! count, adjusted like the failure and slow totals), touched only by a
+//! timed call or the eviction of one, and the cumulative number of calls
+//! recorded since the window was made, which no reset clears.
+//!
 //! Totals are read after the recorder's own update with sequentially
 //! consistent operations, so of two concurrent recorders the later one sees
 //! both outcomes: a threshold crossing is never missed.
 
-use portcullis_core::sync::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use portcullis_core::sync::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// An outcome as stored in a window slot.
 pub(crate) const RECORDED: u8 = 1;
@@ -26,6 +31,8 @@ pub(crate) const RECORDED: u8 = 1;
 pub(crate) const FAILED: u8 = 2;
 /// The call took longer than the slow-call threshold.
 pub(crate) const SLOW: u8 = 4;
+/// The call was timed: its duration comes with it.
+pub(crate) const TIMED: u8 = 8;
 
 /// Totals of the calls in a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +40,15 @@ pub(crate) struct Counts {
     pub(crate) calls: u64,
     pub(crate) failures: u64,
     pub(crate) slow: u64,
+}
+
+/// The durations of the timed calls in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Durations {
+    /// Timed calls.
+    pub(crate) calls: u64,
+    /// The sum of their durations, in microseconds.
+    pub(crate) micros: u64,
 }
 
 /// A count-based or time-based window.
@@ -48,13 +64,21 @@ pub(crate) struct CountWindow {
     size: u32,
     /// `u64::MAX / size + 1`, for a division-free `index % size`.
     fastmod: u64,
-    /// How many outcomes were recorded since the last reset.
+    /// How many outcomes were recorded since the window was made.
     head: AtomicU64,
+    /// `head` at the last reset.
+    start: AtomicU64,
     slots: Box<[AtomicU8]>,
     /// May dip below zero for an instant while two recorders race on one
     /// slot; readers clamp.
     failures: AtomicI64,
     slow: AtomicI64,
+    /// Timed calls in the window and the sum of their durations (micros).
+    timed: AtomicI64,
+    micros: AtomicI64,
+    /// Per slot, the duration of a timed call (micros, saturated); 0 for an
+    /// untimed one.
+    durations: Box<[AtomicU32]>,
 }
 
 /// The outcomes of the last `buckets` spans of `bucket_micros`.
@@ -62,25 +86,34 @@ pub(crate) struct CountWindow {
 pub(crate) struct TimeWindow {
     bucket_micros: u64,
     buckets: u64,
-    /// Cumulative calls (low 32 bits) and failures (high 32 bits), wrapping.
-    /// Differences of two readings are exact while the window holds fewer
-    /// than 2^32 calls.
-    totals: AtomicU64,
-    /// Cumulative slow calls.
+    /// Cumulative calls, failures and slow calls: each recorder adds to
+    /// `calls` before `failures`, so a reader that loads `failures` first
+    /// never sees more failures than calls.
+    calls: AtomicU64,
+    failures: AtomicU64,
     slow: AtomicU64,
+    /// Cumulative timed calls and the sum of their durations (micros).
+    timed: AtomicU64,
+    micros: AtomicU64,
     /// The last bucket the marks were brought up to, plus one (0: never).
     epoch: AtomicU64,
     /// The time (in micros) at which the current bucket ends.
     next_rotation: AtomicU64,
-    /// Per bucket `j` (at `j % buckets`): `totals` and `slow` at its start.
-    marks: Box<[(AtomicU64, AtomicU64)]>,
+    /// Per bucket `j` (at `j % buckets`): the cumulative figures at its
+    /// start.
+    marks: Box<[Marks]>,
     /// The marks of the oldest bucket in the window.
-    base: (AtomicU64, AtomicU64),
+    base: Marks,
 }
 
-/// The contribution of an outcome to a time window's packed totals.
-fn packed(outcome: u8) -> u64 {
-    1 | (u64::from(outcome & FAILED != 0) << 32)
+/// A time window's cumulative figures at one moment.
+#[derive(Debug, Default)]
+struct Marks {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
+    timed: AtomicU64,
+    micros: AtomicU64,
 }
 
 fn failed(outcome: u8) -> i64 {
@@ -91,9 +124,13 @@ fn slow(outcome: u8) -> i64 {
     i64::from(outcome & SLOW != 0)
 }
 
+fn timed(outcome: u8) -> i64 {
+    i64::from(outcome & TIMED != 0)
+}
+
 impl Window {
-    /// Records an outcome (a combination of `RECORDED`, `FAILED`, `SLOW`)
-    /// and returns the totals that include it, or `None` when the outcome
+    /// Records an outcome (a combination of `RECORDED`, `FAILED`, `SLOW`,
+    /// `TIMED`; with `TIMED`, `micros` is the call's duration) and returns the totals that include it, or `None` when the outcome
     /// cannot have made any rate cross a threshold: a plain success in a
     /// count window that does not bring the calls up to `minimum_calls`
     /// (it can only lower the rates). `now` is read only by time windows,
@@ -103,12 +140,30 @@ impl Window {
     pub(crate) fn record(
         &self,
         outcome: u8,
+        micros: u64,
         now: impl FnOnce() -> u64,
         minimum_calls: u64,
     ) -> Option<Counts> {
         match self {
-            Self::Count(window) => window.record(outcome, minimum_calls),
-            Self::Time(window) => Some(window.record(outcome, now())),
+            Self::Count(window) => window.record(outcome, micros, minimum_calls),
+            Self::Time(window) => Some(window.record(outcome, micros, now())),
+        }
+    }
+
+    /// The durations of the timed calls in the window now.
+    pub(crate) fn durations(&self, now: impl FnOnce() -> u64) -> Durations {
+        match self {
+            Self::Count(window) => window.durations(),
+            Self::Time(window) => window.durations(now()),
+        }
+    }
+
+    /// The calls recorded since the window was made: never reset.
+    #[inline]
+    pub(crate) fn recorded(&self) -> u64 {
+        match self {
+            Self::Count(window) => window.head.load(Ordering::SeqCst),
+            Self::Time(window) => window.calls.load(Ordering::SeqCst),
         }
     }
 
@@ -143,24 +198,28 @@ impl CountWindow {
             size,
             fastmod: (u64::MAX / u64::from(size)).wrapping_add(1),
             head: AtomicU64::new(0),
+            start: AtomicU64::new(0),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
             failures: AtomicI64::new(0),
             slow: AtomicI64::new(0),
+            timed: AtomicI64::new(0),
+            micros: AtomicI64::new(0),
+            durations: (0..size).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
     /// `index % size` without a division (Lemire's fastmod).
     #[inline]
-    fn slot(&self, index: u64) -> &AtomicU8 {
+    fn slot(&self, index: u64) -> usize {
         let low = self.fastmod.wrapping_mul(u64::from(index as u32));
-        let slot = ((u128::from(low) * u128::from(self.size)) >> 64) as usize;
-        &self.slots[slot]
+        ((u128::from(low) * u128::from(self.size)) >> 64) as usize
     }
 
     #[inline]
-    fn record(&self, outcome: u8, minimum_calls: u64) -> Option<Counts> {
+    fn record(&self, outcome: u8, micros: u64, minimum_calls: u64) -> Option<Counts> {
         let index = self.head.fetch_add(1, Ordering::SeqCst);
-        let slot = self.slot(index);
+        let at = self.slot(index);
+        let slot = &self.slots[at];
         let evicted = if slot.load(Ordering::Relaxed) == outcome {
             outcome
         } else {
@@ -174,15 +233,58 @@ impl CountWindow {
         if slows != 0 {
             self.slow.fetch_add(slows, Ordering::SeqCst);
         }
-        if outcome == RECORDED && index + 1 != minimum_calls {
+        if (outcome | evicted) & TIMED != 0 {
+            self.time(at, outcome, evicted, micros);
+        }
+        if outcome & !TIMED == RECORDED
+            && index.wrapping_sub(self.start.load(Ordering::Relaxed)) + 1 != minimum_calls
+        {
             return None;
         }
         Some(self.counts())
     }
 
+    /// Puts the duration of the call in slot `at` (0 for an untimed one) in
+    /// place of the evicted call's.
+    #[cold]
+    #[inline(never)]
+    fn time(&self, at: usize, outcome: u8, evicted: u8, micros: u64) {
+        let new = if outcome & TIMED != 0 {
+            u32::try_from(micros).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        let old = self.durations[at].swap(new, Ordering::Relaxed);
+        let old = if evicted & TIMED != 0 { old } else { 0 };
+        let timed = timed(outcome) - timed(evicted);
+        if timed != 0 {
+            self.timed.fetch_add(timed, Ordering::Relaxed);
+        }
+        self.micros
+            .fetch_add(i64::from(new) - i64::from(old), Ordering::Relaxed);
+    }
+
+    fn durations(&self) -> Durations {
+        let calls = self.counts().calls;
+        let timed = (self.timed.load(Ordering::Relaxed).max(0) as u64).min(calls);
+        Durations {
+            calls: timed,
+            micros: if timed == 0 {
+                0
+            } else {
+                self.micros.load(Ordering::Relaxed).max(0) as u64
+            },
+        }
+    }
+
     #[inline]
     fn counts(&self) -> Counts {
-        let calls = self.head.load(Ordering::SeqCst).min(u64::from(self.size));
+        let start = self.start.load(Ordering::SeqCst);
+        let calls = self
+            .head
+            .load(Ordering::SeqCst)
+            .saturating_sub(start)
+            .min(u64::from(self.size));
         let clamp = |value: i64| (value.max(0) as u64).min(calls);
         Counts {
             calls,
@@ -192,12 +294,18 @@ impl CountWindow {
     }
 
     fn reset(&self) {
-        self.head.store(0, Ordering::SeqCst);
+        self.start
+            .store(self.head.load(Ordering::SeqCst), Ordering::SeqCst);
         for slot in self.slots.iter() {
             slot.store(0, Ordering::Relaxed);
         }
+        for duration in self.durations.iter() {
+            duration.store(0, Ordering::Relaxed);
+        }
         self.failures.store(0, Ordering::SeqCst);
         self.slow.store(0, Ordering::SeqCst);
+        self.timed.store(0, Ordering::Relaxed);
+        self.micros.store(0, Ordering::Relaxed);
     }
 }
 
@@ -211,27 +319,44 @@ impl TimeWindow {
         Self {
             bucket_micros,
             buckets: u64::from(buckets),
-            totals: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             slow: AtomicU64::new(0),
+            timed: AtomicU64::new(0),
+            micros: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             next_rotation: AtomicU64::new(0),
-            marks: (0..buckets)
-                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                .collect(),
-            base: (AtomicU64::new(0), AtomicU64::new(0)),
+            marks: (0..buckets).map(|_| Marks::default()).collect(),
+            base: Marks::default(),
         }
     }
 
     #[inline]
-    fn record(&self, outcome: u8, now: u64) -> Counts {
+    fn record(&self, outcome: u8, micros: u64, now: u64) -> Counts {
         if now >= self.next_rotation.load(Ordering::Acquire) {
             self.rotate(now);
         }
-        self.totals.fetch_add(packed(outcome), Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if outcome & (FAILED | SLOW | TIMED) != 0 {
+            self.record_more(outcome, micros);
+        }
+        self.read()
+    }
+
+    /// The rest of a failed, slow or timed call's recording.
+    #[inline(never)]
+    fn record_more(&self, outcome: u8, micros: u64) {
+        if outcome & FAILED != 0 {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
         if outcome & SLOW != 0 {
             self.slow.fetch_add(1, Ordering::SeqCst);
         }
-        self.read()
+        if outcome & TIMED != 0 {
+            // The duration first: a reader that sees the call sees it.
+            self.micros.fetch_add(micros, Ordering::Relaxed);
+            self.timed.fetch_add(1, Ordering::Release);
+        }
     }
 
     #[inline]
@@ -244,17 +369,57 @@ impl TimeWindow {
 
     #[inline]
     fn read(&self) -> Counts {
-        let totals = self.totals.load(Ordering::SeqCst);
+        let failures = self.failures.load(Ordering::SeqCst);
+        let calls = self.calls.load(Ordering::SeqCst);
         let slow = self.slow.load(Ordering::SeqCst);
-        let in_window = totals.wrapping_sub(self.base.0.load(Ordering::SeqCst));
-        let calls = in_window & 0xFFFF_FFFF;
+        let base = &self.base;
+        let calls = calls.wrapping_sub(base.calls.load(Ordering::SeqCst));
         Counts {
             calls,
-            failures: (in_window >> 32).min(calls),
+            failures: failures
+                .wrapping_sub(base.failures.load(Ordering::SeqCst))
+                .min(calls),
             slow: slow
-                .wrapping_sub(self.base.1.load(Ordering::SeqCst))
+                .wrapping_sub(base.slow.load(Ordering::SeqCst))
                 .min(calls),
         }
+    }
+
+    fn durations(&self, now: u64) -> Durations {
+        let calls = self.counts(now).calls;
+        let timed = self.timed.load(Ordering::Acquire);
+        let micros = self.micros.load(Ordering::Relaxed);
+        let base = &self.base;
+        let timed = timed
+            .wrapping_sub(base.timed.load(Ordering::SeqCst))
+            .min(calls);
+        Durations {
+            calls: timed,
+            micros: if timed == 0 {
+                0
+            } else {
+                micros.wrapping_sub(base.micros.load(Ordering::SeqCst))
+            },
+        }
+    }
+
+    /// Brings `marks` up to the cumulative figures now.
+    fn mark(&self, marks: &Marks) {
+        marks
+            .calls
+            .store(self.calls.load(Ordering::SeqCst), Ordering::SeqCst);
+        marks
+            .failures
+            .store(self.failures.load(Ordering::SeqCst), Ordering::SeqCst);
+        marks
+            .slow
+            .store(self.slow.load(Ordering::SeqCst), Ordering::SeqCst);
+        marks
+            .timed
+            .store(self.timed.load(Ordering::SeqCst), Ordering::SeqCst);
+        marks
+            .micros
+            .store(self.micros.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// Moves the window to the bucket that contains `now`. One caller per
@@ -273,22 +438,22 @@ impl TimeWindow {
             return;
         }
         // No call was recorded in the buckets from `last` to `bucket` before
-        // now, so they all start at the current totals.
-        let totals = self.totals.load(Ordering::SeqCst);
-        let slow = self.slow.load(Ordering::SeqCst);
+        // now, so they all start at the current figures.
         let oldest = (bucket + 1).saturating_sub(self.buckets);
         for j in last.max(oldest)..=bucket {
-            let mark = &self.marks[(j % self.buckets) as usize];
-            mark.0.store(totals, Ordering::SeqCst);
-            mark.1.store(slow, Ordering::SeqCst);
+            self.mark(&self.marks[(j % self.buckets) as usize]);
         }
         let mark = &self.marks[(oldest % self.buckets) as usize];
-        self.base
-            .0
-            .store(mark.0.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.base
-            .1
-            .store(mark.1.load(Ordering::SeqCst), Ordering::SeqCst);
+        let base = &self.base;
+        for (to, from) in [
+            (&base.calls, &mark.calls),
+            (&base.failures, &mark.failures),
+            (&base.slow, &mark.slow),
+            (&base.timed, &mark.timed),
+            (&base.micros, &mark.micros),
+        ] {
+            to.store(from.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
         self.next_rotation.store(
             (bucket + 1).saturating_mul(self.bucket_micros),
             Ordering::Release,
@@ -297,14 +462,10 @@ impl TimeWindow {
 
     fn reset(&self) {
         // Everything recorded so far falls before the base.
-        let totals = self.totals.load(Ordering::SeqCst);
-        let slow = self.slow.load(Ordering::SeqCst);
         for mark in self.marks.iter() {
-            mark.0.store(totals, Ordering::SeqCst);
-            mark.1.store(slow, Ordering::SeqCst);
+            self.mark(mark);
         }
-        self.base.0.store(totals, Ordering::SeqCst);
-        self.base.1.store(slow, Ordering::SeqCst);
+        self.mark(&self.base);
     }
 }
 
@@ -320,7 +481,7 @@ mod tests {
     fn count_window_slides() {
         let window = CountWindow::new(10);
         for _ in 0..1_000 {
-            window.record(S, 0);
+            window.record(S, 0, 0);
         }
         assert_eq!(
             window.counts(),
@@ -331,11 +492,11 @@ mod tests {
             }
         );
         for _ in 0..5 {
-            window.record(F, 0);
+            window.record(F, 0, 0);
         }
         assert_eq!(window.counts().failures, 5);
         for _ in 0..10 {
-            window.record(S, 0);
+            window.record(S, 0, 0);
         }
         assert_eq!(window.counts().failures, 0);
     }
@@ -343,14 +504,18 @@ mod tests {
     #[test]
     fn count_window_fills_then_holds_size() {
         let window = CountWindow::new(3);
-        assert_eq!(window.record(F, 0).unwrap().calls, 1);
+        assert_eq!(window.record(F, 0, 0).unwrap().calls, 1);
         assert_eq!(
-            window.record(S, 2).unwrap().calls,
+            window.record(S, 0, 2).unwrap().calls,
             2,
             "reaching the minimum is judged"
         );
-        assert_eq!(window.record(S | SLOW, 0).unwrap().calls, 3);
-        assert_eq!(window.record(S, 0), None, "a plain success is not judged");
+        assert_eq!(window.record(S | SLOW, 0, 0).unwrap().calls, 3);
+        assert_eq!(
+            window.record(S, 0, 0),
+            None,
+            "a plain success is not judged"
+        );
         assert_eq!(
             window.counts(),
             Counts {
@@ -369,10 +534,10 @@ mod tests {
         let window = TimeWindow::new(1_000_000, 10);
         let second = 1_000_000;
         for _ in 0..4 {
-            window.record(F, 100 * second);
+            window.record(F, 0, 100 * second);
         }
         for _ in 0..6 {
-            window.record(S, 105 * second);
+            window.record(S, 0, 105 * second);
         }
         assert_eq!(
             window.counts(109 * second + 999_999),
@@ -394,7 +559,7 @@ mod tests {
         // At 115s everything is gone.
         assert_eq!(window.counts(115 * second), Counts::default());
         assert_eq!(
-            window.record(F | SLOW, 200 * second),
+            window.record(F | SLOW, 0, 200 * second),
             Counts {
                 calls: 1,
                 failures: 1,
@@ -406,10 +571,10 @@ mod tests {
     #[test]
     fn time_window_reset_forgets_everything() {
         let window = TimeWindow::new(1_000, 5);
-        window.record(F, 10);
+        window.record(F, 0, 10);
         window.reset();
         assert_eq!(window.counts(20), Counts::default());
-        assert_eq!(window.record(S, 30).calls, 1);
+        assert_eq!(window.record(S, 0, 30).calls, 1);
     }
 
     proptest! {
@@ -425,11 +590,32 @@ mod tests {
                 if model.len() > size as usize {
                     model.pop_front();
                 }
-                prop_assert!(window.record(outcome, 0).is_some() || outcome == RECORDED);
+                prop_assert!(window.record(outcome, 0, 0).is_some() || outcome == RECORDED);
                 let counts = window.counts();
                 prop_assert_eq!(counts.calls, model.len() as u64);
                 prop_assert_eq!(counts.failures, model.iter().filter(|o| *o & FAILED != 0).count() as u64);
                 prop_assert_eq!(counts.slow, model.iter().filter(|o| *o & SLOW != 0).count() as u64);
+            }
+        }
+
+        /// The durations of a count window are those of the timed calls
+        /// among its last `size`.
+        #[test]
+        fn count_window_durations_match_a_model(size in 1u32..10, calls in proptest::collection::vec(proptest::option::of(0u64..1_000), 0..100)) {
+            let window = CountWindow::new(size);
+            let mut model = std::collections::VecDeque::new();
+            for call in calls {
+                model.push_back(call);
+                if model.len() > size as usize {
+                    model.pop_front();
+                }
+                let outcome = RECORDED | if call.is_some() { TIMED } else { 0 };
+                window.record(outcome, call.unwrap_or(0), 0);
+                let timed: Vec<u64> = model.iter().flatten().copied().collect();
+                prop_assert_eq!(window.durations(), Durations {
+                    calls: timed.len() as u64,
+                    micros: timed.iter().sum(),
+                });
             }
         }
 
@@ -443,7 +629,7 @@ mod tests {
             for (advance, failure) in steps {
                 now += advance;
                 model.push((now / 1_000, failure));
-                let counts = window.record(if failure { F } else { S }, now);
+                let counts = window.record(if failure { F } else { S }, 0, now);
                 let oldest = (now / 1_000 + 1).saturating_sub(u64::from(buckets));
                 let live: Vec<_> = model.iter().filter(|(b, _)| *b >= oldest).collect();
                 prop_assert_eq!(counts.calls, live.len() as u64);
@@ -465,9 +651,7 @@ mod tests {
                 u64::from(u32::MAX),
                 u64::from(u32::MAX) + 1,
             ] {
-                let slot = window.slot(index) as *const AtomicU8 as usize;
-                let base = window.slots.as_ptr() as usize;
-                assert_eq!(slot - base, (index as u32 % window.size) as usize);
+                assert_eq!(window.slot(index), (index as u32 % window.size) as usize);
             }
         }
     }

@@ -11,11 +11,20 @@
 //! instance's series has the labels `name` and, for a keyed instance,
 //! `key`.
 //!
+//! A breaker's cumulative counters, which never reset (not even on a
+//! breaker's reset), are `portcullis_breaker_*_total`: calls by `outcome`
+//! (`success`, `failure`, `ignored`: every call is in exactly one, so their
+//! sum is every call; a slow call is counted again in
+//! `portcullis_breaker_slow_calls_total`), rejections, and transitions by
+//! `from` and `to` state. The transitions the breaker makes by itself
+//! (closed to open, open to half-open, half-open to open or closed) have a
+//! series from the start; a manual one gets its series once it happened.
+//!
 //! A rate limiter has no `waiting_threads` gauge: a call that waits for its
 //! slot holds no thread and no counter, only its reserved slot, which
 //! `available_permissions` already shows.
 
-use portcullis_breaker::State;
+use portcullis_breaker::{BreakerCounters, State};
 use portcullis_core::percent;
 
 use crate::registry::Registry;
@@ -105,6 +114,22 @@ pub(crate) const BREAKER_SLOW_THRESHOLD: Meta = gauge(
     "portcullis_circuitbreaker_slow_call_rate_threshold",
     "The slow-call rate, in percent, at which the circuit breaker opens.",
 );
+pub(crate) const BREAKER_CALLS_TOTAL: Meta = counter(
+    "portcullis_breaker_calls_total",
+    "Calls whose outcome the circuit breaker recorded or ignored since it was made, by outcome (success, failure or ignored).",
+);
+pub(crate) const BREAKER_SLOW_TOTAL: Meta = counter(
+    "portcullis_breaker_slow_calls_total",
+    "Recorded calls slower than the slow-call duration since the circuit breaker was made; each is also in portcullis_breaker_calls_total.",
+);
+pub(crate) const BREAKER_NOT_PERMITTED_TOTAL: Meta = counter(
+    "portcullis_breaker_not_permitted_total",
+    "Calls the circuit breaker rejected since it was made; a reset does not clear it.",
+);
+pub(crate) const BREAKER_TRANSITIONS_TOTAL: Meta = counter(
+    "portcullis_breaker_transitions_total",
+    "State transitions of the circuit breaker since it was made, by state left and state entered.",
+);
 pub(crate) const BULKHEAD_AVAILABLE: Meta = gauge(
     "portcullis_bulkhead_available_concurrent_calls",
     "Free permits of the bulkhead.",
@@ -179,7 +204,7 @@ pub(crate) const EVENT_LAGGED: Meta = counter(
 );
 
 /// Every family, in the order they are rendered.
-pub(crate) const ALL: [Meta; 28] = [
+pub(crate) const ALL: [Meta; 32] = [
     BREAKER_STATE,
     BREAKER_BUFFERED,
     BREAKER_CALLS,
@@ -190,6 +215,10 @@ pub(crate) const ALL: [Meta; 28] = [
     BREAKER_CONSECUTIVE,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_SLOW_THRESHOLD,
+    BREAKER_CALLS_TOTAL,
+    BREAKER_SLOW_TOTAL,
+    BREAKER_NOT_PERMITTED_TOTAL,
+    BREAKER_TRANSITIONS_TOTAL,
     BULKHEAD_AVAILABLE,
     BULKHEAD_MAX,
     BULKHEAD_IN_FLIGHT,
@@ -297,9 +326,37 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
         );
         push(
             BREAKER_SLOW_THRESHOLD,
-            labels,
+            labels.clone(),
             figures.slow_call_rate_threshold,
         );
+        let counters = &figures.counters;
+        for (outcome, value) in [
+            ("success", counters.successful_calls),
+            ("failure", counters.failed_calls),
+            ("ignored", counters.ignored_calls),
+        ] {
+            push(
+                BREAKER_CALLS_TOTAL,
+                with(("outcome", outcome)),
+                value as f64,
+            );
+        }
+        push(
+            BREAKER_SLOW_TOTAL,
+            labels.clone(),
+            counters.slow_calls as f64,
+        );
+        push(
+            BREAKER_NOT_PERMITTED_TOTAL,
+            labels.clone(),
+            counters.not_permitted_calls as f64,
+        );
+        for (from, to, count) in transitions(counters) {
+            let mut labels = labels.clone();
+            labels.push(("from", from.to_owned()));
+            labels.push(("to", to.to_owned()));
+            push(BREAKER_TRANSITIONS_TOTAL, labels, count as f64);
+        }
     }
     for keyed in registry.bulkheads() {
         let figures = &keyed.snapshot;
@@ -360,6 +417,32 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
     push(EVENT_DROPPED, Vec::new(), stats.dropped as f64);
     push(EVENT_LAGGED, Vec::new(), stats.lagged as f64);
     families
+}
+
+/// The transitions a breaker makes by itself.
+const AUTOMATIC: [(State, State); 4] = [
+    (State::Closed, State::Open),
+    (State::Open, State::HalfOpen),
+    (State::HalfOpen, State::Open),
+    (State::HalfOpen, State::Closed),
+];
+
+/// The transition series of a breaker, with their state labels: the
+/// automatic ones always, the others once they happened.
+fn transitions(
+    counters: &BreakerCounters,
+) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+    let label = |state: State| {
+        STATES
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, label)| *label)
+            .expect("every state has a label")
+    };
+    counters
+        .all_transitions()
+        .filter(|&(from, to, count)| count > 0 || AUTOMATIC.contains(&(from, to)))
+        .map(move |(from, to, count)| (label(from), label(to), count))
 }
 
 /// The labels of an instance's series: `name`, and `key` for a keyed one.

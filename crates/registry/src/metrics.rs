@@ -17,6 +17,8 @@ use crate::registry::Registry;
 /// `portcullis_circuitbreaker_calls{name,kind}`,
 /// `portcullis_circuitbreaker_not_permitted_calls_total`,
 /// `portcullis_circuitbreaker_failure_rate`, ...,
+/// `portcullis_breaker_calls_total{name,outcome}`,
+/// `portcullis_breaker_transitions_total{name,from,to}`, ...,
 /// `portcullis_bulkhead_available_concurrent_calls{name}`,
 /// `portcullis_bulkhead_in_flight{name}`, ...,
 /// `portcullis_ratelimiter_available_permissions{name}`,

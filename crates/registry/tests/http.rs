@@ -811,6 +811,122 @@ async fn rate_limiters_and_budgets_are_served_with_their_figures() {
     assert_eq!(get(addr, "/health").await.json()["status"], "UP");
 }
 
+/// The breaker's cumulative counters are Prometheus counters that move with
+/// the calls, and a reset of the breaker does not take them back.
+#[tokio::test]
+async fn breaker_counters_are_prometheus_counters_that_only_go_up() {
+    let registry = registry();
+    let payments = registry.breaker("payments");
+    let keyed = registry.breaker_for("upstream", "a.example").unwrap();
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let before = parse_prometheus(&get(addr, "/metrics").await.body);
+    let payments_labels = [("name", "payments")];
+    let calls = |samples: &[Sample], outcome: &str| {
+        value(
+            samples,
+            "portcullis_breaker_calls_total",
+            &[("name", "payments"), ("outcome", outcome)],
+        )
+    };
+    let transitions = |samples: &[Sample], from: &str, to: &str| {
+        value(
+            samples,
+            "portcullis_breaker_transitions_total",
+            &[("name", "payments"), ("from", from), ("to", to)],
+        )
+    };
+    for outcome in ["success", "failure", "ignored"] {
+        assert_eq!(calls(&before, outcome), 0.0, "{outcome}");
+    }
+    assert_eq!(
+        transitions(&before, "closed", "open"),
+        0.0,
+        "a series from the start"
+    );
+    assert_eq!(transitions(&before, "half_open", "closed"), 0.0);
+    assert_eq!(
+        value(
+            &before,
+            "portcullis_breaker_calls_total",
+            &[
+                ("name", "upstream"),
+                ("key", "a.example"),
+                ("outcome", "success")
+            ]
+        ),
+        0.0,
+        "a keyed breaker has its key"
+    );
+
+    for outcome in [Outcome::Success, Outcome::Success, Outcome::Ignored] {
+        payments.try_acquire().unwrap().record(outcome);
+    }
+    fail(&payments, 2);
+    for _ in 0..3 {
+        assert!(payments.try_acquire().is_err());
+    }
+    keyed.try_acquire().unwrap().record(Outcome::Success);
+    payments.reset();
+
+    let reply = get(addr, "/metrics").await;
+    let after = parse_prometheus(&reply.body);
+    assert_eq!(calls(&after, "success"), 2.0);
+    assert_eq!(calls(&after, "failure"), 2.0);
+    assert_eq!(calls(&after, "ignored"), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "portcullis_breaker_not_permitted_total",
+            &payments_labels
+        ),
+        3.0,
+        "a reset does not take the rejections back"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "portcullis_circuitbreaker_not_permitted_calls_total",
+            &payments_labels
+        ),
+        0.0,
+        "the since-reset figure starts again"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "portcullis_breaker_slow_calls_total",
+            &payments_labels
+        ),
+        0.0
+    );
+    assert_eq!(transitions(&after, "closed", "open"), 1.0);
+    assert_eq!(
+        transitions(&after, "open", "closed"),
+        1.0,
+        "the reset, once it happened"
+    );
+    assert!(
+        before
+            .iter()
+            .all(|s| !(s.name == "portcullis_breaker_transitions_total"
+                && s.labels.get("from").map(String::as_str) == Some("open")
+                && s.labels.get("to").map(String::as_str) == Some("closed"))),
+        "no series for a manual transition that never happened"
+    );
+    for family in [
+        "portcullis_breaker_calls_total",
+        "portcullis_breaker_slow_calls_total",
+        "portcullis_breaker_not_permitted_total",
+        "portcullis_breaker_transitions_total",
+    ] {
+        assert!(
+            reply.body.contains(&format!("# TYPE {family} counter\n")),
+            "{family} is a counter"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rate_limiter_and_budget_metrics_parse_back_as_prometheus_text() {
     let registry = limited_registry();
