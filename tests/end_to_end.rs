@@ -65,7 +65,7 @@ async fn every_request_leaves_as_a_response_a_fallback_or_a_typed_error() {
     };
     let upstream = Upstream::start(timeline.seed).await.unwrap();
     let bare = Gateway::bare(upstream.addr).await.unwrap();
-    let (resilient, resilience) = Gateway::resilient(upstream.addr).await.unwrap();
+    let (resilient, resilience) = Gateway::resilient(upstream.addr, 0).await.unwrap();
     let lanes = [
         Lane::new(bare.addr, &plan),
         Lane::new(resilient.addr, &plan),
@@ -119,7 +119,7 @@ async fn every_request_leaves_as_a_response_a_fallback_or_a_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_breaker_opens_during_an_outage_and_closes_after_it() {
     let upstream = Upstream::start(2).await.unwrap();
-    let (resilient, resilience) = Gateway::resilient(upstream.addr).await.unwrap();
+    let (resilient, resilience) = Gateway::resilient(upstream.addr, 0).await.unwrap();
     let breaker = resilience
         .registry
         .find_breaker("upstream-read", None)
@@ -187,7 +187,7 @@ async fn retries_never_exceed_the_budget() {
     let upstream = Upstream::start(3).await.unwrap();
     // Every call fails with a retryable 503.
     upstream.chaos.set_response_rate(1.0).unwrap();
-    let (resilient, resilience) = Gateway::resilient(upstream.addr).await.unwrap();
+    let (resilient, resilience) = Gateway::resilient(upstream.addr, 0).await.unwrap();
     // So that nothing but the budget limits the retries.
     resilience.registry.breaker("upstream-read").disable();
     let plan = Plan {
