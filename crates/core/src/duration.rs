@@ -123,7 +123,7 @@ pub fn format(duration: Duration) -> String {
     out
 }
 
-/// Formats a measured duration for people and dashboards: like [`format`],
+/// Formats a measured duration for people and dashboards: like [`format()`],
 /// rounded up to whole milliseconds (to whole microseconds below one
 /// millisecond), so that `"2s424ms62us"` reads `"2s425ms"`. Rounded up, not
 /// to the nearest: a wait read from it is never too short.
