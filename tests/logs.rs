@@ -86,6 +86,30 @@ impl Subscriber for Capture {
     }
 }
 
+/// Runs `test` on a paused current-thread runtime with a [`Capture`] as
+/// the subscriber, and returns the events it logged.
+fn logged<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) -> Vec<String> {
+    let capture = Capture::default();
+    let events = capture.events.clone();
+    tracing::subscriber::with_default(capture, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(test());
+    });
+    std::mem::take(&mut *events.lock().unwrap())
+}
+
+/// The first event that contains `needle`.
+fn find<'a>(events: &'a [String], needle: &str) -> &'a str {
+    events
+        .iter()
+        .find(|event| event.contains(needle))
+        .unwrap_or_else(|| panic!("no event with {needle:?} in {events:#?}"))
+}
+
 const ROUTES: &str = r#"
     [profiles.slow.timeout]
     timeout = "1s"
@@ -100,43 +124,27 @@ const ROUTES: &str = r#"
 
 #[test]
 fn a_routes_timeout_and_fallback_log_in_its_span_in_plain_words() {
-    let capture = Capture::default();
-    let events = capture.events.clone();
-    tracing::subscriber::with_default(capture, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
+    let events = logged(|| async {
+        let routes = Routes::from_toml(ROUTES, Registry::new()).unwrap();
+        let app: Router = Router::new()
+            .route(
+                "/reports",
+                get(std::future::pending::<&'static str>)
+                    .route_layer(routes.route_layer("reports").unwrap()),
+            )
+            .with_state(());
+        let request = axum::http::Request::get("/reports")
+            .body(axum::body::Body::empty())
             .unwrap();
-        runtime.block_on(async {
-            let routes = Routes::from_toml(ROUTES, Registry::new()).unwrap();
-            let app: Router = Router::new()
-                .route(
-                    "/reports",
-                    get(std::future::pending::<&'static str>)
-                        .route_layer(routes.route_layer("reports").unwrap()),
-                )
-                .with_state(());
-            let request = axum::http::Request::get("/reports")
-                .body(axum::body::Body::empty())
-                .unwrap();
-            let response = app.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 200, "the fallback answered");
-        });
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200, "the fallback answered");
     });
-    let events = events.lock().unwrap();
-    let find = |needle: &str| {
-        events
-            .iter()
-            .find(|event| event.contains(needle))
-            .unwrap_or_else(|| panic!("no event with {needle:?} in {events:#?}"))
-    };
-    let timed_out = find("timed out");
+    let timed_out = find(&events, "timed out");
     assert!(
         timed_out.starts_with("portcullis route=reports"),
         "{timed_out}"
     );
-    let fallback = find("fallback taken");
+    let fallback = find(&events, "fallback taken");
     assert!(
         fallback.starts_with("portcullis route=reports"),
         "{fallback}"
@@ -156,44 +164,32 @@ fn a_per_host_breakers_transition_names_its_host() {
     use portcullis::core::HttpClassifier;
     use tower::Layer;
 
-    let capture = Capture::default();
-    let events = capture.events.clone();
-    tracing::subscriber::with_default(capture, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+    let events = logged(|| async {
+        let registry = Registry::builder()
+            .breaker_default(
+                BreakerConfig::builder()
+                    .count_window(1)
+                    .minimum_calls(1)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let registry = Registry::builder()
-                .breaker_default(
-                    BreakerConfig::builder()
-                        .count_window(1)
-                        .minimum_calls(1)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap();
-            let failing = tower::service_fn(|_: http::Request<()>| async {
-                let mut response = http::Response::new(());
-                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            let client = PerAuthorityLayer::new(registry.clone(), "payments")
-                .classifier(HttpClassifier)
-                .layer(failing);
-            let request = http::Request::get("http://pay.example:8443/charge")
-                .body(())
-                .unwrap();
-            let response = client.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 500);
+        let failing = tower::service_fn(|_: http::Request<()>| async {
+            let mut response = http::Response::new(());
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            Ok::<_, std::convert::Infallible>(response)
         });
+        let client = PerAuthorityLayer::new(registry.clone(), "payments")
+            .classifier(HttpClassifier)
+            .layer(failing);
+        let request = http::Request::get("http://pay.example:8443/charge")
+            .body(())
+            .unwrap();
+        let response = client.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 500);
     });
-    let events = events.lock().unwrap();
-    let opened = events
-        .iter()
-        .find(|event| event.contains("state changed"))
-        .unwrap_or_else(|| panic!("no transition in {events:#?}"));
+    let opened = find(&events, "state changed");
     assert!(
         opened.starts_with("portcullis host=pay.example:8443"),
         "{opened}"

@@ -52,28 +52,30 @@ impl<S, Req, C> ResponseFuture<S, Req, C>
 where
     S: Service<Req>,
 {
-    pub(crate) fn breaker(future: BreakerFuture<S::Future, C>, span: tracing::Span) -> Self {
+    pub(crate) fn breaker(future: BreakerFuture<S::Future, C>) -> Self {
         Self {
             kind: Kind::Breaker { future },
-            span,
+            span: tracing::Span::none(),
         }
     }
 
-    pub(crate) fn guarded(
-        future: BreakerFuture<BulkheadFuture<S, Req, UntilResponse>, C>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn guarded(future: BreakerFuture<BulkheadFuture<S, Req, UntilResponse>, C>) -> Self {
         Self {
             kind: Kind::Guarded { future },
-            span,
+            span: tracing::Span::none(),
         }
     }
 
-    pub(crate) fn failed(error: BoxError, span: tracing::Span) -> Self {
+    pub(crate) fn failed(error: BoxError) -> Self {
         Self {
             kind: Kind::Failed { error: Some(error) },
-            span,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Polls in `span` from now on.
+    pub(crate) fn in_span(self, span: tracing::Span) -> Self {
+        Self { span, ..self }
     }
 }
 

@@ -149,43 +149,45 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(key) = authority_key(request.uri()) else {
-            return ResponseFuture::failed(NoAuthority::new().into(), tracing::Span::none());
+            return ResponseFuture::failed(NoAuthority::new().into());
         };
         // What the breaker and bulkhead of this host log (a transition, a
         // rejection, an eviction) is logged in a span naming the host.
         let span = tracing::info_span!("portcullis", host = %key);
-        let _entered = span.enter();
-        let breaker = match self.registry.breaker_for(&self.name, key) {
-            Ok(breaker) => breaker,
-            Err(error) => return ResponseFuture::failed(error.into(), span.clone()),
-        };
-        let bulkhead = if self.bulkheads {
-            match self.registry.bulkhead_for(&self.name, key) {
-                Ok(bulkhead) => Some(bulkhead),
-                Err(error) => return ResponseFuture::failed(error.into(), span.clone()),
+        let entered = span.enter();
+        let future = 'start: {
+            let breaker = match self.registry.breaker_for(&self.name, key) {
+                Ok(breaker) => breaker,
+                Err(error) => break 'start ResponseFuture::failed(error.into()),
+            };
+            let bulkhead = if self.bulkheads {
+                match self.registry.bulkhead_for(&self.name, key) {
+                    Ok(bulkhead) => Some(bulkhead),
+                    Err(error) => break 'start ResponseFuture::failed(error.into()),
+                }
+            } else {
+                None
+            };
+            // The readied service goes with the call; its clone is readied
+            // by the next `poll_ready`.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let classifier = self.classifier.clone();
+            match bulkhead {
+                Some(bulkhead) => ResponseFuture::guarded(
+                    CircuitBreaker::new(BulkheadService::new(inner, bulkhead), breaker)
+                        .with_classifier(classifier)
+                        .call(request),
+                ),
+                None => ResponseFuture::breaker(
+                    CircuitBreaker::new(inner, breaker)
+                        .with_classifier(classifier)
+                        .call(request),
+                ),
             }
-        } else {
-            None
         };
-        // The readied service goes with the call; its clone is readied by
-        // the next `poll_ready`.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let classifier = self.classifier.clone();
-        match bulkhead {
-            Some(bulkhead) => ResponseFuture::guarded(
-                CircuitBreaker::new(BulkheadService::new(inner, bulkhead), breaker)
-                    .with_classifier(classifier)
-                    .call(request),
-                span.clone(),
-            ),
-            None => ResponseFuture::breaker(
-                CircuitBreaker::new(inner, breaker)
-                    .with_classifier(classifier)
-                    .call(request),
-                span.clone(),
-            ),
-        }
+        drop(entered);
+        future.in_span(span)
     }
 }
 

@@ -446,7 +446,6 @@ impl Core {
     /// `SLOW` and `TIMED` set as they apply, `micros` is the call's duration
     /// when it was timed. `retry_after` is a server-directed wait that came
     /// with a failure. Ignored outcomes are released, not recorded.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn record(
         &self,

@@ -130,10 +130,11 @@ fn timed(outcome: u8) -> i64 {
 
 impl Window {
     /// Records an outcome (a combination of `RECORDED`, `FAILED`, `SLOW`,
-    /// `TIMED`; with `TIMED`, `micros` is the call's duration) and returns the totals that include it, or `None` when the outcome
-    /// cannot have made any rate cross a threshold: a plain success in a
-    /// count window that does not bring the calls up to `minimum_calls`
-    /// (it can only lower the rates). `now` is read only by time windows,
+    /// `TIMED`; with `TIMED`, `micros` is the call's duration) and returns
+    /// the totals that include it, or `None` when the outcome cannot have
+    /// made any rate cross a threshold: a plain success in a count window
+    /// that does not bring the calls up to `minimum_calls` (it can only
+    /// lower the rates). `now` is read only by time windows,
     /// where a success may also evict older failures' successes and so is
     /// always judged.
     #[inline]
@@ -405,21 +406,14 @@ impl TimeWindow {
 
     /// Brings `marks` up to the cumulative figures now.
     fn mark(&self, marks: &Marks) {
-        marks
-            .calls
-            .store(self.calls.load(Ordering::SeqCst), Ordering::SeqCst);
-        marks
-            .failures
-            .store(self.failures.load(Ordering::SeqCst), Ordering::SeqCst);
-        marks
-            .slow
-            .store(self.slow.load(Ordering::SeqCst), Ordering::SeqCst);
-        marks
-            .timed
-            .store(self.timed.load(Ordering::SeqCst), Ordering::SeqCst);
-        marks
-            .micros
-            .store(self.micros.load(Ordering::SeqCst), Ordering::SeqCst);
+        let copy = |from: &AtomicU64, to: &AtomicU64| {
+            to.store(from.load(Ordering::SeqCst), Ordering::SeqCst)
+        };
+        copy(&self.calls, &marks.calls);
+        copy(&self.failures, &marks.failures);
+        copy(&self.slow, &marks.slow);
+        copy(&self.timed, &marks.timed);
+        copy(&self.micros, &marks.micros);
     }
 
     /// Moves the window to the bucket that contains `now`. One caller per

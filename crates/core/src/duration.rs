@@ -208,12 +208,7 @@ pub mod serde {
                 value: &Option<Duration>,
                 serializer: S,
             ) -> Result<S::Ok, S::Error> {
-                match value {
-                    Some(value) => {
-                        serializer.serialize_some(&super::super::super::format_rounded(*value))
-                    }
-                    None => serializer.serialize_none(),
-                }
+                super::super::option::write(value, super::super::super::format_rounded, serializer)
             }
 
             /// Reads an optional human duration string.
@@ -235,8 +230,17 @@ pub mod serde {
             value: &Option<Duration>,
             serializer: S,
         ) -> Result<S::Ok, S::Error> {
+            write(value, super::super::format, serializer)
+        }
+
+        /// Writes `Some` in the words of `format` and `None` as nothing.
+        pub(super) fn write<S: Serializer>(
+            value: &Option<Duration>,
+            format: fn(Duration) -> String,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
             match value {
-                Some(value) => serializer.serialize_some(&super::super::format(*value)),
+                Some(value) => serializer.serialize_some(&format(*value)),
                 None => serializer.serialize_none(),
             }
         }
