@@ -1,8 +1,9 @@
 //! The shared handle that owns a breaker's state.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use portcullis_core::{BreakerOpen, ConfigError, Outcome};
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::BreakerConfig;
 use crate::counters::BreakerCounters;
 use crate::error::IllegalTransition;
-use crate::event::{BreakerEvent, EventStream, Events};
+use crate::event::{BreakerEvent, EventHook, EventStream, Events, Hooks};
 use crate::settings::{CALL_EVENTS, Settings};
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
 use crate::window::{FAILED, RECORDED, SLOW, TIMED};
@@ -151,7 +152,7 @@ pub struct BreakerSnapshot {
     pub counters: BreakerCounters,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     name: Arc<str>,
     /// The configuration as given; read by `config()` and replaced by
     /// `reconfigure()`, never on the call path (which reads `core.settings`).
@@ -161,6 +162,10 @@ struct Shared {
     events: Events,
     /// Every event and the per-call ones, for those who asked.
     with_calls: Events,
+    /// Functions called with every event but the per-call ones.
+    hooks: Hooks,
+    /// Events waiting for the thread that delivers.
+    outbox: Mutex<Outbox>,
     /// Rejections not reported yet, and when the last report was sent.
     rejections: Rejections,
 }
@@ -179,6 +184,27 @@ struct Rejections {
     /// When the last report was sent, in microseconds since the epoch,
     /// plus one (0: never).
     sent_at: AtomicU64,
+}
+
+/// Events sent while another is being delivered; see [`Breaker::send`].
+#[derive(Debug, Default)]
+struct Outbox {
+    delivering: bool,
+    queue: VecDeque<BreakerEvent>,
+}
+
+/// Should a hook panic, lets the next event be delivered (the queued ones
+/// go with the panic).
+struct Unwind<'a>(&'a Mutex<Outbox>);
+
+impl Drop for Unwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut outbox = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            outbox.delivering = false;
+            outbox.queue = VecDeque::new();
+        }
+    }
 }
 
 /// The shortest span between two rejection reports: 10 ms.
@@ -211,6 +237,8 @@ impl Breaker {
                 epoch: Instant::now(),
                 events: Events::new(crate::event::CAPACITY),
                 with_calls: Events::new(crate::event::CALLS_CAPACITY),
+                hooks: Hooks::default(),
+                outbox: Mutex::default(),
                 rejections: Rejections::default(),
             }),
         }
@@ -366,15 +394,92 @@ impl Breaker {
         stream
     }
 
-    /// Whether any subscriber listens for events.
-    #[inline]
-    fn listened(&self) -> bool {
-        self.shared.events.wanted() || self.shared.with_calls.wanted()
+    /// Calls `hook` with each of this breaker's events but the per-call
+    /// ones, synchronously, on the thread of the call (or of the manual
+    /// transition) that caused it, until the returned [`EventHook`] is
+    /// dropped.
+    ///
+    /// This is how the state of a breaker is pushed to whoever keeps it (a
+    /// registry, an exporter) without a task or a buffer per breaker: a
+    /// hook costs nothing until an event happens, and transitions,
+    /// crossings and resets are rare. Rejections reach it counted, as they
+    /// reach subscribers: one [`BreakerEvent::Rejected`] per 10 ms at most,
+    /// the rest at the next report (see [`report_rejections`]). A hook must
+    /// be quick and must not block: it runs inside a call.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use portcullis_breaker::{Breaker, BreakerEvent, State};
+    ///
+    /// let breaker = Breaker::new("ledger");
+    /// let opened = Arc::new(Mutex::new(Vec::new()));
+    /// let hook = breaker.on_event({
+    ///     let opened = opened.clone();
+    ///     move |event| {
+    ///         if let BreakerEvent::Transition { to, .. } = event {
+    ///             opened.lock().unwrap().push(*to);
+    ///         }
+    ///     }
+    /// });
+    /// breaker.force_open();
+    /// drop(hook);
+    /// breaker.reset();
+    /// assert_eq!(*opened.lock().unwrap(), [State::ForcedOpen]);
+    /// ```
+    ///
+    /// [`report_rejections`]: Self::report_rejections
+    pub fn on_event(&self, hook: impl Fn(&BreakerEvent) + Send + Sync + 'static) -> EventHook {
+        let id = self.shared.hooks.attach(Arc::new(hook));
+        EventHook::new(Arc::downgrade(&self.shared), id)
     }
 
-    /// Sends `event` to the subscribers of either stream.
-    fn send(&self, event: BreakerEvent) {
+    /// A handle that does not keep the breaker alive, for a hook or a
+    /// registry entry that must not make a cycle.
+    pub fn downgrade(&self) -> WeakBreaker {
+        WeakBreaker {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// Whether any subscriber or hook listens for events.
+    #[inline]
+    fn listened(&self) -> bool {
         let shared = &*self.shared;
+        shared.events.wanted() || shared.with_calls.wanted() || shared.hooks.attached()
+    }
+
+    /// Sends `event` to the hooks and the subscribers of either stream.
+    ///
+    /// One thread delivers at a time, so that hooks and streams see the
+    /// events in one order: an event sent while another thread (or a hook
+    /// of this one) delivers is queued, and delivered by it next.
+    fn send(&self, event: BreakerEvent) {
+        let outbox = &self.shared.outbox;
+        {
+            let mut outbox = outbox.lock().unwrap_or_else(PoisonError::into_inner);
+            if outbox.delivering {
+                outbox.queue.push_back(event);
+                return;
+            }
+            outbox.delivering = true;
+        }
+        let _unwind = Unwind(outbox);
+        let mut next = Some(event);
+        while let Some(event) = next {
+            self.deliver(event);
+            let mut outbox = outbox.lock().unwrap_or_else(PoisonError::into_inner);
+            next = outbox.queue.pop_front();
+            if next.is_none() {
+                outbox.delivering = false;
+                // A breaker keeps no buffer between bursts of events.
+                outbox.queue = VecDeque::new();
+            }
+        }
+    }
+
+    fn deliver(&self, event: BreakerEvent) {
+        let shared = &*self.shared;
+        shared.hooks.call(&event);
         if shared.with_calls.wanted() {
             if shared.events.wanted() {
                 shared.events.send(event.clone());
@@ -768,7 +873,37 @@ impl fmt::Debug for Breaker {
             .field("state", &self.state())
             .field("config", &self.config())
             .field("events", &self.shared.events)
+            .field("hooks", &self.shared.hooks)
             .finish()
+    }
+}
+
+/// A breaker handle that does not keep it alive; see [`Breaker::downgrade`].
+#[derive(Clone)]
+pub struct WeakBreaker {
+    shared: Weak<Shared>,
+}
+
+impl WeakBreaker {
+    /// The breaker, if any handle of it is still alive.
+    pub fn upgrade(&self) -> Option<Breaker> {
+        self.shared.upgrade().map(|shared| Breaker { shared })
+    }
+}
+
+impl fmt::Debug for WeakBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.shared.upgrade() {
+            Some(shared) => f.debug_tuple("WeakBreaker").field(&shared.name).finish(),
+            None => f.write_str("WeakBreaker(gone)"),
+        }
+    }
+}
+
+/// Detaches a hook from the breaker, if it is still there.
+pub(crate) fn detach(breaker: &Weak<Shared>, id: portcullis_core::events::HookId) {
+    if let Some(shared) = breaker.upgrade() {
+        shared.hooks.detach(id);
     }
 }
 

@@ -11,6 +11,7 @@
 //! the failures recorded in it. These counts are plain `std` atomics even
 //! under loom: they are figures, not part of the protocol the models check.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -100,12 +101,15 @@ pub(crate) struct Tally {
     probe_failures: AtomicU64,
     slow: AtomicU64,
     ignored: AtomicU64,
-    transitions: [[AtomicU64; STATES.len()]; STATES.len()],
+    /// Made at the first transition: most keyed breakers never make one.
+    transitions: OnceLock<Box<Matrix>>,
     /// The totals when the current state was entered, and when the breaker
     /// was last reset.
     state_marks: Marks,
     reset_marks: Marks,
 }
+
+type Matrix = [[AtomicU64; STATES.len()]; STATES.len()];
 
 #[derive(Debug, Default)]
 struct Marks {
@@ -194,7 +198,8 @@ impl Tally {
     }
 
     pub(crate) fn transition(&self, from: State, to: State) {
-        self.transitions[index_of(from)][index_of(to)].fetch_add(1, Relaxed);
+        let transitions = self.transitions.get_or_init(Box::default);
+        transitions[index_of(from)][index_of(to)].fetch_add(1, Relaxed);
     }
 
     /// The successes so far, given the window's recorded calls (read
@@ -234,7 +239,8 @@ impl Tally {
 
     pub(crate) fn counters(&self, recorded: u64, not_permitted: u64) -> BreakerCounters {
         let mut transitions = [[0; STATES.len()]; STATES.len()];
-        for (counts, atomics) in transitions.iter_mut().zip(&self.transitions) {
+        let made = self.transitions.get().map(|made| &**made);
+        for (counts, atomics) in transitions.iter_mut().zip(made.into_iter().flatten()) {
             for (count, atomic) in counts.iter_mut().zip(atomics) {
                 *count = atomic.load(Relaxed);
             }

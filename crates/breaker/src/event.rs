@@ -19,6 +19,12 @@
 //! stream, a call costs what it did without them: the breaker checks a flag
 //! it reads anyway, times nothing and builds nothing.
 //!
+//! Hooks ([`Breaker::on_event`]) get the same events but the per-call ones,
+//! synchronously, on the thread of the call that caused them: no task, no
+//! buffer, nothing allocated until a subscriber or a hook comes. A registry
+//! keeps the state of thousands of breakers this way.
+//!
+//! [`Breaker::on_event`]: crate::Breaker::on_event
 //! [`Breaker::report_rejections`]: crate::Breaker::report_rejections
 //! [`Breaker::subscribe_with_calls`]: crate::Breaker::subscribe_with_calls
 //!
@@ -167,6 +173,53 @@ pub type EventStream = portcullis_core::events::EventStream<BreakerEvent>;
 
 /// The sending side, kept by the breaker.
 pub(crate) type Events = portcullis_core::events::Events<BreakerEvent>;
+
+/// The hooks of a breaker, see [`Breaker::on_event`].
+///
+/// [`Breaker::on_event`]: crate::Breaker::on_event
+pub(crate) type Hooks = portcullis_core::events::Hooks<BreakerEvent>;
+
+/// A hook attached with [`Breaker::on_event`]; dropping it detaches the
+/// hook. [`keep`](Self::keep) leaves it attached for as long as the
+/// breaker lives.
+///
+/// It holds no strong reference: a breaker whose every handle is gone is
+/// freed, hook and all.
+///
+/// [`Breaker::on_event`]: crate::Breaker::on_event
+#[must_use = "dropping the guard detaches the hook at once"]
+pub struct EventHook {
+    breaker: std::sync::Weak<crate::breaker::Shared>,
+    id: portcullis_core::events::HookId,
+}
+
+impl EventHook {
+    pub(crate) fn new(
+        breaker: std::sync::Weak<crate::breaker::Shared>,
+        id: portcullis_core::events::HookId,
+    ) -> Self {
+        Self { breaker, id }
+    }
+
+    /// Leaves the hook attached for the rest of the breaker's life.
+    pub fn keep(mut self) {
+        self.breaker = std::sync::Weak::new();
+    }
+}
+
+impl Drop for EventHook {
+    fn drop(&mut self) {
+        crate::breaker::detach(&self.breaker, self.id);
+    }
+}
+
+impl fmt::Debug for EventHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventHook")
+            .field("attached", &(self.breaker.strong_count() > 0))
+            .finish()
+    }
+}
 
 /// How many events a slow subscriber may fall behind by.
 pub(crate) const CAPACITY: usize = 256;

@@ -211,11 +211,11 @@ mod settings;
 mod state;
 mod window;
 
-pub use breaker::{Breaker, BreakerSnapshot, Permit};
+pub use breaker::{Breaker, BreakerSnapshot, Permit, WeakBreaker};
 pub use config::{BreakerConfig, BreakerConfigBuilder, SlidingWindow};
 pub use counters::BreakerCounters;
 pub use error::{BreakerOpen, IllegalTransition};
-pub use event::{BreakerEvent, EventStream, Threshold, TransitionReason};
+pub use event::{BreakerEvent, EventHook, EventStream, Threshold, TransitionReason};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
 pub use state::State;

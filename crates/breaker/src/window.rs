@@ -23,6 +23,8 @@
 //! consistent operations, so of two concurrent recorders the later one sees
 //! both outcomes: a threshold crossing is never missed.
 
+use std::sync::OnceLock;
+
 use portcullis_core::sync::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// An outcome as stored in a window slot.
@@ -77,8 +79,9 @@ pub(crate) struct CountWindow {
     timed: AtomicI64,
     micros: AtomicI64,
     /// Per slot, the duration of a timed call (micros, saturated); 0 for an
-    /// untimed one.
-    durations: Box<[AtomicU32]>,
+    /// untimed one. Made at the first timed call: a breaker that times
+    /// nothing keeps one byte per slot.
+    durations: OnceLock<Box<[AtomicU32]>>,
 }
 
 /// The outcomes of the last `buckets` spans of `bucket_micros`.
@@ -205,7 +208,7 @@ impl CountWindow {
             slow: AtomicI64::new(0),
             timed: AtomicI64::new(0),
             micros: AtomicI64::new(0),
-            durations: (0..size).map(|_| AtomicU32::new(0)).collect(),
+            durations: OnceLock::new(),
         }
     }
 
@@ -255,7 +258,10 @@ impl CountWindow {
         } else {
             0
         };
-        let old = self.durations[at].swap(new, Ordering::Relaxed);
+        let durations = self
+            .durations
+            .get_or_init(|| (0..self.size).map(|_| AtomicU32::new(0)).collect());
+        let old = durations[at].swap(new, Ordering::Relaxed);
         let old = if evicted & TIMED != 0 { old } else { 0 };
         let timed = timed(outcome) - timed(evicted);
         if timed != 0 {
@@ -300,7 +306,7 @@ impl CountWindow {
         for slot in self.slots.iter() {
             slot.store(0, Ordering::Relaxed);
         }
-        for duration in self.durations.iter() {
+        for duration in self.durations.get().into_iter().flatten() {
             duration.store(0, Ordering::Relaxed);
         }
         self.failures.store(0, Ordering::SeqCst);

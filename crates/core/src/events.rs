@@ -5,7 +5,13 @@
 //! uses it: subscribers get a bounded broadcast stream; one that falls
 //! behind loses the oldest events, and is told how many, but never slows a
 //! call down. With no subscriber, [`Events::wanted`] is one relaxed load and
-//! no event value is built.
+//! no event value is built. The channel and its buffer are only made at the
+//! first [`Events::subscribe`]: a layer nobody listens to holds no buffer.
+//!
+//! Besides streams there are [`Hooks`]: functions called synchronously, on
+//! the thread that caused the event, for the rare events a layer pushes to
+//! whoever keeps its state (a registry, a metrics exporter). A hook costs
+//! no task and no buffer; it is detached when its [`HookId`] is given back.
 //!
 //! ```
 //! use portcullis_core::events::{Events, RecvError};
@@ -26,13 +32,19 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::broadcast;
 
 /// The sending side, kept by the layer that reports the events.
 pub struct Events<T> {
+    /// Made at the first subscription.
+    channel: OnceLock<Channel<T>>,
+    capacity: usize,
+}
+
+struct Channel<T> {
     sender: broadcast::Sender<T>,
     listeners: Arc<AtomicUsize>,
 }
@@ -55,30 +67,41 @@ pub enum RecvError {
 
 impl<T: Clone> Events<T> {
     /// A channel that keeps at most `capacity` events for a slow subscriber.
+    ///
+    /// Nothing is allocated until the first subscription.
     pub fn new(capacity: usize) -> Self {
         Self {
-            sender: broadcast::Sender::new(capacity),
-            listeners: Arc::default(),
+            channel: OnceLock::new(),
+            capacity,
         }
     }
 
     /// Whether anybody listens; when not, build no event.
+    #[inline]
     pub fn wanted(&self) -> bool {
-        self.listeners.load(Ordering::Relaxed) > 0
+        self.channel
+            .get()
+            .is_some_and(|channel| channel.listeners.load(Ordering::Relaxed) > 0)
     }
 
     /// Sends `event` to every subscriber; never waits.
     pub fn send(&self, event: T) {
-        // An error only means every subscriber left in the meantime.
-        let _ = self.sender.send(event);
+        if let Some(channel) = self.channel.get() {
+            // An error only means every subscriber left in the meantime.
+            let _ = channel.sender.send(event);
+        }
     }
 
     /// A new subscription, receiving the events sent from now on.
     pub fn subscribe(&self) -> EventStream<T> {
-        self.listeners.fetch_add(1, Ordering::AcqRel);
+        let channel = self.channel.get_or_init(|| Channel {
+            sender: broadcast::Sender::new(self.capacity),
+            listeners: Arc::default(),
+        });
+        channel.listeners.fetch_add(1, Ordering::AcqRel);
         EventStream {
-            receiver: self.sender.subscribe(),
-            listeners: self.listeners.clone(),
+            receiver: channel.sender.subscribe(),
+            listeners: channel.listeners.clone(),
         }
     }
 }
@@ -111,8 +134,13 @@ impl<T> Drop for EventStream<T> {
 
 impl<T> fmt::Debug for Events<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subscribers = self
+            .channel
+            .get()
+            .map_or(0, |channel| channel.listeners.load(Ordering::Relaxed));
         f.debug_struct("Events")
-            .field("subscribers", &self.listeners.load(Ordering::Relaxed))
+            .field("subscribers", &subscribers)
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
@@ -135,3 +163,193 @@ impl fmt::Display for RecvError {
 }
 
 impl std::error::Error for RecvError {}
+
+/// A function called with each event a layer pushes; see [`Hooks`].
+pub type Hook<T> = Arc<dyn Fn(&T) + Send + Sync>;
+
+/// Names one attached hook, to detach it with [`Hooks::detach`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HookId(u64);
+
+/// Functions called synchronously with each event, in the order they were
+/// attached.
+///
+/// For rare events only (transitions, resets): a hook runs on the caller's
+/// thread, inside the call that caused the event, so it must be quick and
+/// must not wait. A hook may attach or detach hooks, or cause another
+/// event: the list is copied out (one reference count) before the hooks
+/// run, and no lock is held meanwhile. With no hook attached,
+/// [`Hooks::attached`] is one relaxed load and nothing is allocated.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use portcullis_core::events::Hooks;
+///
+/// let hooks = Hooks::<u32>::default();
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let id = hooks.attach({
+///     let seen = seen.clone();
+///     Arc::new(move |event: &u32| seen.lock().unwrap().push(*event))
+/// });
+/// assert!(hooks.attached());
+/// hooks.call(&1);
+/// assert!(hooks.detach(id));
+/// hooks.call(&2);
+/// assert_eq!(*seen.lock().unwrap(), [1]);
+/// assert!(!hooks.attached());
+/// ```
+pub struct Hooks<T> {
+    count: AtomicUsize,
+    list: Mutex<HookList<T>>,
+}
+
+struct HookList<T> {
+    next: u64,
+    /// `None` when empty, so that no hook costs no allocation.
+    hooks: Option<Attached<T>>,
+}
+
+type Attached<T> = Arc<[(HookId, Hook<T>)]>;
+
+impl<T> Hooks<T> {
+    /// Whether any hook is attached; when not, build no event.
+    #[inline]
+    pub fn attached(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Attaches `hook`; it is called with every event from now on.
+    pub fn attach(&self, hook: Hook<T>) -> HookId {
+        let mut list = self.lock();
+        let id = HookId(list.next);
+        list.next += 1;
+        let hooks: Vec<_> = list
+            .hooks
+            .iter()
+            .flat_map(|hooks| hooks.iter().cloned())
+            .chain([(id, hook)])
+            .collect();
+        self.count.store(hooks.len(), Ordering::Relaxed);
+        list.hooks = Some(hooks.into());
+        id
+    }
+
+    /// Detaches the hook `id`; false if it was not attached. A call of the
+    /// hooks already under way may still call it once.
+    pub fn detach(&self, id: HookId) -> bool {
+        let mut list = self.lock();
+        let Some(hooks) = list.hooks.as_deref() else {
+            return false;
+        };
+        if !hooks.iter().any(|(attached, _)| *attached == id) {
+            return false;
+        }
+        let kept: Vec<_> = hooks
+            .iter()
+            .filter(|(attached, _)| *attached != id)
+            .cloned()
+            .collect();
+        self.count.store(kept.len(), Ordering::Relaxed);
+        list.hooks = (!kept.is_empty()).then(|| kept.into());
+        true
+    }
+
+    /// Calls every attached hook with `event`.
+    pub fn call(&self, event: &T) {
+        if !self.attached() {
+            return;
+        }
+        let Some(hooks) = self.lock().hooks.clone() else {
+            return;
+        };
+        for (_, hook) in hooks.iter() {
+            hook(event);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HookList<T>> {
+        // A hook never runs under the lock, so a poisoned lock only means
+        // a panic in `attach` or `detach`, after which the list is whole.
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T> Default for Hooks<T> {
+    fn default() -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            list: Mutex::new(HookList {
+                next: 0,
+                hooks: None,
+            }),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Hooks<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("attached", &self.count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    #[test]
+    fn no_channel_is_made_before_the_first_subscriber() {
+        let events = Events::<u32>::new(1024);
+        assert!(events.channel.get().is_none());
+        events.send(1);
+        assert!(!events.wanted());
+        let mut stream = events.subscribe();
+        assert!(events.channel.get().is_some());
+        events.send(2);
+        assert_eq!(stream.try_recv(), Some(Ok(2)));
+    }
+
+    #[test]
+    fn a_hook_may_detach_itself_and_cause_another_event() {
+        let hooks = Arc::new(Hooks::<u32>::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = Arc::new(OnceLock::new());
+        let hook: Hook<u32> = {
+            let (hooks, calls, id) = (Arc::downgrade(&hooks), calls.clone(), id.clone());
+            Arc::new(move |event: &u32| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let hooks = hooks.upgrade().unwrap();
+                if *event == 1 {
+                    hooks.call(&2);
+                    assert!(hooks.detach(*id.get().unwrap()));
+                }
+            })
+        };
+        id.set(hooks.attach(hook)).unwrap();
+        hooks.call(&1);
+        hooks.call(&3);
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "1 and 2, not 3");
+        assert!(!hooks.attached());
+        assert!(!hooks.detach(*id.get().unwrap()), "only once");
+    }
+
+    #[test]
+    fn hooks_run_in_the_order_they_were_attached() {
+        let hooks = Hooks::<u32>::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let ids: Vec<_> = (0..3)
+            .map(|n| {
+                let seen = seen.clone();
+                hooks.attach(Arc::new(move |event: &u32| {
+                    seen.lock().unwrap().push((n, *event));
+                }))
+            })
+            .collect();
+        assert!(hooks.detach(ids[1]));
+        hooks.call(&7);
+        assert_eq!(*seen.lock().unwrap(), [(0, 7), (2, 7)]);
+    }
+}

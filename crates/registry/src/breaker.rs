@@ -1,19 +1,13 @@
 //! Circuit breakers in the registry.
 
-use std::pin::pin;
-use std::time::Duration;
+use std::sync::Arc;
 
-use portcullis_breaker::event::RecvError;
-use portcullis_breaker::{
-    Breaker, BreakerConfig, BreakerEvent, BreakerSnapshot, EventStream, State, Threshold,
-};
+use portcullis_breaker::{Breaker, BreakerConfig, BreakerEvent, BreakerSnapshot, State, Threshold};
 use portcullis_core::{ConfigError, percent};
-use tokio::time::{Instant, sleep_until};
 
-use crate::clock::deadline_after;
 use crate::event::EventKind;
-use crate::hub::Hub;
-use crate::kind::{Forward, InstanceKind, Kind, Source};
+use crate::hub::{Hub, Reporter};
+use crate::kind::{Attachment, InstanceKind, Kind, Source};
 
 impl Kind for Breaker {
     type Config = BreakerConfig;
@@ -66,165 +60,42 @@ impl Kind for Breaker {
         snapshot.failed_calls == 0 && snapshot.slow_calls == 0 && snapshot.consecutive_failures == 0
     }
 
-    fn forward(&self, source: Source, hub: Hub) -> Option<Forward> {
-        let interval = hub.settings().rejection_interval;
-        Some(Box::pin(forward(
-            self.clone(),
-            self.subscribe(),
-            source,
-            hub,
-            interval,
-        )))
-    }
-}
-
-/// Forwards one breaker's events to the hub until the breaker is gone (or
-/// the task is aborted), counting rejections into one event per
-/// `interval`.
-///
-/// The breaker itself reports rejections in batches, at most one per
-/// 10 ms; at each deadline the forwarder asks it for the ones still
-/// pending, so that the last rejections of a burst are reported on time.
-async fn forward(
-    breaker: Breaker,
-    mut stream: EventStream,
-    source: Source,
-    hub: Hub,
-    interval: Duration,
-) {
-    let mut rejected = Rejections::default();
-    let mut deadline = pin!(sleep_until(Instant::now()));
-    let mut armed = false;
-    let span = interval.max(TAIL);
-    loop {
-        tokio::select! {
-            biased;
-            event = stream.recv() => {
-                let rejection = matches!(event, Ok(BreakerEvent::Rejected { .. }));
-                if !handle(event, &mut rejected, &hub, &source) {
-                    return;
-                }
-                if !rejection {
-                    continue;
-                }
-                if interval.is_zero() {
-                    rejected.flush(&hub, &source);
-                }
-                if !armed {
-                    deadline.as_mut().reset(deadline_after(Instant::now(), span));
-                    armed = true;
-                } else if deadline.deadline() <= Instant::now() {
-                    // Under a steady flood the timer branch may not
-                    // get its turn: report on time all the same.
-                    armed = false;
-                    if !collect_pending(&breaker, &mut stream, &mut rejected, &hub, &source) {
-                        return;
-                    }
+    fn attach(&self, source: Source, hub: Hub) -> Option<Attachment> {
+        let breaker = self.downgrade();
+        let report: Reporter = Arc::new(move || {
+            if let Some(breaker) = breaker.upgrade() {
+                breaker.report_rejections();
+            }
+        });
+        let hook = self.on_event(move |event| match event {
+            BreakerEvent::Rejected {
+                retry_after, count, ..
+            } => hub.rejected(&source, *count, *retry_after, &report),
+            event => {
+                if let Some(what) = translate(event) {
+                    hub.publish(&source, what);
                 }
             }
-            () = &mut deadline, if armed => {
-                armed = false;
-                if !collect_pending(&breaker, &mut stream, &mut rejected, &hub, &source) {
-                    return;
-                }
-            }
-        }
+        });
+        Some(Box::new(hook))
     }
 }
 
-/// How soon after a rejection the breaker is asked for the ones it still
-/// holds, when the report interval is shorter: the breaker's own span.
-const TAIL: Duration = Duration::from_millis(10);
-
-/// Asks the breaker for its pending rejections, takes every event already
-/// waiting (that report among them), and publishes the count. False when
-/// the breaker is gone.
-fn collect_pending(
-    breaker: &Breaker,
-    stream: &mut EventStream,
-    rejected: &mut Rejections,
-    hub: &Hub,
-    source: &Source,
-) -> bool {
-    breaker.report_rejections();
-    while let Some(event) = stream.try_recv() {
-        if !handle(event, rejected, hub, source) {
-            return false;
-        }
-    }
-    rejected.flush(hub, source);
-    true
-}
-
-/// Counts a rejection report, or publishes any other event (after the
-/// rejections counted before it). False when the breaker is gone.
-fn handle(
-    event: Result<BreakerEvent, RecvError>,
-    rejected: &mut Rejections,
-    hub: &Hub,
-    source: &Source,
-) -> bool {
-    match event {
-        Ok(BreakerEvent::Rejected {
-            retry_after, count, ..
-        }) => {
-            rejected.count += count;
-            rejected.retry_after = retry_after;
-        }
-        Ok(event) => {
-            // Rejections that came first are reported first.
-            rejected.flush(hub, source);
-            if let Some(what) = translate(event) {
-                hub.publish(source, what);
-            }
-        }
-        Err(RecvError::Lagged(missed)) => {
-            rejected.flush(hub, source);
-            hub.publish(source, EventKind::Lagged { missed });
-        }
-        Err(RecvError::Closed) => {
-            rejected.flush(hub, source);
-            return false;
-        }
-    }
-    true
-}
-
-#[derive(Default)]
-struct Rejections {
-    count: u64,
-    retry_after: Option<Duration>,
-}
-
-impl Rejections {
-    fn flush(&mut self, hub: &Hub, source: &Source) {
-        if self.count > 0 {
-            hub.publish(
-                source,
-                EventKind::Rejected {
-                    count: std::mem::take(&mut self.count),
-                    retry_after: self.retry_after.take(),
-                },
-            );
-        }
-    }
-}
-
-fn translate(event: BreakerEvent) -> Option<EventKind> {
+fn translate(event: &BreakerEvent) -> Option<EventKind> {
     Some(match event {
         BreakerEvent::Transition {
             from, to, reason, ..
         } => EventKind::Transition {
-            from,
-            to,
+            from: *from,
+            to: *to,
             reason: reason.to_string(),
         },
         BreakerEvent::ThresholdCrossed { threshold, .. } => {
             let (threshold, value) = match threshold {
-                Threshold::FailureRate { rate } => ("failure_rate", percent::round(rate)),
-                Threshold::SlowCallRate { rate } => ("slow_call_rate", percent::round(rate)),
+                Threshold::FailureRate { rate } => ("failure_rate", percent::round(*rate)),
+                Threshold::SlowCallRate { rate } => ("slow_call_rate", percent::round(*rate)),
                 Threshold::ConsecutiveFailures { count } => {
-                    ("consecutive_failures", f64::from(count))
+                    ("consecutive_failures", f64::from(*count))
                 }
                 _ => return None,
             };

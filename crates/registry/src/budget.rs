@@ -11,7 +11,7 @@ use portcullis_core::duration;
 use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
 use crate::hub::Hub;
-use crate::kind::{Forward, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, InstanceKind, Kind, Source};
 
 impl Kind for RetryBudget {
     type Config = BudgetConfig;
@@ -62,7 +62,7 @@ impl Kind for RetryBudget {
         self.available() == floor
     }
 
-    fn forward(&self, _source: Source, _hub: Hub) -> Option<Forward> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }

@@ -9,7 +9,7 @@ use portcullis_core::ConfigError;
 use portcullis_core::duration;
 
 use crate::hub::Hub;
-use crate::kind::{Forward, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, InstanceKind, Kind, Source};
 
 impl Kind for Bulkhead {
     type Config = BulkheadConfig;
@@ -53,7 +53,7 @@ impl Kind for Bulkhead {
         self.in_flight() == 0 && self.queued() == 0
     }
 
-    fn forward(&self, _source: Source, _hub: Hub) -> Option<Forward> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }

@@ -2,24 +2,30 @@
 //! bounded buffer per subscriber that is dropped when it fills up.
 //!
 //! Publishing never waits: it takes a short lock, serializes the event once,
-//! and offers the shared frame to each subscriber with `try_send`. The
-//! forwarder tasks that feed it read each instance's own bounded broadcast,
-//! so a call never waits on an event either.
+//! and offers the shared frame to each subscriber with `try_send`. Instances
+//! push their events in through a hook, synchronously, on the thread that
+//! caused them: there is no task and no buffer per instance.
+//!
+//! Rejections come in counted (a breaker reports at most one count per
+//! 10 ms); the hub adds them up per instance and one ticker, running only
+//! while rejections come in, publishes them as one "rejected N" event per
+//! instance and report interval. Without a runtime (or with an interval of
+//! zero) each count is published as it comes.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use crate::event::{Event, EventFeed, EventKind};
-use crate::kind::{Forward, Source};
+use crate::kind::Source;
 
-/// A cheap handle to the hub, shared by the registry and its forwarders.
+/// A cheap handle to the hub, shared by the registry and the hooks of its
+/// instances.
 #[derive(Clone)]
 pub(crate) struct Hub {
     inner: Arc<Inner>,
@@ -28,7 +34,7 @@ pub(crate) struct Hub {
 /// How events are collected and fanned out.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// Whether instances' own events are forwarded at all.
+    /// Whether instances' own events are collected at all.
     pub(crate) collect: bool,
     /// Events a subscriber may have waiting before it is dropped.
     pub(crate) buffer: usize,
@@ -46,19 +52,32 @@ pub(crate) struct Frame {
     pub(crate) sse: Bytes,
 }
 
-/// The forwarder task of one instance; dropping it stops the task.
-#[derive(Debug, Default)]
-pub(crate) struct Task {
-    abort: Mutex<Option<AbortHandle>>,
-}
+/// Asks an instance to report the rejections it still holds back; the
+/// ticker calls it before each report so that the tail of a burst is
+/// reported on time.
+pub(crate) type Reporter = Arc<dyn Fn() + Send + Sync>;
 
 struct Inner {
     state: Mutex<State>,
     settings: Settings,
     dropped: AtomicU64,
     lagged: AtomicU64,
-    has_pending: AtomicBool,
-    pending: Mutex<Vec<(Weak<Task>, Forward)>>,
+    rejections: Mutex<Rejections>,
+}
+
+/// Rejections counted but not published yet, per instance.
+#[derive(Default)]
+struct Rejections {
+    pending: Vec<Pending>,
+    /// Whether the ticker runs (it stops when a tick finds nothing).
+    ticking: bool,
+}
+
+struct Pending {
+    source: Source,
+    count: u64,
+    retry_after: Option<Duration>,
+    report: Reporter,
 }
 
 struct State {
@@ -120,8 +139,7 @@ impl Hub {
                 settings,
                 dropped: AtomicU64::new(0),
                 lagged: AtomicU64::new(0),
-                has_pending: AtomicBool::new(false),
-                pending: Mutex::new(Vec::new()),
+                rejections: Mutex::default(),
             }),
         }
     }
@@ -130,8 +148,95 @@ impl Hub {
         &self.inner.settings
     }
 
-    /// Publishes `what` about `source` to the ring and every subscriber.
+    /// Publishes `what` about `source` to the ring and every subscriber,
+    /// after the rejections of `source` counted before it.
     pub(crate) fn publish(&self, source: &Source, what: EventKind) {
+        let earlier = {
+            let mut rejections = lock(&self.inner.rejections);
+            let pending = &mut rejections.pending;
+            pending
+                .iter()
+                .position(|pending| pending.source == *source)
+                .map(|at| pending.swap_remove(at))
+        };
+        if let Some(earlier) = earlier {
+            self.publish_now(source, earlier.what());
+        }
+        self.publish_now(source, what);
+    }
+
+    /// Counts `count` rejections by `source`, published by the ticker at
+    /// the end of the report interval (at once without a runtime, or with
+    /// an interval of zero).
+    pub(crate) fn rejected(
+        &self,
+        source: &Source,
+        count: u64,
+        retry_after: Option<Duration>,
+        report: &Reporter,
+    ) {
+        let interval = self.inner.settings.rejection_interval;
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !interval.is_zero() => runtime,
+            _ => {
+                return self.publish(source, EventKind::Rejected { count, retry_after });
+            }
+        };
+        let mut rejections = lock(&self.inner.rejections);
+        match rejections
+            .pending
+            .iter_mut()
+            .find(|pending| pending.source == *source)
+        {
+            Some(pending) => {
+                pending.count += count;
+                pending.retry_after = retry_after;
+            }
+            None => rejections.pending.push(Pending {
+                source: source.clone(),
+                count,
+                retry_after,
+                report: report.clone(),
+            }),
+        }
+        if !rejections.ticking {
+            rejections.ticking = true;
+            runtime.spawn(self.clone().tick(interval.max(TAIL)));
+        }
+    }
+
+    /// Publishes the counted rejections once per `interval`, until an
+    /// interval passes without any.
+    async fn tick(self, interval: Duration) {
+        // Should the runtime drop this task, the next rejection starts one.
+        let mut stopped = Stopped(Some(&self));
+        loop {
+            tokio::time::sleep(interval).await;
+            let reporters: Vec<Reporter> = lock(&self.inner.rejections)
+                .pending
+                .iter()
+                .map(|pending| pending.report.clone())
+                .collect();
+            // Outside the lock: each reports back through `rejected`.
+            for report in reporters {
+                report();
+            }
+            let due = {
+                let mut rejections = lock(&self.inner.rejections);
+                if rejections.pending.is_empty() {
+                    rejections.ticking = false;
+                    stopped.0 = None;
+                    return;
+                }
+                std::mem::take(&mut rejections.pending)
+            };
+            for pending in due {
+                self.publish_now(&pending.source, pending.what());
+            }
+        }
+    }
+
+    fn publish_now(&self, source: &Source, what: EventKind) {
         if let EventKind::Lagged { missed } = what {
             self.inner.lagged.fetch_add(missed, Ordering::Relaxed);
         }
@@ -245,41 +350,6 @@ impl Hub {
     pub(crate) fn next_id(&self) -> u64 {
         lock(&self.inner.state).next_id
     }
-
-    /// Runs a forwarder: at once when there is a Tokio runtime, else at the
-    /// next [`start_pending`](Self::start_pending) from within one.
-    pub(crate) fn spawn(&self, forward: Forward) -> Arc<Task> {
-        let task = Arc::new(Task::default());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => task.set(runtime.spawn(forward).abort_handle()),
-            Err(_) => {
-                lock(&self.inner.pending).push((Arc::downgrade(&task), forward));
-                self.inner.has_pending.store(true, Ordering::Release);
-            }
-        }
-        task
-    }
-
-    /// Starts the forwarders of instances made outside a runtime, if this
-    /// is called within one.
-    pub(crate) fn start_pending(&self) {
-        if !self.inner.has_pending.load(Ordering::Acquire) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let pending = {
-            let mut pending = lock(&self.inner.pending);
-            self.inner.has_pending.store(false, Ordering::Release);
-            std::mem::take(&mut *pending)
-        };
-        for (task, forward) in pending {
-            if let Some(task) = task.upgrade() {
-                task.set(runtime.spawn(forward).abort_handle());
-            }
-        }
-    }
 }
 
 impl Slots {
@@ -344,24 +414,29 @@ impl Drop for Subscriber {
     }
 }
 
-impl Task {
-    fn set(&self, handle: AbortHandle) {
-        *lock(&self.abort) = Some(handle);
-    }
-}
+/// Marks the ticker stopped when it is dropped before it returns.
+struct Stopped<'a>(Option<&'a Hub>);
 
-impl Drop for Task {
+impl Drop for Stopped<'_> {
     fn drop(&mut self) {
-        if let Some(handle) = self
-            .abort
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            handle.abort();
+        if let Some(hub) = self.0 {
+            lock(&hub.inner.rejections).ticking = false;
         }
     }
 }
+
+impl Pending {
+    fn what(&self) -> EventKind {
+        EventKind::Rejected {
+            count: self.count,
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// The shortest report interval: a breaker holds rejections back for up to
+/// 10 ms, so asking sooner finds nothing new.
+const TAIL: Duration = Duration::from_millis(10);
 
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -491,27 +566,5 @@ mod tests {
         assert_eq!(slots.taken(), 0, "freed while the body still lives");
         assert!(slots.try_take().is_some());
         drop((guard, feed));
-    }
-
-    #[test]
-    fn a_forwarder_made_outside_a_runtime_starts_inside_one() {
-        let hub = hub(4, 4);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let task = hub.spawn(Box::pin(async move {
-            sender.send(()).unwrap();
-        }));
-        assert!(
-            receiver.try_recv().is_err(),
-            "nothing runs without a runtime"
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            hub.start_pending();
-            tokio::task::yield_now().await;
-        });
-        receiver.try_recv().expect("it ran");
-        drop(task);
     }
 }

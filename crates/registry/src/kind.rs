@@ -3,12 +3,10 @@
 //! Each kind (circuit breaker, bulkhead, rate limiter, retry budget)
 //! implements [`Kind`] once; the generic
 //! [`Store`](crate::store::Store) does the rest: named configs with
-//! inheritance, get-or-create, keys, live updates, snapshots and event
-//! forwarding.
+//! inheritance, get-or-create, keys, live updates, snapshots and the hooks
+//! that push an instance's events to the hub.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use portcullis_core::ConfigError;
@@ -39,8 +37,8 @@ pub(crate) struct Source {
     pub(crate) key: Option<Arc<str>>,
 }
 
-/// A future that forwards an instance's own events to the registry's hub.
-pub(crate) type Forward = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What keeps an instance's hook attached: dropping it detaches the hook.
+pub(crate) type Attachment = Box<dyn Send + Sync>;
 
 /// One kind of instance, as the registry sees it.
 pub(crate) trait Kind: Clone + Send + Sync + 'static {
@@ -84,9 +82,9 @@ pub(crate) trait Kind: Clone + Send + Sync + 'static {
     /// it holds no state worth keeping.
     fn evictable(&self) -> bool;
 
-    /// Subscribes to the instance's events, if it has any, and returns the
-    /// future that forwards them to `hub` as `source`.
-    fn forward(&self, source: Source, hub: Hub) -> Option<Forward>;
+    /// Attaches a hook that pushes the instance's events, if it has any,
+    /// to `hub` as `source`, until the returned attachment is dropped.
+    fn attach(&self, source: Source, hub: Hub) -> Option<Attachment>;
 }
 
 impl InstanceKind {

@@ -10,7 +10,7 @@ use portcullis_core::ConfigError;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 
 use crate::hub::Hub;
-use crate::kind::{Forward, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, InstanceKind, Kind, Source};
 
 impl Kind for RateLimiter {
     type Config = RateLimitConfig;
@@ -49,7 +49,7 @@ impl Kind for RateLimiter {
         self.remaining() >= u64::from(self.config().burst())
     }
 
-    fn forward(&self, _source: Source, _hub: Hub) -> Option<Forward> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }

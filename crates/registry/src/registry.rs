@@ -147,7 +147,6 @@ impl Registry {
     /// Looking up a breaker that exists takes a read lock and allocates
     /// nothing; still, keep the handle rather than looking it up per call.
     pub fn breaker(&self, name: &str) -> Breaker {
-        self.shared.hub.start_pending();
         self.shared.breakers.get_or_create(name, &self.shared.hub)
     }
 
@@ -162,7 +161,6 @@ impl Registry {
     /// key without room and served under [`OVERFLOW_KEY`](crate::OVERFLOW_KEY),
     /// or with [`AtKeyLimit::Reject`] this fails.
     pub fn breaker_for(&self, name: &str, key: &str) -> Result<Breaker, KeyLimitReached> {
-        self.shared.hub.start_pending();
         self.shared
             .breakers
             .get_or_create_keyed(name, key, &self.shared.hub)
@@ -177,7 +175,6 @@ impl Registry {
     /// registry serves, watches and controls it. Config updates do not
     /// touch it: it keeps the config it was made with.
     pub fn register_breaker(&self, breaker: Breaker) -> Result<(), AlreadyRegistered> {
-        self.shared.hub.start_pending();
         self.shared.breakers.register(breaker, &self.shared.hub)
     }
 
@@ -249,7 +246,6 @@ impl Registry {
     /// The bulkhead named `name`, made on first use with the config named
     /// `name` (or the default). Every caller gets the same bulkhead.
     pub fn bulkhead(&self, name: &str) -> Bulkhead {
-        self.shared.hub.start_pending();
         self.shared.bulkheads.get_or_create(name, &self.shared.hub)
     }
 
@@ -262,7 +258,6 @@ impl Registry {
     /// shares the name's overflow bulkhead (or, with
     /// [`AtKeyLimit::Reject`], this fails).
     pub fn bulkhead_for(&self, name: &str, key: &str) -> Result<Bulkhead, KeyLimitReached> {
-        self.shared.hub.start_pending();
         self.shared
             .bulkheads
             .get_or_create_keyed(name, key, &self.shared.hub)
@@ -277,7 +272,6 @@ impl Registry {
     /// Registers a bulkhead made elsewhere, under its own name, so that the
     /// registry serves it. Config updates do not touch it.
     pub fn register_bulkhead(&self, bulkhead: Bulkhead) -> Result<(), AlreadyRegistered> {
-        self.shared.hub.start_pending();
         self.shared.bulkheads.register(bulkhead, &self.shared.hub)
     }
 
@@ -320,7 +314,6 @@ impl Registry {
     /// the handle is the one [`RateLimiter::from_config`] makes, and costs
     /// the same per call.
     pub fn rate_limiter(&self, name: &str) -> RateLimiter {
-        self.shared.hub.start_pending();
         self.shared
             .rate_limiters
             .get_or_create(name, &self.shared.hub)
@@ -338,7 +331,6 @@ impl Registry {
     /// a [`KeyedRateLimiter`](portcullis_ratelimit::KeyedRateLimiter)
     /// registered by name keeps them in its own bounded shards instead.
     pub fn rate_limiter_for(&self, name: &str, key: &str) -> Result<RateLimiter, KeyLimitReached> {
-        self.shared.hub.start_pending();
         self.shared
             .rate_limiters
             .get_or_create_keyed(name, key, &self.shared.hub)
@@ -353,7 +345,6 @@ impl Registry {
     /// Registers a rate limiter made elsewhere, under its own name, so that
     /// the registry serves it. Config updates do not touch it.
     pub fn register_rate_limiter(&self, limiter: RateLimiter) -> Result<(), AlreadyRegistered> {
-        self.shared.hub.start_pending();
         self.shared
             .rate_limiters
             .register(limiter, &self.shared.hub)
@@ -400,7 +391,6 @@ impl Registry {
     /// one dependency
     /// ([`RetryLayer::with_budget`](portcullis_retry::RetryLayer::with_budget)).
     pub fn budget(&self, name: &str) -> RetryBudget {
-        self.shared.hub.start_pending();
         self.shared.budgets.get_or_create(name, &self.shared.hub)
     }
 
@@ -410,7 +400,6 @@ impl Registry {
     /// floor makes room, and if there is none, the key shares the name's
     /// overflow budget (or, with [`AtKeyLimit::Reject`], this fails).
     pub fn budget_for(&self, name: &str, key: &str) -> Result<RetryBudget, KeyLimitReached> {
-        self.shared.hub.start_pending();
         self.shared
             .budgets
             .get_or_create_keyed(name, key, &self.shared.hub)
@@ -426,7 +415,6 @@ impl Registry {
     /// ([`RetryBudget::named`]), under its own name. Config updates do not
     /// touch it.
     pub fn register_budget(&self, budget: RetryBudget) -> Result<(), AlreadyRegistered> {
-        self.shared.hub.start_pending();
         self.shared.budgets.register(budget, &self.shared.hub)
     }
 
@@ -482,7 +470,6 @@ impl Registry {
     /// events; a subscriber that lets it fill up is dropped (its feed ends)
     /// instead of holding anybody up.
     pub fn watch(&self) -> EventFeed {
-        self.shared.hub.start_pending();
         self.shared.hub.subscribe(None)
     }
 

@@ -199,7 +199,6 @@ impl RegistryService {
         B::Error: Into<BoxError>,
     {
         let inner = &*self.inner;
-        inner.registry.hub().start_pending();
         let decoded = segments(request.uri().path());
         let segments: Vec<&str> = decoded.iter().flatten().map(String::as_str).collect();
         let method = request.method();

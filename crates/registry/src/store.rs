@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DEFAULT, Overrides};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::EventKind;
-use crate::hub::{Hub, Task};
-use crate::kind::{Kind, Source};
+use crate::hub::Hub;
+use crate::kind::{Attachment, Kind, Source};
 use crate::snapshot::Keyed;
 
 /// The key under which a name's overflow instance is served: the one
@@ -99,7 +99,8 @@ struct Slot<K> {
     managed: bool,
     /// Looked up since the hand last passed.
     referenced: AtomicBool,
-    _task: Option<Arc<Task>>,
+    /// Keeps the hook that pushes the instance's events to the hub.
+    _hook: Option<Attachment>,
 }
 
 impl<K: Kind> Store<K> {
@@ -592,10 +593,8 @@ impl<K: Kind> Ring<K> {
 
 impl<K: Kind> Slot<K> {
     fn new(instance: K, managed: bool, source: &Source, hub: &Hub) -> Self {
-        let task = if hub.settings().collect {
-            instance
-                .forward(source.clone(), hub.clone())
-                .map(|forward| hub.spawn(forward))
+        let hook = if hub.settings().collect {
+            instance.attach(source.clone(), hub.clone())
         } else {
             None
         };
@@ -603,7 +602,7 @@ impl<K: Kind> Slot<K> {
             instance,
             managed,
             referenced: AtomicBool::new(false),
-            _task: task,
+            _hook: hook,
         }
     }
 
