@@ -42,13 +42,13 @@ async fn main() -> Result<(), BoxError> {
     let home = standard_server_route("home")
         .timeout(Duration::from_secs(1))
         .build()?;
-    registry.register_breaker(home.breaker().clone())?;
-    registry.register_bulkhead(home.bulkhead().clone())?;
+    registry.breakers().register(home.breaker().clone())?;
+    registry.bulkheads().register(home.bulkhead().clone())?;
 
     // From code: a bulkhead from the registry and a timeout, by hand.
     let inventory = ServiceBuilder::new()
         .layer(ErrorMappingLayer::new())
-        .bulkhead(registry.bulkhead("inventory"))
+        .bulkhead(registry.bulkheads().get("inventory"))
         .timeout_after(Duration::from_millis(500));
 
     let app = Router::new()
@@ -134,9 +134,10 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "reloaded: {} live breaker(s) reconfigured; checkout's breaker is {:?} at {}%",
         reload.breakers,
-        registry.breaker("checkout").state(),
+        registry.breakers().get("checkout").state(),
         registry
-            .breaker("checkout")
+            .breakers()
+            .get("checkout")
             .config()
             .failure_rate_threshold()
     );

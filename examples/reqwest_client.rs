@@ -137,13 +137,14 @@ pub(crate) async fn run() -> Result<Summary, BoxError> {
         healthy_hits.load(Ordering::SeqCst),
         failing_hits.load(Ordering::SeqCst),
     );
-    let mut breakers = registry.breakers();
+    let mut breakers = registry.breakers().list();
     // Sorted by key: the ports decide which host comes first.
     breakers.sort_by_key(|b| b.key.as_deref() != Some(healthy.to_string().as_str()));
     for breaker in breakers {
         let key = breaker.key.unwrap_or_default();
         let config = registry
-            .find_breaker("inventory", Some(&key))
+            .breakers()
+            .find("inventory", Some(&key))
             .ok_or("a breaker listed but not found")?
             .config();
         summary

@@ -91,7 +91,7 @@ async fn the_failing_host_opens_its_breaker_and_the_other_stays_closed() {
     assert_eq!(response.status(), 200);
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 
-    let breakers = registry.breakers();
+    let breakers = registry.breakers().list();
     let seen: Vec<_> = breakers
         .iter()
         .map(|b| (b.snapshot.name.as_str(), b.key.as_deref(), b.snapshot.state))
@@ -105,7 +105,8 @@ async fn the_failing_host_opens_its_breaker_and_the_other_stays_closed() {
     );
     assert_eq!(
         registry
-            .find_breaker("upstream", Some("bad:81"))
+            .breakers()
+            .find("upstream", Some("bad:81"))
             .unwrap()
             .state(),
         State::Open
@@ -140,7 +141,7 @@ async fn user_information_is_not_part_of_the_key() {
         .await
         .unwrap();
     client.oneshot(get("http://db:5432/")).await.unwrap();
-    let breakers = registry.breakers();
+    let breakers = registry.breakers().list();
     assert_eq!(breakers.len(), 1);
     assert_eq!(breakers[0].key.as_deref(), Some("db:5432"));
 }
@@ -193,7 +194,12 @@ async fn past_the_key_bound_new_hosts_share_the_overflow_breaker() {
         "served through the overflow breaker"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
+    let keys: Vec<_> = registry
+        .breakers()
+        .list()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
     assert_eq!(
         keys,
         [Some("bad:81".to_owned()), Some(OVERFLOW_KEY.to_owned())]
@@ -201,11 +207,17 @@ async fn past_the_key_bound_new_hosts_share_the_overflow_breaker() {
 
     // Once `bad:81` closes and goes unused, `good:80` gets its own.
     registry
-        .find_breaker("upstream", Some("bad:81"))
+        .breakers()
+        .find("upstream", Some("bad:81"))
         .unwrap()
         .close();
     client.oneshot(get("http://good:80/")).await.unwrap();
-    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
+    let keys: Vec<_> = registry
+        .breakers()
+        .list()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
     assert_eq!(
         keys,
         [Some("good:80".to_owned()), Some(OVERFLOW_KEY.to_owned())]
@@ -264,6 +276,7 @@ async fn with_bulkheads_each_host_has_its_own_permits() {
     first.await.unwrap();
     let bulkheads: Vec<_> = registry
         .bulkheads()
+        .list()
         .into_iter()
         .map(|b| (b.key, b.snapshot.rejected))
         .collect();
@@ -272,7 +285,7 @@ async fn with_bulkheads_each_host_has_its_own_permits() {
         [(Some("a:1".to_owned()), 1), (Some("b:2".to_owned()), 0)]
     );
     // The breaker ignored the rejection: nothing failed.
-    let breaker = registry.find_breaker("upstream", Some("a:1")).unwrap();
+    let breaker = registry.breakers().find("upstream", Some("a:1")).unwrap();
     let figures = breaker.snapshot();
     assert_eq!((figures.buffered_calls, figures.failed_calls), (1, 0));
 }

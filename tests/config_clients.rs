@@ -111,15 +111,17 @@ async fn per_host_breakers_take_the_files_config_and_open_alone() {
     let healthy_key = healthy.to_string();
     let failing_key = failing.to_string();
     let healthy_breaker = registry
-        .find_breaker("inventory", Some(&healthy_key))
+        .breakers()
+        .find("inventory", Some(&healthy_key))
         .expect("a breaker for the healthy host");
     let failing_breaker = registry
-        .find_breaker("inventory", Some(&failing_key))
+        .breakers()
+        .find("inventory", Some(&failing_key))
         .expect("a breaker for the failing host");
     assert_eq!(healthy_breaker.state(), State::Closed);
     assert_eq!(failing_breaker.state(), State::Open);
     assert!(
-        registry.find_breaker("inventory", None).is_none(),
+        registry.breakers().find("inventory", None).is_none(),
         "no breaker for the whole upstream"
     );
     for breaker in [&healthy_breaker, &failing_breaker] {
@@ -133,12 +135,14 @@ async fn per_host_breakers_take_the_files_config_and_open_alone() {
     }
     for key in [&healthy_key, &failing_key] {
         let bulkhead = registry
-            .find_bulkhead("inventory", Some(key))
+            .bulkheads()
+            .find("inventory", Some(key))
             .expect("a bulkhead per host");
         assert_eq!(bulkhead.config().max_concurrent_calls(), 7);
     }
     let listed: Vec<_> = registry
         .breakers()
+        .list()
         .into_iter()
         .map(|b| (b.snapshot.name, b.key))
         .collect();
@@ -162,10 +166,12 @@ async fn a_reload_reaches_every_hosts_breaker() {
     }
     let registry = routes.registry();
     let failing_breaker = registry
-        .find_breaker("inventory", Some(&failing.to_string()))
+        .breakers()
+        .find("inventory", Some(&failing.to_string()))
         .unwrap();
     let healthy_breaker = registry
-        .find_breaker("inventory", Some(&healthy.to_string()))
+        .breakers()
+        .find("inventory", Some(&healthy.to_string()))
         .unwrap();
     assert_eq!(failing_breaker.state(), State::Open);
 
@@ -281,7 +287,8 @@ async fn an_http_client_in_axum_state_retries_with_its_body() {
     assert_eq!(hits.load(Ordering::SeqCst), 2, "one retry");
     let breaker = routes
         .registry()
-        .find_breaker("inventory", Some(&upstream_addr.to_string()))
+        .breakers()
+        .find("inventory", Some(&upstream_addr.to_string()))
         .expect("the host's breaker");
     let snapshot = breaker.snapshot();
     assert_eq!(snapshot.buffered_calls, 2, "each attempt is recorded");

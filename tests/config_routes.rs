@@ -88,7 +88,8 @@ async fn routes_behave_as_their_profiles_say() {
     assert_eq!(
         routes
             .registry()
-            .find_breaker("stock", None)
+            .breakers()
+            .find("stock", None)
             .unwrap()
             .state(),
         State::Closed
@@ -130,7 +131,7 @@ async fn routes_behave_as_their_profiles_say() {
     );
     let reload = routes.reload(&reloaded).unwrap();
     assert_eq!(reload.breakers, 1);
-    let stock = routes.registry().find_breaker("stock", None).unwrap();
+    let stock = routes.registry().breakers().find("stock", None).unwrap();
     assert_eq!(stock.config().failure_rate_threshold(), 30.0);
     assert_eq!(stock.state(), State::Closed);
     assert_eq!(client::get(addr, "/pay").await.status, 503);
@@ -202,7 +203,7 @@ async fn a_hanging_handler_behind_the_readme_profile_opens_its_breaker() {
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
     }
-    let breaker = registry.breaker("checkout");
+    let breaker = registry.breakers().get("checkout");
     assert_eq!(breaker.snapshot().failed_calls, 5, "every timeout counted");
     assert_eq!(breaker.state(), State::Open);
     let started = tokio::time::Instant::now();

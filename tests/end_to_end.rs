@@ -122,7 +122,8 @@ async fn a_registry_breaker_opens_during_an_outage_and_closes_after_it() {
     let (resilient, resilience) = Gateway::resilient(upstream.addr, 0).await.unwrap();
     let breaker = resilience
         .registry
-        .find_breaker("upstream-read", None)
+        .breakers()
+        .find("upstream-read", None)
         .expect("the read route's breaker is in the registry");
     let mut events = breaker.subscribe();
     let plan = Plan {
@@ -189,7 +190,11 @@ async fn retries_never_exceed_the_budget() {
     upstream.chaos.set_response_rate(1.0).unwrap();
     let (resilient, resilience) = Gateway::resilient(upstream.addr, 0).await.unwrap();
     // So that nothing but the budget limits the retries.
-    resilience.registry.breaker("upstream-read").disable();
+    resilience
+        .registry
+        .breakers()
+        .get("upstream-read")
+        .disable();
     let plan = Plan {
         requests: 400,
         rate: 400.0,

@@ -29,10 +29,11 @@ fn lookup(c: &mut Criterion) {
     let _guard = runtime.enter();
     let registry = Registry::new();
     let keys: Vec<String> = (0..64).map(|i| format!("host-{i}.example")).collect();
-    let held = registry.breaker("payments");
+    let held = registry.breakers().get("payments");
     for key in &keys {
         registry
-            .breaker_for("upstream", key)
+            .breakers()
+            .get_keyed("upstream", key)
             .expect("room for 64 keys");
     }
     let map: RwLock<HashMap<String, Breaker>> =
@@ -47,13 +48,18 @@ fn lookup(c: &mut Criterion) {
         })
     });
     group.bench_function("portcullis_by_name", |b| {
-        b.iter(|| black_box(registry.breaker(black_box("payments"))))
+        b.iter(|| black_box(registry.breakers().get(black_box("payments"))))
     });
     let mut i = 0;
     group.bench_function("portcullis_by_key", |b| {
         b.iter(|| {
             i = (i + 1) % keys.len();
-            black_box(registry.breaker_for("upstream", &keys[i]).expect("found"))
+            black_box(
+                registry
+                    .breakers()
+                    .get_keyed("upstream", &keys[i])
+                    .expect("found"),
+            )
         })
     });
     group.finish();
@@ -71,7 +77,8 @@ fn new_key_at_limit(c: &mut Criterion) {
             .expect("a valid registry");
         for i in 0..max_keys {
             let breaker = registry
-                .breaker_for("upstream", &format!("host-{i}"))
+                .breakers()
+                .get_keyed("upstream", &format!("host-{i}"))
                 .expect("room");
             if open {
                 breaker.force_open();
@@ -86,7 +93,11 @@ fn new_key_at_limit(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 next += 1;
-                black_box(registry.breaker_for("upstream", &format!("host-{next}")))
+                black_box(
+                    registry
+                        .breakers()
+                        .get_keyed("upstream", &format!("host-{next}")),
+                )
             })
         });
     }
@@ -98,7 +109,7 @@ fn endpoints(c: &mut Criterion) {
     let _guard = runtime.enter();
     let registry = Registry::new();
     for i in 0..10 {
-        let breaker = registry.breaker(&format!("dependency-{i}"));
+        let breaker = registry.breakers().get(&format!("dependency-{i}"));
         if i % 3 == 0 {
             breaker.force_open();
         }

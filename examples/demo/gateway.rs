@@ -218,19 +218,19 @@ impl Gateway {
             .timeout_after(READ_DEADLINE)
             .retry_with(read_retry.clone())
             .layer(
-                CircuitBreakerLayer::new(registry.breaker("upstream-read"))
+                CircuitBreakerLayer::new(registry.breakers().get("upstream-read"))
                     .classifier(HttpClassifier),
             )
-            .bulkhead(registry.bulkhead("upstream-read"))
+            .bulkhead(registry.bulkheads().get("upstream-read"))
             .timeout_after(READ_ATTEMPT)
             .service(forward.clone());
         let write = ServiceBuilder::new()
             .layer(ErrorMappingLayer::new())
             .layer(
-                CircuitBreakerLayer::new(registry.breaker("upstream-write"))
+                CircuitBreakerLayer::new(registry.breakers().get("upstream-write"))
                     .classifier(HttpClassifier),
             )
-            .bulkhead(registry.bulkhead("upstream-write"))
+            .bulkhead(registry.bulkheads().get("upstream-write"))
             .timeout_after(WRITE_DEADLINE)
             .service(forward);
 

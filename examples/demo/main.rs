@@ -243,7 +243,7 @@ async fn rounds(
 fn watch_breakers(resilience: &Resilience, start: Instant, live: bool) -> Transitions {
     let seen: Transitions = Arc::new(Mutex::new(Some(Vec::new())));
     for name in ["upstream-read", "upstream-write"] {
-        let mut events = resilience.registry.breaker(name).subscribe();
+        let mut events = resilience.registry.breakers().get(name).subscribe();
         let seen = seen.clone();
         tokio::spawn(async move {
             loop {
@@ -285,7 +285,7 @@ async fn progress(
 ) {
     let terminal = std::io::stderr().is_terminal();
     let total = timeline.length();
-    let read = resilience.registry.breaker("upstream-read");
+    let read = resilience.registry.breakers().get("upstream-read");
     let mut tick = interval(Duration::from_millis(100));
     let mut last_phase = "";
     loop {

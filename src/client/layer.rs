@@ -156,12 +156,12 @@ where
         let span = tracing::info_span!("portcullis", host = %key);
         let entered = span.enter();
         let future = 'start: {
-            let breaker = match self.registry.breaker_for(&self.name, key) {
+            let breaker = match self.registry.breakers().get_keyed(&self.name, key) {
                 Ok(breaker) => breaker,
                 Err(error) => break 'start ResponseFuture::failed(error.into()),
             };
             let bulkhead = if self.bulkheads {
-                match self.registry.bulkhead_for(&self.name, key) {
+                match self.registry.bulkheads().get_keyed(&self.name, key) {
                     Ok(bulkhead) => Some(bulkhead),
                     Err(error) => break 'start ResponseFuture::failed(error.into()),
                 }

@@ -11,12 +11,12 @@
 //! A client that calls many hosts through one breaker opens it for all of
 //! them when one is down. [`PerAuthorityLayer`] keys the breaker by the
 //! request URI's authority (`host:port`): each upstream gets its own
-//! breaker from [`Registry::breaker_for`](crate::registry::Registry::breaker_for),
+//! breaker from [`Instances::get_keyed`](crate::registry::Instances::get_keyed),
 //! named after the layer and keyed by the authority, so that the registry
 //! serves, watches and controls it (`GET /health/breakers` lists each one
 //! with its key). With [`with_bulkheads`](PerAuthorityLayer::with_bulkheads)
 //! each upstream also gets its own bulkhead from
-//! [`Registry::bulkhead_for`](crate::registry::Registry::bulkhead_for),
+//! `registry.bulkheads().get_keyed(..)`,
 //! inside the breaker.
 //!
 //! The key is the authority as the URI writes it, without any user
@@ -60,7 +60,7 @@
 //!
 //! let request = http::Request::get("http://inventory:8080/health").body(()).unwrap();
 //! client.oneshot(request).await.unwrap();
-//! let breakers = registry.breakers();
+//! let breakers = registry.breakers().list();
 //! assert_eq!(breakers[0].snapshot.name, "upstream");
 //! assert_eq!(breakers[0].key.as_deref(), Some("inventory:8080"));
 //! # }

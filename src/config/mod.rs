@@ -114,7 +114,7 @@
 //!     .route("/checkout", get(|| async { "paid" }))
 //!     .route_layer(routes.route_layer("checkout").unwrap())
 //!     .with_state(());
-//! assert_eq!(routes.registry().breaker("checkout").config().failure_rate_threshold(), 25.0);
+//! assert_eq!(routes.registry().breakers().get("checkout").config().failure_rate_threshold(), 25.0);
 //! # let _ = app;
 //! ```
 

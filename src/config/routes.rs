@@ -240,7 +240,7 @@ impl Routes {
         });
         let budget = retry
             .budget()
-            .map(|_| self.shared.registry.budget(upstream));
+            .map(|_| self.shared.registry.budgets().get(upstream));
         let mut retry = RetryLayer::http(upstream, retry).expect("validated when loaded");
         if let Some(budget) = budget {
             retry = retry.with_budget(budget);
@@ -338,14 +338,14 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
     let mut errors = ConfigErrors::new();
     // The live instances of each name, plain and keyed (a per-host
     // upstream's): found once, checked for every binding.
-    let breakers = registry.breakers();
-    let bulkheads = registry.bulkheads();
+    let breakers = registry.breakers().list();
+    let bulkheads = registry.bulkheads().list();
     for (name, path, profile) in config.bound() {
         if let Some(new) = &profile.breaker {
             let mut live = breakers
                 .iter()
                 .filter(|b| b.snapshot.name == name)
-                .filter_map(|b| registry.find_breaker(name, b.key.as_deref()));
+                .filter_map(|b| registry.breakers().find(name, b.key.as_deref()));
             if live.any(|live| live.config().sliding_window() != new.sliding_window()) {
                 errors.push(ConfigError::new(
                     format!("{path}.breaker.sliding_window"),
@@ -357,7 +357,7 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
             let mut live = bulkheads
                 .iter()
                 .filter(|b| b.snapshot.name == name)
-                .filter_map(|b| registry.find_bulkhead(name, b.key.as_deref()));
+                .filter_map(|b| registry.bulkheads().find(name, b.key.as_deref()));
             if live.any(|live| live.config() != new) {
                 errors.push(ConfigError::new(
                     format!("{path}.bulkhead"),
@@ -366,7 +366,7 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
             }
         }
         let budget = profile.retry.as_ref().and_then(RetryConfig::budget);
-        if let (Some(new), Some(live)) = (budget, registry.find_budget(name, None)) {
+        if let (Some(new), Some(live)) = (budget, registry.budgets().find(name, None)) {
             if live.config().ttl() != new.ttl() {
                 errors.push(ConfigError::new(
                     format!("{path}.retry.budget.ttl"),
@@ -385,13 +385,15 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
         if let Some(breaker) = &profile.breaker {
             let overrides = Overrides::from_config(breaker).map_err(|e| e.within(&path))?;
             changed += registry
-                .update_breaker_config(name, overrides)
+                .breakers()
+                .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.breaker"), e.to_string()))?;
         }
         if let Some(bulkhead) = &profile.bulkhead {
             let overrides = Overrides::from_config(bulkhead).map_err(|e| e.within(&path))?;
             registry
-                .update_bulkhead_config(name, overrides)
+                .bulkheads()
+                .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
         }
         if let Some(rate_limit) = profile
@@ -404,13 +406,15 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 .map_err(|e| e.within(&path))?
                 .set("burst", rate_limit.burst());
             registry
-                .update_rate_limiter_config(name, overrides)
+                .rate_limiters()
+                .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.rate_limit"), e.to_string()))?;
         }
         if let Some(budget) = profile.retry.as_ref().and_then(RetryConfig::budget) {
             let overrides = Overrides::from_config(budget).map_err(|e| e.within(&path))?;
             registry
-                .update_budget_config(name, overrides)
+                .budgets()
+                .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.retry.budget"), e.to_string()))?;
         }
     }
@@ -547,7 +551,7 @@ impl Parts {
     ) -> Self {
         let limiter = profile.rate_limit.as_ref().map(|config| {
             let key = match &profile.rate_limit_key {
-                None => return Limiter::Shared(registry.rate_limiter(name)),
+                None => return Limiter::Shared(registry.rate_limiters().get(name)),
                 Some(RateLimitKey::ClientIp) => ConfigKey::ClientIp(ClientIp::new()),
                 Some(RateLimitKey::Route) => ConfigKey::Route(Route),
                 Some(RateLimitKey::Header(header)) => ConfigKey::Header(Header::new(
@@ -596,14 +600,14 @@ impl Parts {
             return BoxCloneSyncService::new(layer.layer(service));
         }
         if self.profile.bulkhead.is_some() {
-            let bulkhead = self.registry.bulkhead(&self.name);
+            let bulkhead = self.registry.bulkheads().get(&self.name);
             service = BoxCloneSyncService::new(BulkheadLayer::new(bulkhead).layer(service));
         }
         if self.timeout == TimeoutPlace::InsideBreaker {
             service = self.timeout(service);
         }
         if self.profile.breaker.is_some() {
-            let breaker = self.registry.breaker(&self.name);
+            let breaker = self.registry.breakers().get(&self.name);
             service = BoxCloneSyncService::new(
                 CircuitBreakerLayer::new(breaker)
                     .classifier(HttpClassifier)
@@ -770,7 +774,7 @@ mod tests {
     async fn a_reload_keeps_the_breaker_window() {
         let routes = Routes::from_toml(FILE, Registry::new()).unwrap();
         let failing = route(&routes, "checkout", 500);
-        let breaker = routes.registry().find_breaker("checkout", None).unwrap();
+        let breaker = routes.registry().breakers().find("checkout", None).unwrap();
         for _ in 0..3 {
             assert_eq!(send(&failing).await, 500);
         }
@@ -811,7 +815,7 @@ mod tests {
             errors.errors()[0].field(),
             "profiles.payments.breaker.sliding_window"
         );
-        let breaker = routes.registry().breaker("checkout");
+        let breaker = routes.registry().breakers().get("checkout");
         assert_eq!(breaker.config().minimum_calls(), 4);
         assert_eq!(
             breaker.config().sliding_window(),
@@ -844,7 +848,11 @@ mod tests {
         "#;
         let routes = Routes::from_toml(file, Registry::new()).unwrap();
         let service = route(&routes, "search", 200);
-        let limiter = routes.registry().find_rate_limiter("search", None).unwrap();
+        let limiter = routes
+            .registry()
+            .rate_limiters()
+            .find("search", None)
+            .unwrap();
         assert_eq!(limiter.config().burst(), 2, "the burst is the rate");
         assert_eq!(send(&service).await, 200);
         assert_eq!(send(&service).await, 200);
@@ -859,7 +867,7 @@ mod tests {
         assert_eq!(send(&service).await, 200);
         assert_eq!(send(&service).await, 200);
         assert_eq!(send(&service).await, 429);
-        let served = routes.registry().rate_limiters();
+        let served = routes.registry().rate_limiters().list();
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].snapshot.name, "search");
     }
@@ -881,7 +889,7 @@ mod tests {
             .upstream_layer::<_, Body, Body>("inventory")
             .unwrap()
             .layer(client);
-        let budget = routes.registry().find_budget("inventory", None).unwrap();
+        let budget = routes.registry().budgets().find("inventory", None).unwrap();
         assert_eq!(budget.config().min_per_second(), 10);
 
         let reload = routes
@@ -921,7 +929,7 @@ mod tests {
         .unwrap();
         let service = route(&routes, "catalog", 500);
         assert_eq!(send(&service).await, 500, "not a rejection: passed on");
-        let bulkhead = routes.registry().find_bulkhead("catalog", None).unwrap();
+        let bulkhead = routes.registry().bulkheads().find("catalog", None).unwrap();
         let _held = bulkhead.try_acquire().unwrap();
         let response = service
             .clone()
@@ -974,7 +982,7 @@ mod tests {
         let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-        let snapshot = routes.registry().breaker("inventory").snapshot();
+        let snapshot = routes.registry().breakers().get("inventory").snapshot();
         assert_eq!(snapshot.buffered_calls, 3, "each attempt is recorded");
         assert_eq!(snapshot.failed_calls, 2);
 

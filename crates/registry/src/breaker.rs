@@ -7,13 +7,18 @@ use portcullis_core::{ConfigError, percent};
 
 use crate::event::EventKind;
 use crate::hub::{Hub, Reporter};
-use crate::kind::{Attachment, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::store::{Store, Stores};
 
-impl Kind for Breaker {
+impl Instance for Breaker {
     type Config = BreakerConfig;
     type Snapshot = BreakerSnapshot;
 
     const KIND: InstanceKind = InstanceKind::Breaker;
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.breakers
+    }
 
     fn validate(config: &BreakerConfig) -> Result<(), ConfigError> {
         config.validate()

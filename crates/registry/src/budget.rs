@@ -11,13 +11,18 @@ use portcullis_core::duration;
 use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
 use crate::hub::Hub;
-use crate::kind::{Attachment, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::store::{Store, Stores};
 
-impl Kind for RetryBudget {
+impl Instance for RetryBudget {
     type Config = BudgetConfig;
     type Snapshot = BudgetSnapshot;
 
     const KIND: InstanceKind = InstanceKind::Budget;
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.budgets
+    }
 
     fn validate(config: &BudgetConfig) -> Result<(), ConfigError> {
         config.validate()
@@ -76,19 +81,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_budget_keeps_its_balance_and_refuses_a_new_window() {
         let ttl = Duration::from_secs(10);
-        let budget = <RetryBudget as Kind>::build("db", BudgetConfig::new(0.5, 0, ttl));
+        let budget = <RetryBudget as Instance>::build("db", BudgetConfig::new(0.5, 0, ttl));
         assert!(budget.evictable());
         for _ in 0..4 {
             budget.deposit();
         }
         assert!(!budget.evictable());
         let wider = BudgetConfig::new(1.0, 0, ttl);
-        Kind::check_update(&budget, &wider).unwrap();
-        Kind::reconfigure(&budget, wider).unwrap();
+        Instance::check_update(&budget, &wider).unwrap();
+        Instance::reconfigure(&budget, wider).unwrap();
         assert_eq!(budget.available(), 2, "the deposits were kept");
         budget.deposit();
         assert_eq!(budget.available(), 3, "and the new ratio counts");
-        let error = Kind::check_update(&budget, &BudgetConfig::new(1.0, 0, ttl * 2)).unwrap_err();
+        let error =
+            Instance::check_update(&budget, &BudgetConfig::new(1.0, 0, ttl * 2)).unwrap_err();
         assert_eq!(error.field(), "ttl");
         tokio::time::advance(ttl * 2).await;
         assert!(budget.evictable(), "nothing counts after the window");

@@ -9,13 +9,18 @@ use portcullis_core::ConfigError;
 use portcullis_core::duration;
 
 use crate::hub::Hub;
-use crate::kind::{Attachment, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::store::{Store, Stores};
 
-impl Kind for Bulkhead {
+impl Instance for Bulkhead {
     type Config = BulkheadConfig;
     type Snapshot = BulkheadSnapshot;
 
     const KIND: InstanceKind = InstanceKind::Bulkhead;
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.bulkheads
+    }
 
     fn validate(config: &BulkheadConfig) -> Result<(), ConfigError> {
         config.validate()
@@ -110,8 +115,8 @@ mod tests {
             .max_concurrent_calls(4)
             .build()
             .unwrap();
-        let bulkhead = <Bulkhead as Kind>::build("db", config.clone());
-        assert!(Kind::reconfigure(&bulkhead, config.clone()).is_ok());
+        let bulkhead = <Bulkhead as Instance>::build("db", config.clone());
+        assert!(Instance::reconfigure(&bulkhead, config.clone()).is_ok());
         let wider = BulkheadConfig::builder()
             .max_concurrent_calls(8)
             .build()
@@ -128,7 +133,9 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            Kind::reconfigure(&bulkhead, waiting).unwrap_err().field(),
+            Instance::reconfigure(&bulkhead, waiting)
+                .unwrap_err()
+                .field(),
             "max_wait"
         );
         assert_eq!(bulkhead.max_concurrent_calls(), 4);
@@ -136,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_bulkhead_in_use_is_not_evictable() {
-        let bulkhead = <Bulkhead as Kind>::build("db", BulkheadConfig::default());
+        let bulkhead = <Bulkhead as Instance>::build("db", BulkheadConfig::default());
         assert!(bulkhead.evictable());
         let permit = bulkhead.try_acquire().unwrap();
         assert!(!bulkhead.evictable());

@@ -165,7 +165,7 @@ mod finite {
 /// "#).unwrap();
 /// let registry = Registry::from_config(&config).unwrap();
 ///
-/// let payments = registry.breaker("payments").config();
+/// let payments = registry.breakers().get("payments").config();
 /// assert_eq!(payments.failure_rate_threshold(), 25.0); // its own
 /// assert_eq!(payments.minimum_calls(), 10); // inherited from `default`
 ///
@@ -177,7 +177,7 @@ mod finite {
 ///     [bulkheads.db]
 ///     max_wait = "1s"
 /// "#).unwrap();
-/// let db = Registry::from_config(&config).unwrap().bulkhead("db");
+/// let db = Registry::from_config(&config).unwrap().bulkheads().get("db");
 /// assert_eq!(db.config().max_concurrent_calls(), 4);
 /// assert_eq!(db.config().max_wait(), std::time::Duration::from_secs(1));
 ///
@@ -196,9 +196,9 @@ mod finite {
 ///     min_per_second = 2
 /// "#).unwrap();
 /// let registry = Registry::from_config(&config).unwrap();
-/// let search = registry.rate_limiter("search").config();
+/// let search = registry.rate_limiters().get("search").config();
 /// assert_eq!((search.rate(), search.burst()), (50, 10));
-/// let db = registry.budget("db").config();
+/// let db = registry.budgets().get("db").config();
 /// assert_eq!((db.ratio(), db.min_per_second()), (0.1, 2));
 ///
 /// let error = toml::from_str::<RegistryConfig>("[breakers.search]\nfailure_rate_threshold = 0.0")

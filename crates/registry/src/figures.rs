@@ -265,7 +265,7 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
             .expect("every family is listed");
         family.samples.push(Sample { labels, value });
     };
-    for keyed in registry.breakers() {
+    for keyed in registry.breakers().list() {
         let figures = &keyed.snapshot;
         let mut labels = vec![("name", figures.name.clone())];
         if let Some(key) = &keyed.key {
@@ -358,7 +358,7 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
             push(BREAKER_TRANSITIONS_TOTAL, labels, count as f64);
         }
     }
-    for keyed in registry.bulkheads() {
+    for keyed in registry.bulkheads().list() {
         let figures = &keyed.snapshot;
         let mut labels = vec![("name", figures.name.clone())];
         if let Some(key) = &keyed.key {
@@ -382,7 +382,7 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
         push(BULKHEAD_QUEUED, labels.clone(), f64::from(figures.queued));
         push(BULKHEAD_REJECTED, labels, figures.rejected as f64);
     }
-    for keyed in registry.rate_limiters() {
+    for keyed in registry.rate_limiters().list() {
         let figures = &keyed.snapshot;
         let labels = labels_of(&figures.name, keyed.key.as_deref());
         push(
@@ -399,7 +399,7 @@ pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
         push(RATELIMITER_BURST, labels.clone(), f64::from(figures.burst));
         push(RATELIMITER_REJECTED, labels, figures.rejected as f64);
     }
-    for keyed in registry.budgets() {
+    for keyed in registry.budgets().list() {
         let figures = &keyed.snapshot;
         let labels = labels_of(&figures.name, keyed.key.as_deref());
         push(BUDGET_AVAILABLE, labels.clone(), figures.available as f64);

@@ -27,7 +27,8 @@ use crate::kind::Source;
 /// A cheap handle to the hub, shared by the registry and the hooks of its
 /// instances.
 #[derive(Clone)]
-pub(crate) struct Hub {
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Hub {
     inner: Arc<Inner>,
 }
 

@@ -1,8 +1,7 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
 //! Each kind (circuit breaker, bulkhead, rate limiter, retry budget)
-//! implements [`Kind`] once; the generic
-//! [`Store`](crate::store::Store) does the rest: named configs with
+//! implements [`Instance`] once; the generic store does the rest: named configs with
 //! inheritance, get-or-create, keys, live updates, snapshots and the hooks
 //! that push an instance's events to the hub.
 
@@ -14,6 +13,15 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
 use crate::hub::Hub;
+use crate::store::{Store, Stores};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for portcullis_breaker::Breaker {}
+    impl Sealed for portcullis_bulkhead::Bulkhead {}
+    impl Sealed for portcullis_ratelimit::RateLimiter {}
+    impl Sealed for portcullis_retry::RetryBudget {}
+}
 
 /// The kinds of instance a registry keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,17 +39,29 @@ pub enum InstanceKind {
 
 /// Which instance an event or a figure belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Source {
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Source {
     pub(crate) kind: InstanceKind,
     pub(crate) name: Arc<str>,
     pub(crate) key: Option<Arc<str>>,
 }
 
 /// What keeps an instance's hook attached: dropping it detaches the hook.
-pub(crate) type Attachment = Box<dyn Send + Sync>;
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub type Attachment = Box<dyn Send + Sync>;
 
-/// One kind of instance, as the registry sees it.
-pub(crate) trait Kind: Clone + Send + Sync + 'static {
+/// A kind of instance the registry keeps: implemented by
+/// [`Breaker`](portcullis_breaker::Breaker),
+/// [`Bulkhead`](portcullis_bulkhead::Bulkhead),
+/// [`RateLimiter`](portcullis_ratelimit::RateLimiter) and
+/// [`RetryBudget`](portcullis_retry::RetryBudget).
+///
+/// Sealed: the registry's generic operations
+/// ([`Registry::instances`](crate::Registry::instances)) are written once
+/// over this trait, and each kind is one impl of it inside this crate.
+/// Its methods are the registry's own; use the instances' and
+/// [`Instances`](crate::Instances)' methods instead.
+pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     /// Its configuration: serde data whose every field has a default, so
     /// that a partial set of fields can be laid over the default config.
     type Config: Clone
@@ -59,31 +79,43 @@ pub(crate) trait Kind: Clone + Send + Sync + 'static {
     /// Which kind this is.
     const KIND: InstanceKind;
 
+    #[doc(hidden)]
+    /// The store of this kind among the registry's.
+    fn store(stores: &Stores) -> &Store<Self>;
+
     /// Checks a configuration; the error names the field.
+    #[doc(hidden)]
     fn validate(config: &Self::Config) -> Result<(), ConfigError>;
 
     /// A new instance from a configuration that passed [`Self::validate`].
+    #[doc(hidden)]
     fn build(name: &str, config: Self::Config) -> Self;
 
     /// The instance's own name.
+    #[doc(hidden)]
     fn name(&self) -> &str;
 
     /// Whether [`Self::reconfigure`] would take `config`, without changing
     /// anything (so that an update of many instances is all or nothing).
+    #[doc(hidden)]
     fn check_update(&self, config: &Self::Config) -> Result<(), ConfigError>;
 
     /// Applies `config` to the live instance, keeping its state.
+    #[doc(hidden)]
     fn reconfigure(&self, config: Self::Config) -> Result<(), ConfigError>;
 
     /// The instance's figures now.
+    #[doc(hidden)]
     fn snapshot(&self) -> Self::Snapshot;
 
     /// Whether a keyed instance may be evicted to make room for a new key:
     /// it holds no state worth keeping.
+    #[doc(hidden)]
     fn evictable(&self) -> bool;
 
     /// Attaches a hook that pushes the instance's events, if it has any,
     /// to `hub` as `source`, until the returned attachment is dropped.
+    #[doc(hidden)]
     fn attach(&self, source: Source, hub: Hub) -> Option<Attachment>;
 }
 

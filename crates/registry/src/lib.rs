@@ -22,7 +22,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let registry = Registry::new();
-//! let payments = registry.breaker("payments"); // give this to a CircuitBreakerLayer
+//! let payments = registry.breakers().get("payments"); // give this to a CircuitBreakerLayer
 //! let service = RegistryService::new(registry.clone());
 //!
 //! payments.force_open();
@@ -56,14 +56,18 @@
 //!   [`Overrides`] that set only what differs, from code or from a config
 //!   file ([`RegistryConfig`]); errors name the path, such as
 //!   `breakers.payments.failure_rate_threshold`.
-//! - **Get-or-create**: [`Registry::breaker`] hands every caller the same
-//!   breaker; [`Registry::breaker_for`] does so per key, with at most
+//! - **One set of operations for every kind** ([`Instances`], from
+//!   [`Registry::instances`] or the shorthands [`Registry::breakers`],
+//!   [`Registry::bulkheads`], [`Registry::rate_limiters`],
+//!   [`Registry::budgets`]): `registry.breakers().get("payments")`.
+//! - **Get-or-create**: [`Instances::get`] hands every caller the same
+//!   instance; [`Instances::get_keyed`] does so per key, with at most
 //!   [`max_keys`](RegistryBuilder::max_keys) keys per name: a CLOCK hand
 //!   evicts, in O(1), one neither recently used nor holding state (a
 //!   breaker with failures in its window is kept), and when none can go
 //!   the new key shares the name's overflow instance ([`AtKeyLimit`],
 //!   [`OVERFLOW_KEY`]); an eviction is one `replaced` event.
-//! - **Live updates**: [`Registry::update_breaker_config`] keeps each live
+//! - **Live updates**: [`Instances::update_config`] keeps each live
 //!   breaker's window, state and permits; an update a live breaker cannot
 //!   take changes nothing.
 //! - **Snapshots** as serde data ([`Registry::snapshot`]) and **events** in
@@ -160,6 +164,7 @@ pub mod event;
 mod figures;
 pub mod future;
 mod hub;
+mod instances;
 mod kind;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -174,7 +179,8 @@ pub use body::ResponseBody;
 pub use config::{Overrides, RegistryConfig};
 pub use error::{AlreadyRegistered, ConfigError, KeyLimitReached};
 pub use event::{Event, EventFeed, EventKind};
-pub use kind::InstanceKind;
+pub use instances::Instances;
+pub use kind::{Instance, InstanceKind};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsPublisher;
 pub use registry::{EventStats, Registry, RegistryBuilder};

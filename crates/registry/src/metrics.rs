@@ -37,7 +37,7 @@ use crate::registry::Registry;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let registry = Registry::new();
-/// registry.breaker("payments").force_open();
+/// registry.breakers().get("payments").force_open();
 /// let mut publisher = MetricsPublisher::new(registry);
 /// publisher.publish(); // to whatever recorder is installed
 /// # }

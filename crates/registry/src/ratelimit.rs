@@ -10,13 +10,18 @@ use portcullis_core::ConfigError;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 
 use crate::hub::Hub;
-use crate::kind::{Attachment, InstanceKind, Kind, Source};
+use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::store::{Store, Stores};
 
-impl Kind for RateLimiter {
+impl Instance for RateLimiter {
     type Config = RateLimitConfig;
     type Snapshot = RateLimiterSnapshot;
 
     const KIND: InstanceKind = InstanceKind::RateLimiter;
+
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.rate_limiters
+    }
 
     fn validate(config: &RateLimitConfig) -> Result<(), ConfigError> {
         config.validate()
@@ -61,7 +66,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_limiter_is_evictable_once_its_burst_is_back() {
         let config = RateLimitConfig::per_second(10).burst(2).build().unwrap();
-        let limiter = <RateLimiter as Kind>::build("api", config);
+        let limiter = <RateLimiter as Instance>::build("api", config);
         assert!(limiter.evictable());
         limiter.try_acquire().unwrap();
         assert!(!limiter.evictable());

@@ -6,19 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
-use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
+use portcullis_bulkhead::{Bulkhead, BulkheadConfig};
 use portcullis_core::ConfigError;
 use portcullis_core::config::check_range as in_range;
-use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
-use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
+use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
+use portcullis_retry::{BudgetConfig, RetryBudget};
 
 use crate::clock::check_duration;
 use crate::config::{Overrides, RegistryConfig};
-use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::{Event, EventFeed};
 use crate::hub::{self, Hub};
+use crate::instances::Instances;
+use crate::kind::Instance;
 use crate::snapshot::{Keyed, RegistrySnapshot};
-use crate::store::{AtKeyLimit, Store};
+use crate::store::{AtKeyLimit, Store, Stores};
 
 /// The shared place where Portcullis instances are made, found, changed
 /// and watched: a cheap handle, cloned freely.
@@ -27,34 +28,33 @@ use crate::store::{AtKeyLimit, Store};
 ///   configs ([`Overrides`]) that set only what differs; an instance named
 ///   `payments` is made with the config named `payments` if there is one,
 ///   else with the default.
-/// - **Get-or-create.** [`breaker`](Self::breaker) returns the same handle
-///   to every caller, making it on first use. Keyed instances
-///   ([`breaker_for`](Self::breaker_for): one breaker per upstream host,
-///   say) share the config of their name, and a name has at most
+/// - **One set of operations for every kind**, written once:
+///   [`instances`](Self::instances) (or the shorthands
+///   [`breakers`](Self::breakers), [`bulkheads`](Self::bulkheads),
+///   [`rate_limiters`](Self::rate_limiters), [`budgets`](Self::budgets))
+///   gives the [`Instances`] of a kind.
+/// - **Get-or-create.** [`Instances::get`] returns the same handle to
+///   every caller, making it on first use. Keyed instances
+///   ([`Instances::get_keyed`]: one breaker per upstream host, say) share
+///   the config of their name, and a name has at most
 ///   [`max_keys`](RegistryBuilder::max_keys) of them: past that one that
 ///   is neither recently used nor holding state (for a breaker: closed,
 ///   with no failure in its window) is evicted, in O(1), and when none can
 ///   be, the new key shares the name's overflow instance
 ///   ([`AtKeyLimit`]).
-/// - **Live updates.** [`update_breaker_config`](Self::update_breaker_config)
-///   applies to the live instances without losing their window, state or
-///   permits; an update they cannot take (a new window shape) changes
-///   nothing and says why.
+/// - **Live updates.** [`Instances::update_config`] applies to the live
+///   instances without losing their state; an update they cannot take (a
+///   breaker's new window shape) changes nothing and says why.
 /// - **Snapshots** of everything as serde data, **events** of every
 ///   instance in one numbered feed ([`watch`](Self::watch),
 ///   [`recent_events`](Self::recent_events)), and the HTTP face
 ///   [`RegistryService`](crate::RegistryService).
-/// - **Bulkheads** the same way ([`bulkhead`](Self::bulkhead),
-///   [`bulkhead_for`](Self::bulkhead_for), `[bulkheads.<name>]` configs),
-///   except that a live bulkhead cannot be reconfigured yet: an update that
-///   would change one is refused and changes nothing.
-/// - **Rate limiters** ([`rate_limiter`](Self::rate_limiter),
-///   [`rate_limiter_for`](Self::rate_limiter_for), `[ratelimiters.<name>]`
-///   configs) and **retry budgets** ([`budget`](Self::budget),
-///   [`budget_for`](Self::budget_for), `[budgets.<name>]`) the same way. A
-///   live rate limiter takes any valid update and keeps what it admitted;
-///   a live budget keeps its balance and takes a new ratio and floor, but
-///   not a new `ttl`. The default rate-limit config is
+/// - **Every kind** the same way, with its own `[<kind>s.<name>]`
+///   configs. A live bulkhead cannot be reconfigured yet: an update that
+///   would change one is refused and changes nothing. A live rate limiter
+///   takes any valid update and keeps what it admitted; a live budget
+///   keeps its balance and takes a new ratio and floor, but not a new
+///   `ttl`. The default rate-limit config is
 ///   [`RateLimitConfig::default`]: 100 calls per second, burst 100.
 ///
 /// ```
@@ -66,12 +66,12 @@ use crate::store::{AtKeyLimit, Store};
 ///     .breaker_config("payments", Overrides::new().set("minimum_calls", 5))
 ///     .build()
 ///     .unwrap();
-/// let payments = registry.breaker("payments");
+/// let payments = registry.breakers().get("payments");
 /// assert_eq!(payments.config().minimum_calls(), 5);
 ///
 /// // Everybody gets the same breaker.
 /// payments.force_open();
-/// assert_eq!(registry.breaker("payments").state(), State::ForcedOpen);
+/// assert_eq!(registry.breakers().get("payments").state(), State::ForcedOpen);
 /// assert_eq!(registry.snapshot().breakers[0].snapshot.state, State::ForcedOpen);
 /// # }
 /// ```
@@ -112,10 +112,7 @@ pub struct EventStats {
 }
 
 struct Shared {
-    breakers: Store<Breaker>,
-    bulkheads: Store<Bulkhead>,
-    rate_limiters: Store<RateLimiter>,
-    budgets: Store<RetryBudget>,
+    stores: Stores,
     hub: Hub,
 }
 
@@ -141,324 +138,49 @@ impl Registry {
         Self::builder().config(config).build()
     }
 
-    /// The breaker named `name`, made on first use with the config named
-    /// `name` (or the default). Every caller gets the same breaker.
+    /// The instances of kind `K`: get-or-create, keys, registration,
+    /// configs and figures, the same for every kind.
     ///
-    /// Looking up a breaker that exists takes a read lock and allocates
-    /// nothing; still, keep the handle rather than looking it up per call.
-    pub fn breaker(&self, name: &str) -> Breaker {
-        self.shared.breakers.get_or_create(name, &self.shared.hub)
-    }
-
-    /// The breaker named `name` for `key` (an upstream host, a tenant),
-    /// made on first use with the config named `name`.
+    /// ```
+    /// use portcullis_bulkhead::Bulkhead;
+    /// use portcullis_registry::Registry;
     ///
-    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, a breaker among them that is neither recently
-    /// used nor holding failures (closed, nothing failed or slow in its
-    /// window) is evicted (its handles keep working, unregistered); if none
-    /// can be, the key gets the name's overflow breaker, shared by every
-    /// key without room and served under [`OVERFLOW_KEY`](crate::OVERFLOW_KEY),
-    /// or with [`AtKeyLimit::Reject`] this fails.
-    pub fn breaker_for(&self, name: &str, key: &str) -> Result<Breaker, KeyLimitReached> {
-        self.shared
-            .breakers
-            .get_or_create_keyed(name, key, &self.shared.hub)
+    /// let registry = Registry::new();
+    /// let db = registry.instances::<Bulkhead>().get("db");
+    /// assert_eq!(registry.bulkheads().list()[0].snapshot.name, "db");
+    /// # drop(db);
+    /// ```
+    pub fn instances<K: Instance>(&self) -> Instances<'_, K> {
+        Instances::new(K::store(&self.shared.stores), &self.shared.hub)
     }
 
-    /// The breaker named `name` (with `key`), if it exists; never makes one.
-    pub fn find_breaker(&self, name: &str, key: Option<&str>) -> Option<Breaker> {
-        self.shared.breakers.get(name, key)
+    /// The circuit breakers: `registry.breakers().get("payments")`.
+    pub fn breakers(&self) -> Instances<'_, Breaker> {
+        self.instances()
     }
 
-    /// Registers a breaker made elsewhere, under its own name, so that the
-    /// registry serves, watches and controls it. Config updates do not
-    /// touch it: it keeps the config it was made with.
-    pub fn register_breaker(&self, breaker: Breaker) -> Result<(), AlreadyRegistered> {
-        self.shared.breakers.register(breaker, &self.shared.hub)
+    /// The bulkheads.
+    pub fn bulkheads(&self) -> Instances<'_, Bulkhead> {
+        self.instances()
     }
 
-    /// Removes the breaker named `name` (with `key`) and returns it. Its
-    /// handles keep working, but the registry forgets it; asking for the
-    /// name again makes a new breaker.
-    pub fn remove_breaker(&self, name: &str, key: Option<&str>) -> Option<Breaker> {
-        self.shared.breakers.remove(name, key, &self.shared.hub)
+    /// The rate limiters.
+    pub fn rate_limiters(&self) -> Instances<'_, RateLimiter> {
+        self.instances()
     }
 
-    /// The config a breaker named `name` is (or would be) made with.
-    pub fn breaker_config(&self, name: &str) -> BreakerConfig {
-        self.shared.breakers.config(name)
-    }
-
-    /// The overrides of the breaker config named `name`, if it has any.
-    pub fn breaker_overrides(&self, name: &str) -> Option<Overrides> {
-        self.shared.breakers.overrides(name)
-    }
-
-    /// The default breaker config.
-    pub fn default_breaker_config(&self) -> BreakerConfig {
-        self.shared.breakers.default_config()
-    }
-
-    /// Replaces the overrides of the breaker config named `name` (they are
-    /// laid over the default, not over the previous overrides) and applies
-    /// the result to the live breakers of that name — plain and keyed —
-    /// keeping their window, state and permits. Returns how many breakers
-    /// changed.
-    ///
-    /// All or nothing: an invalid config, or one a live breaker cannot take
-    /// (another window shape), is an error naming the field, such as
-    /// `breakers.payments.sliding_window`, and changes nothing. With the
-    /// name `default`, the overrides are laid over the built-in defaults
-    /// and become the default that every name inherits.
-    pub fn update_breaker_config(
-        &self,
-        name: &str,
-        overrides: Overrides,
-    ) -> Result<usize, ConfigError> {
-        self.shared
-            .breakers
-            .set_overrides(name, Some(overrides), &self.shared.hub)
-    }
-
-    /// Drops the overrides of the breaker config named `name`: its breakers
-    /// go back to the default config, keeping their state.
-    pub fn clear_breaker_config(&self, name: &str) -> Result<usize, ConfigError> {
-        self.shared
-            .breakers
-            .set_overrides(name, None, &self.shared.hub)
-    }
-
-    /// Replaces the default breaker config and applies the resulting
-    /// configs to the live breakers whose config changes. All or nothing.
-    pub fn update_default_breaker_config(
-        &self,
-        config: BreakerConfig,
-    ) -> Result<usize, ConfigError> {
-        self.shared.breakers.set_default(config, &self.shared.hub)
-    }
-
-    /// Every breaker's figures, sorted by name then key.
-    pub fn breakers(&self) -> Vec<Keyed<BreakerSnapshot>> {
-        self.shared.breakers.snapshots()
-    }
-
-    /// The bulkhead named `name`, made on first use with the config named
-    /// `name` (or the default). Every caller gets the same bulkhead.
-    pub fn bulkhead(&self, name: &str) -> Bulkhead {
-        self.shared.bulkheads.get_or_create(name, &self.shared.hub)
-    }
-
-    /// The bulkhead named `name` for `key`, made on first use with the
-    /// config named `name`: one pool of permits per key.
-    ///
-    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, one among them that is not recently used and
-    /// has nothing in flight or queued is evicted; if there is none, the key
-    /// shares the name's overflow bulkhead (or, with
-    /// [`AtKeyLimit::Reject`], this fails).
-    pub fn bulkhead_for(&self, name: &str, key: &str) -> Result<Bulkhead, KeyLimitReached> {
-        self.shared
-            .bulkheads
-            .get_or_create_keyed(name, key, &self.shared.hub)
-    }
-
-    /// The bulkhead named `name` (with `key`), if it exists; never makes
-    /// one.
-    pub fn find_bulkhead(&self, name: &str, key: Option<&str>) -> Option<Bulkhead> {
-        self.shared.bulkheads.get(name, key)
-    }
-
-    /// Registers a bulkhead made elsewhere, under its own name, so that the
-    /// registry serves it. Config updates do not touch it.
-    pub fn register_bulkhead(&self, bulkhead: Bulkhead) -> Result<(), AlreadyRegistered> {
-        self.shared.bulkheads.register(bulkhead, &self.shared.hub)
-    }
-
-    /// Removes the bulkhead named `name` (with `key`) and returns it. Its
-    /// handles and permits keep working, but the registry forgets it;
-    /// asking for the name again makes a new bulkhead.
-    pub fn remove_bulkhead(&self, name: &str, key: Option<&str>) -> Option<Bulkhead> {
-        self.shared.bulkheads.remove(name, key, &self.shared.hub)
-    }
-
-    /// The config a bulkhead named `name` is (or would be) made with.
-    pub fn bulkhead_config(&self, name: &str) -> BulkheadConfig {
-        self.shared.bulkheads.config(name)
-    }
-
-    /// Replaces the overrides of the bulkhead config named `name` (laid
-    /// over the default; `default` itself lays them over the built-in
-    /// defaults). Returns how many live bulkheads changed, which is always
-    /// 0: a live bulkhead cannot be reconfigured yet, so an update that
-    /// would change one is an error naming the field, such as
-    /// `bulkheads.db.max_concurrent_calls`, and changes nothing. Without a
-    /// live bulkhead of that name, the config is used by the next one made.
-    pub fn update_bulkhead_config(
-        &self,
-        name: &str,
-        overrides: Overrides,
-    ) -> Result<usize, ConfigError> {
-        self.shared
-            .bulkheads
-            .set_overrides(name, Some(overrides), &self.shared.hub)
-    }
-
-    /// Every bulkhead's figures, sorted by name then key.
-    pub fn bulkheads(&self) -> Vec<Keyed<BulkheadSnapshot>> {
-        self.shared.bulkheads.snapshots()
-    }
-
-    /// The rate limiter named `name`, made on first use with the config
-    /// named `name` (or the default). Every caller gets the same limiter:
-    /// the handle is the one [`RateLimiter::from_config`] makes, and costs
-    /// the same per call.
-    pub fn rate_limiter(&self, name: &str) -> RateLimiter {
-        self.shared
-            .rate_limiters
-            .get_or_create(name, &self.shared.hub)
-    }
-
-    /// The rate limiter named `name` for `key` (a client, a tenant), made
-    /// on first use with the config named `name`: one budget of calls per
-    /// key.
-    ///
-    /// A name has at most [`max_keys`](RegistryBuilder::max_keys) keys.
-    /// When it has that many, one among them that is not recently used and
-    /// has its whole burst back (it remembers nothing) is evicted; if there
-    /// is none, the key shares the name's overflow limiter (or, with
-    /// [`AtKeyLimit::Reject`], this fails). For many short-lived keys on a hot path,
-    /// a [`KeyedRateLimiter`](portcullis_ratelimit::KeyedRateLimiter)
-    /// registered by name keeps them in its own bounded shards instead.
-    pub fn rate_limiter_for(&self, name: &str, key: &str) -> Result<RateLimiter, KeyLimitReached> {
-        self.shared
-            .rate_limiters
-            .get_or_create_keyed(name, key, &self.shared.hub)
-    }
-
-    /// The rate limiter named `name` (with `key`), if it exists; never
-    /// makes one.
-    pub fn find_rate_limiter(&self, name: &str, key: Option<&str>) -> Option<RateLimiter> {
-        self.shared.rate_limiters.get(name, key)
-    }
-
-    /// Registers a rate limiter made elsewhere, under its own name, so that
-    /// the registry serves it. Config updates do not touch it.
-    pub fn register_rate_limiter(&self, limiter: RateLimiter) -> Result<(), AlreadyRegistered> {
-        self.shared
-            .rate_limiters
-            .register(limiter, &self.shared.hub)
-    }
-
-    /// Removes the rate limiter named `name` (with `key`) and returns it.
-    /// Its handles keep working, but the registry forgets it.
-    pub fn remove_rate_limiter(&self, name: &str, key: Option<&str>) -> Option<RateLimiter> {
-        self.shared
-            .rate_limiters
-            .remove(name, key, &self.shared.hub)
-    }
-
-    /// The config a rate limiter named `name` is (or would be) made with.
-    pub fn rate_limiter_config(&self, name: &str) -> RateLimitConfig {
-        self.shared.rate_limiters.config(name)
-    }
-
-    /// Replaces the overrides of the rate-limit config named `name` (laid
-    /// over the default; `default` itself lays them over
-    /// [`RateLimitConfig::default`]) and applies the result to the live
-    /// limiters of that name, plain and keyed, keeping their state: what
-    /// they admitted still counts against the new limit. Returns how many
-    /// limiters changed. An invalid config is an error naming the field,
-    /// such as `ratelimiters.api.rate`, and changes nothing.
-    pub fn update_rate_limiter_config(
-        &self,
-        name: &str,
-        overrides: Overrides,
-    ) -> Result<usize, ConfigError> {
-        self.shared
-            .rate_limiters
-            .set_overrides(name, Some(overrides), &self.shared.hub)
-    }
-
-    /// Every rate limiter's figures, sorted by name then key.
-    pub fn rate_limiters(&self) -> Vec<Keyed<RateLimiterSnapshot>> {
-        self.shared.rate_limiters.snapshots()
-    }
-
-    /// The retry budget named `name`, made on first use with the config
-    /// named `name` (or the default, [`BudgetConfig::default`]). Every
-    /// caller gets the same budget: give it to every retry layer that calls
-    /// one dependency
-    /// ([`RetryLayer::with_budget`](portcullis_retry::RetryLayer::with_budget)).
-    pub fn budget(&self, name: &str) -> RetryBudget {
-        self.shared.budgets.get_or_create(name, &self.shared.hub)
-    }
-
-    /// The retry budget named `name` for `key`, made on first use with the
-    /// config named `name`. At most [`max_keys`](RegistryBuilder::max_keys)
-    /// keys per name; one not recently used whose balance is back to its
-    /// floor makes room, and if there is none, the key shares the name's
-    /// overflow budget (or, with [`AtKeyLimit::Reject`], this fails).
-    pub fn budget_for(&self, name: &str, key: &str) -> Result<RetryBudget, KeyLimitReached> {
-        self.shared
-            .budgets
-            .get_or_create_keyed(name, key, &self.shared.hub)
-    }
-
-    /// The retry budget named `name` (with `key`), if it exists; never
-    /// makes one.
-    pub fn find_budget(&self, name: &str, key: Option<&str>) -> Option<RetryBudget> {
-        self.shared.budgets.get(name, key)
-    }
-
-    /// Registers a retry budget made elsewhere
-    /// ([`RetryBudget::named`]), under its own name. Config updates do not
-    /// touch it.
-    pub fn register_budget(&self, budget: RetryBudget) -> Result<(), AlreadyRegistered> {
-        self.shared.budgets.register(budget, &self.shared.hub)
-    }
-
-    /// Removes the retry budget named `name` (with `key`) and returns it.
-    /// Its handles keep working, but the registry forgets it.
-    pub fn remove_budget(&self, name: &str, key: Option<&str>) -> Option<RetryBudget> {
-        self.shared.budgets.remove(name, key, &self.shared.hub)
-    }
-
-    /// The config a retry budget named `name` is (or would be) made with.
-    pub fn budget_config(&self, name: &str) -> BudgetConfig {
-        self.shared.budgets.config(name)
-    }
-
-    /// Replaces the overrides of the budget config named `name` and applies
-    /// the result to the live budgets of that name, keeping their balance:
-    /// a new `ratio` counts from the next deposit, a new `min_per_second`
-    /// at once. Returns how many budgets changed.
-    ///
-    /// A live budget's window cannot change: an update with another `ttl`
-    /// is an error on `budgets.<name>.ttl` and changes nothing (remove the
-    /// budget first to have it made again with the new window).
-    pub fn update_budget_config(
-        &self,
-        name: &str,
-        overrides: Overrides,
-    ) -> Result<usize, ConfigError> {
-        self.shared
-            .budgets
-            .set_overrides(name, Some(overrides), &self.shared.hub)
-    }
-
-    /// Every retry budget's figures, sorted by name then key.
-    pub fn budgets(&self) -> Vec<Keyed<BudgetSnapshot>> {
-        self.shared.budgets.snapshots()
+    /// The retry budgets.
+    pub fn budgets(&self) -> Instances<'_, RetryBudget> {
+        self.instances()
     }
 
     /// Every instance's figures.
     pub fn snapshot(&self) -> RegistrySnapshot {
         RegistrySnapshot {
-            breakers: self.breakers(),
-            bulkheads: self.bulkheads(),
-            rate_limiters: self.rate_limiters(),
-            budgets: self.budgets(),
+            breakers: self.breakers().list(),
+            bulkheads: self.bulkheads().list(),
+            rate_limiters: self.rate_limiters().list(),
+            budgets: self.budgets().list(),
         }
     }
 
@@ -491,7 +213,7 @@ impl Registry {
     }
 
     pub(crate) fn breakers_named(&self, name: &str) -> Vec<Keyed<BreakerSnapshot>> {
-        self.shared.breakers.snapshots_named(name)
+        self.shared.stores.breakers.snapshots_named(name)
     }
 
     pub(crate) fn hub(&self) -> &Hub {
@@ -500,11 +222,7 @@ impl Registry {
 
     /// How many instances of every kind there are.
     pub fn len(&self) -> usize {
-        let shared = &self.shared;
-        shared.breakers.len()
-            + shared.bulkheads.len()
-            + shared.rate_limiters.len()
-            + shared.budgets.len()
+        self.shared.stores.len()
     }
 
     /// Whether there are none.
@@ -522,10 +240,7 @@ impl Default for Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("breakers", &self.shared.breakers)
-            .field("bulkheads", &self.shared.bulkheads)
-            .field("rate_limiters", &self.shared.rate_limiters)
-            .field("budgets", &self.shared.budgets)
+            .field("stores", &self.shared.stores)
             .field("events", &self.shared.hub)
             .finish()
     }
@@ -642,7 +357,7 @@ impl RegistryBuilder {
     /// What a new key gets when its name has `max_keys` keys and none can
     /// be evicted (default: [`AtKeyLimit::Overflow`], the name's shared
     /// overflow instance; [`AtKeyLimit::Reject`] fails the lookup with
-    /// [`KeyLimitReached`]).
+    /// [`KeyLimitReached`](crate::KeyLimitReached)).
     pub fn at_key_limit(mut self, at_limit: AtKeyLimit) -> Self {
         self.at_key_limit = at_limit;
         self
@@ -691,30 +406,32 @@ impl RegistryBuilder {
         )?;
         Ok(Registry {
             shared: Arc::new(Shared {
-                breakers: Store::new(
-                    self.breaker_default,
-                    self.breakers,
-                    self.max_keys,
-                    self.at_key_limit,
-                )?,
-                bulkheads: Store::new(
-                    self.bulkhead_default,
-                    self.bulkheads,
-                    self.max_keys,
-                    self.at_key_limit,
-                )?,
-                rate_limiters: Store::new(
-                    self.rate_limiter_default,
-                    self.rate_limiters,
-                    self.max_keys,
-                    self.at_key_limit,
-                )?,
-                budgets: Store::new(
-                    self.budget_default,
-                    self.budgets,
-                    self.max_keys,
-                    self.at_key_limit,
-                )?,
+                stores: Stores {
+                    breakers: Store::new(
+                        self.breaker_default,
+                        self.breakers,
+                        self.max_keys,
+                        self.at_key_limit,
+                    )?,
+                    bulkheads: Store::new(
+                        self.bulkhead_default,
+                        self.bulkheads,
+                        self.max_keys,
+                        self.at_key_limit,
+                    )?,
+                    rate_limiters: Store::new(
+                        self.rate_limiter_default,
+                        self.rate_limiters,
+                        self.max_keys,
+                        self.at_key_limit,
+                    )?,
+                    budgets: Store::new(
+                        self.budget_default,
+                        self.budgets,
+                        self.max_keys,
+                        self.at_key_limit,
+                    )?,
+                },
                 hub: Hub::new(self.events),
             }),
         })
@@ -738,13 +455,13 @@ mod tests {
     #[tokio::test]
     async fn every_caller_gets_the_same_breaker() {
         let registry = Registry::new();
-        let a = registry.breaker("db");
-        let b = registry.clone().breaker("db");
+        let a = registry.breakers().get("db");
+        let b = registry.clone().breakers().get("db");
         a.force_open();
         assert_eq!(b.state(), State::ForcedOpen);
         assert_eq!(registry.len(), 1);
-        assert!(registry.find_breaker("db", None).is_some());
-        assert!(registry.find_breaker("other", None).is_none());
+        assert!(registry.breakers().find("db", None).is_some());
+        assert!(registry.breakers().find("other", None).is_none());
         assert_eq!(registry.len(), 1, "find never makes one");
     }
 
@@ -764,13 +481,13 @@ mod tests {
             )
             .build()
             .unwrap();
-        let payments = registry.breaker("payments").config();
+        let payments = registry.breakers().get("payments").config();
         assert_eq!(payments.failure_rate_threshold(), 20.0);
         assert_eq!(payments.minimum_calls(), 8);
-        let other = registry.breaker("search").config();
-        assert_eq!(other, registry.default_breaker_config());
+        let other = registry.breakers().get("search").config();
+        assert_eq!(other, registry.breakers().default_config());
         assert_eq!(
-            registry.breaker_overrides("payments"),
+            registry.breakers().overrides("payments"),
             Some(Overrides::new().set("failure_rate_threshold", 20.0))
         );
     }
@@ -818,10 +535,11 @@ mod tests {
             )
             .build()
             .unwrap();
-        let db = registry.breaker("db");
+        let db = registry.breakers().get("db");
         fail(&db, 4);
         let changed = registry
-            .update_breaker_config(
+            .breakers()
+            .update_config(
                 "db",
                 Overrides::new()
                     .set(
@@ -845,9 +563,10 @@ mod tests {
     #[tokio::test]
     async fn an_update_a_live_breaker_cannot_take_changes_nothing() {
         let registry = Registry::new();
-        let db = registry.breaker("db");
+        let db = registry.breakers().get("db");
         let error = registry
-            .update_breaker_config(
+            .breakers()
+            .update_config(
                 "db",
                 Overrides::new().set(
                     "sliding_window",
@@ -856,12 +575,13 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(error.field(), "breakers.db.sliding_window");
-        assert_eq!(registry.breaker_overrides("db"), None);
+        assert_eq!(registry.breakers().overrides("db"), None);
         assert_eq!(db.config(), BreakerConfig::default());
         // Without a live breaker, the same update is fine.
-        registry.remove_breaker("db", None).unwrap();
+        registry.breakers().remove("db", None).unwrap();
         registry
-            .update_breaker_config(
+            .breakers()
+            .update_config(
                 "db",
                 Overrides::new().set(
                     "sliding_window",
@@ -870,7 +590,7 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(
-            registry.breaker("db").config().sliding_window(),
+            registry.breakers().get("db").config().sliding_window(),
             portcullis_breaker::SlidingWindow::Time { .. }
         ));
     }
@@ -881,17 +601,20 @@ mod tests {
             .breaker_config("own", Overrides::new().set("minimum_calls", 3))
             .build()
             .unwrap();
-        let plain = registry.breaker("plain");
-        let own = registry.breaker("own");
+        let plain = registry.breakers().get("plain");
+        let own = registry.breakers().get("own");
         let outside = Breaker::new("outside");
-        registry.register_breaker(outside.clone()).unwrap();
+        registry.breakers().register(outside.clone()).unwrap();
         let new_default = BreakerConfig::builder()
             .minimum_calls(7)
             .failure_rate_threshold(30.0)
             .build()
             .unwrap();
         assert_eq!(
-            registry.update_default_breaker_config(new_default).unwrap(),
+            registry
+                .breakers()
+                .update_default_config(new_default)
+                .unwrap(),
             2,
             "plain and own change; the registered one is left alone"
         );
@@ -899,7 +622,7 @@ mod tests {
         assert_eq!(own.config().minimum_calls(), 3);
         assert_eq!(own.config().failure_rate_threshold(), 30.0);
         assert_eq!(outside.config(), BreakerConfig::default());
-        registry.clear_breaker_config("own").unwrap();
+        registry.breakers().clear_config("own").unwrap();
         assert_eq!(own.config().minimum_calls(), 7);
     }
 
@@ -907,14 +630,14 @@ mod tests {
     async fn keys_are_bounded_and_an_unused_closed_one_goes() {
         let registry = Registry::builder().max_keys(3).build().unwrap();
         let mut feed = registry.watch();
-        let a = registry.breaker_for("upstream", "a").unwrap();
-        registry.breaker_for("upstream", "b").unwrap();
-        registry.breaker_for("upstream", "c").unwrap();
+        let a = registry.breakers().get_keyed("upstream", "a").unwrap();
+        registry.breakers().get_keyed("upstream", "b").unwrap();
+        registry.breakers().get_keyed("upstream", "c").unwrap();
         // `a` is used again: the hand spares it and takes `b`.
-        assert!(registry.breaker_for("upstream", "a").is_ok());
-        registry.breaker_for("upstream", "d").unwrap();
-        assert!(registry.find_breaker("upstream", Some("b")).is_none());
-        assert!(registry.find_breaker("upstream", Some("a")).is_some());
+        assert!(registry.breakers().get_keyed("upstream", "a").is_ok());
+        registry.breakers().get_keyed("upstream", "d").unwrap();
+        assert!(registry.breakers().find("upstream", Some("b")).is_none());
+        assert!(registry.breakers().find("upstream", Some("a")).is_some());
         assert_eq!(registry.len(), 3);
         let events: Vec<_> = std::iter::from_fn(|| feed.try_recv())
             .map(|event| (event.key, event.what))
@@ -934,24 +657,26 @@ mod tests {
         a.force_open();
         for key in ["c", "d"] {
             registry
-                .find_breaker("upstream", Some(key))
+                .breakers()
+                .find("upstream", Some(key))
                 .unwrap()
                 .force_open();
         }
-        let e = registry.breaker_for("upstream", "e").unwrap();
-        let f = registry.breaker_for("upstream", "f").unwrap();
-        assert!(registry.find_breaker("upstream", Some("e")).is_none());
+        let e = registry.breakers().get_keyed("upstream", "e").unwrap();
+        let f = registry.breakers().get_keyed("upstream", "f").unwrap();
+        assert!(registry.breakers().find("upstream", Some("e")).is_none());
         let overflow = registry
-            .find_breaker("upstream", Some(crate::OVERFLOW_KEY))
+            .breakers()
+            .find("upstream", Some(crate::OVERFLOW_KEY))
             .expect("the overflow breaker is served");
         e.force_open();
         assert_eq!(f.state(), State::ForcedOpen, "e and f share one breaker");
         assert_eq!(overflow.state(), State::ForcedOpen);
         assert_eq!(registry.len(), 4);
         // Another name has its own keys.
-        assert!(registry.breaker_for("other", "e").is_ok());
+        assert!(registry.breakers().get_keyed("other", "e").is_ok());
         // A keyed breaker and the plain one of the same name are distinct.
-        assert_eq!(registry.breaker("upstream").state(), State::Closed);
+        assert_eq!(registry.breakers().get("upstream").state(), State::Closed);
 
         // Or, if asked, the lookup fails.
         let strict = Registry::builder()
@@ -959,16 +684,20 @@ mod tests {
             .at_key_limit(AtKeyLimit::Reject)
             .build()
             .unwrap();
-        strict.breaker_for("upstream", "a").unwrap().force_open();
-        let error = strict.breaker_for("upstream", "b").unwrap_err();
+        strict
+            .breakers()
+            .get_keyed("upstream", "a")
+            .unwrap()
+            .force_open();
+        let error = strict.breakers().get_keyed("upstream", "b").unwrap_err();
         assert_eq!((error.limit(), error.name()), (1, "upstream"));
     }
 
     #[tokio::test]
     async fn registering_twice_is_an_error() {
         let registry = Registry::new();
-        registry.register_breaker(Breaker::new("x")).unwrap();
-        let error = registry.register_breaker(Breaker::new("x")).unwrap_err();
+        registry.breakers().register(Breaker::new("x")).unwrap();
+        let error = registry.breakers().register(Breaker::new("x")).unwrap_err();
         assert_eq!(
             error.to_string(),
             "circuit breaker 'x' is already registered"
@@ -979,12 +708,13 @@ mod tests {
     async fn registry_events_say_added_changed_removed() {
         let registry = Registry::new();
         let mut feed = registry.watch();
-        registry.breaker("db");
-        registry.breaker_for("db", "eu").unwrap();
+        registry.breakers().get("db");
+        registry.breakers().get_keyed("db", "eu").unwrap();
         registry
-            .update_breaker_config("db", Overrides::new().set("minimum_calls", 2))
+            .breakers()
+            .update_config("db", Overrides::new().set("minimum_calls", 2))
             .unwrap();
-        registry.remove_breaker("db", Some("eu")).unwrap();
+        registry.breakers().remove("db", Some("eu")).unwrap();
         let mut seen = Vec::new();
         while let Some(event) = feed.try_recv() {
             seen.push((event.what.as_str(), event.key));
@@ -1013,7 +743,7 @@ mod tests {
             )
             .build()
             .unwrap();
-        let db = registry.breaker("db");
+        let db = registry.breakers().get("db");
         let mut feed = registry.watch();
         fail(&db, 2);
         for _ in 0..5 {
@@ -1059,7 +789,7 @@ mod tests {
     async fn without_collection_no_instance_event_is_forwarded() {
         let registry = Registry::builder().collect_events(false).build().unwrap();
         let mut feed = registry.watch();
-        let db = registry.breaker("db");
+        let db = registry.breakers().get("db");
         db.force_open();
         tokio::task::yield_now().await;
         assert_eq!(feed.try_recv().unwrap().what, EventKind::Added);
@@ -1072,10 +802,11 @@ mod tests {
             .breaker_config("own", Overrides::new().set("minimum_calls", 3))
             .build()
             .unwrap();
-        let plain = registry.breaker("plain");
-        let own = registry.breaker("own");
+        let plain = registry.breakers().get("plain");
+        let own = registry.breakers().get("own");
         let changed = registry
-            .update_breaker_config(
+            .breakers()
+            .update_config(
                 "default",
                 Overrides::new().set("failure_rate_threshold", 40.0),
             )
@@ -1085,7 +816,8 @@ mod tests {
         assert_eq!(own.config().failure_rate_threshold(), 40.0);
         assert_eq!(own.config().minimum_calls(), 3);
         let error = registry
-            .update_breaker_config("default", Overrides::new().set("minimum_calls", 0))
+            .breakers()
+            .update_config("default", Overrides::new().set("minimum_calls", 0))
             .unwrap_err();
         assert_eq!(error.field(), "breakers.default.minimum_calls");
         assert_eq!(plain.config().failure_rate_threshold(), 40.0, "unchanged");
@@ -1094,7 +826,7 @@ mod tests {
     #[test]
     fn breakers_made_outside_a_runtime_are_watched_once_inside_one() {
         let registry = Registry::new();
-        let db = registry.breaker("db");
+        let db = registry.breakers().get("db");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

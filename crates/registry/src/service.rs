@@ -237,25 +237,25 @@ impl RegistryService {
             ["health", "ready"] if get => inner.ready(),
             ["health", "breakers"] if get => json_response(
                 StatusCode::OK,
-                &json!({"breakers": inner.registry.breakers()}),
+                &json!({"breakers": inner.registry.breakers().list()}),
             ),
             ["health", "breakers", name] if get => inner.one_breaker(name, None),
             ["health", "breakers", name, key] if get => inner.one_breaker(name, Some(key)),
             ["health", "bulkheads"] if get => json_response(
                 StatusCode::OK,
-                &json!({"bulkheads": inner.registry.bulkheads()}),
+                &json!({"bulkheads": inner.registry.bulkheads().list()}),
             ),
             ["health", "bulkheads", name] if get => inner.one_bulkhead(name, None),
             ["health", "bulkheads", name, key] if get => inner.one_bulkhead(name, Some(key)),
             ["health", "ratelimiters"] if get => json_response(
                 StatusCode::OK,
-                &json!({"ratelimiters": inner.registry.rate_limiters()}),
+                &json!({"ratelimiters": inner.registry.rate_limiters().list()}),
             ),
             ["health", "ratelimiters", name] if get => inner.one_rate_limiter(name, None),
             ["health", "ratelimiters", name, key] if get => inner.one_rate_limiter(name, Some(key)),
             ["health", "budgets"] if get => json_response(
                 StatusCode::OK,
-                &json!({"budgets": inner.registry.budgets()}),
+                &json!({"budgets": inner.registry.budgets().list()}),
             ),
             ["health", "budgets", name] if get => inner.one_budget(name, None),
             ["health", "budgets", name, key] if get => inner.one_budget(name, Some(key)),
@@ -305,7 +305,7 @@ impl RegistryService {
         if let Some(refusal) = refusal(request.headers(), &[Some(token)]) {
             return ready(refusal);
         }
-        let Some(breaker) = inner.registry.find_breaker(name, key) else {
+        let Some(breaker) = inner.registry.breakers().find(name, key) else {
             return ready(no_breaker(name, key));
         };
         let limit = inner.body_limit;
@@ -363,7 +363,7 @@ impl RegistryService {
 
 impl Inner {
     fn health(&self) -> Response<ResponseBody> {
-        let all = self.registry.breakers();
+        let all = self.registry.breakers().list();
         let not_closed: Vec<Summary<'_>> = all
             .iter()
             .filter(|keyed| keyed.snapshot.state != State::Closed)
@@ -418,7 +418,7 @@ impl Inner {
     }
 
     fn one_bulkhead(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.find_bulkhead(name, key) {
+        match self.registry.bulkheads().find(name, key) {
             Some(bulkhead) => json_response(
                 StatusCode::OK,
                 &Keyed::new(key.map(str::to_owned), bulkhead.snapshot()),
@@ -428,7 +428,7 @@ impl Inner {
     }
 
     fn one_rate_limiter(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.find_rate_limiter(name, key) {
+        match self.registry.rate_limiters().find(name, key) {
             Some(limiter) => json_response(
                 StatusCode::OK,
                 &Keyed::new(key.map(str::to_owned), limiter.snapshot()),
@@ -438,7 +438,7 @@ impl Inner {
     }
 
     fn one_budget(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.find_budget(name, key) {
+        match self.registry.budgets().find(name, key) {
             Some(budget) => json_response(
                 StatusCode::OK,
                 &Keyed::new(key.map(str::to_owned), budget.snapshot()),
@@ -448,7 +448,7 @@ impl Inner {
     }
 
     fn one_breaker(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.find_breaker(name, key) {
+        match self.registry.breakers().find(name, key) {
             Some(breaker) => json_response(
                 StatusCode::OK,
                 &Keyed::new(key.map(str::to_owned), breaker.snapshot()),

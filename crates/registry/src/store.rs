@@ -22,7 +22,7 @@ use crate::config::{DEFAULT, Overrides};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::EventKind;
 use crate::hub::Hub;
-use crate::kind::{Attachment, Kind, Source};
+use crate::kind::{Attachment, Instance, Source};
 use crate::snapshot::Keyed;
 
 /// The key under which a name's overflow instance is served: the one
@@ -62,14 +62,32 @@ pub enum AtKeyLimit {
 /// The most slots the hand looks at for one new key.
 const SCAN: usize = 64;
 
+/// The store of each kind.
+#[derive(Debug)]
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Stores {
+    pub(crate) breakers: Store<portcullis_breaker::Breaker>,
+    pub(crate) bulkheads: Store<portcullis_bulkhead::Bulkhead>,
+    pub(crate) rate_limiters: Store<portcullis_ratelimit::RateLimiter>,
+    pub(crate) budgets: Store<portcullis_retry::RetryBudget>,
+}
+
+impl Stores {
+    /// How many instances of every kind there are.
+    pub(crate) fn len(&self) -> usize {
+        self.breakers.len() + self.bulkheads.len() + self.rate_limiters.len() + self.budgets.len()
+    }
+}
+
 /// Every instance of kind `K`, and the configs they are made from.
-pub(crate) struct Store<K: Kind> {
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Store<K: Instance> {
     inner: RwLock<Inner<K>>,
     max_keys: usize,
     at_limit: AtKeyLimit,
 }
 
-struct Inner<K: Kind> {
+struct Inner<K: Instance> {
     default: K::Config,
     overrides: BTreeMap<String, Overrides>,
     /// The default with each name's overrides laid over it, validated.
@@ -103,7 +121,7 @@ struct Slot<K> {
     _hook: Option<Attachment>,
 }
 
-impl<K: Kind> Store<K> {
+impl<K: Instance> Store<K> {
     /// A store whose default is `default` (with the `default` entry of
     /// `overrides`, if any, laid over it) and whose named configs are the
     /// other entries; each is validated, errors named like
@@ -446,7 +464,7 @@ impl<K: Kind> Store<K> {
     }
 }
 
-impl<K: Kind> Inner<K> {
+impl<K: Instance> Inner<K> {
     fn len(&self) -> usize {
         self.instances
             .values()
@@ -561,7 +579,7 @@ impl<K> Ring<K> {
     }
 }
 
-impl<K: Kind> Ring<K> {
+impl<K: Instance> Ring<K> {
     /// Moves the hand over at most [`SCAN`] slots (twice round a small
     /// ring), clearing reference bits, to the first slot that was neither
     /// referenced since the hand last passed nor holds state; `None` if it
@@ -591,7 +609,7 @@ impl<K: Kind> Ring<K> {
     }
 }
 
-impl<K: Kind> Slot<K> {
+impl<K: Instance> Slot<K> {
     fn new(instance: K, managed: bool, source: &Source, hub: &Hub) -> Self {
         let hook = if hub.settings().collect {
             instance.attach(source.clone(), hub.clone())
@@ -615,7 +633,7 @@ impl<K: Kind> Slot<K> {
     }
 }
 
-impl<K: Kind> fmt::Debug for Store<K> {
+impl<K: Instance> fmt::Debug for Store<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.read();
         f.debug_struct("Store")
@@ -631,7 +649,7 @@ impl<K: Kind> fmt::Debug for Store<K> {
 
 /// `default` with `overrides` laid over it, validated; errors are named
 /// under `<section>.<name>`.
-fn effective<K: Kind>(
+fn effective<K: Instance>(
     default: &K::Config,
     name: &str,
     overrides: &Overrides,
@@ -644,7 +662,7 @@ fn effective<K: Kind>(
 
 /// Applies `config` to instances that were checked to accept it; returns
 /// them, for their events to be published once the lock is released.
-fn apply<K: Kind>(
+fn apply<K: Instance>(
     instances: Vec<(Source, K)>,
     config: &K::Config,
 ) -> Result<Vec<Source>, ConfigError> {

@@ -21,20 +21,21 @@ fn main() {
     let _guard = runtime.enter();
     let registry = Registry::new();
     let keys: Vec<String> = (0..64).map(|i| format!("host-{i}")).collect();
-    registry.breaker("payments");
+    registry.breakers().get("payments");
     for key in &keys {
-        registry.breaker_for("upstream", key).unwrap();
+        registry.breakers().get_keyed("upstream", key).unwrap();
     }
     let before = registry.len();
 
     let region = Region::new(GLOBAL);
     let mut closed = 0;
     for i in 0..10_000 {
-        if registry.breaker("payments").state() == State::Closed {
+        if registry.breakers().get("payments").state() == State::Closed {
             closed += 1;
         }
         let keyed = registry
-            .breaker_for("upstream", &keys[i % keys.len()])
+            .breakers()
+            .get_keyed("upstream", &keys[i % keys.len()])
             .unwrap();
         if keyed.state() == State::Closed {
             closed += 1;
@@ -50,15 +51,15 @@ fn main() {
     );
     // And making one does allocate: the counter is live.
     let region = Region::new(GLOBAL);
-    registry.breaker("new");
+    registry.breakers().get("new");
     assert!(region.change().allocations > 0);
     println!("looking up existing breakers, plain and keyed: no allocation");
 
     // A rate limiter and a budget from the registry are the crates' own
     // handles: a call costs no allocation (nor lock), as when made directly.
-    let limiter = registry.rate_limiter("api");
-    let keyed = registry.rate_limiter_for("api", "acme").unwrap();
-    let budget = registry.budget("db");
+    let limiter = registry.rate_limiters().get("api");
+    let keyed = registry.rate_limiters().get_keyed("api", "acme").unwrap();
+    let budget = registry.budgets().get("db");
     let region = Region::new(GLOBAL);
     let mut admitted = 0;
     for _ in 0..10_000 {

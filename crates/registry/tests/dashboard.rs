@@ -164,25 +164,28 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         )
         .build()
         .unwrap();
-    let payments = registry.breaker("payments");
-    let inventory = registry.breaker("inventory");
-    let live = registry.breaker("live");
-    let eu = registry.breaker_for("search", "eu").unwrap();
+    let payments = registry.breakers().get("payments");
+    let inventory = registry.breakers().get("inventory");
+    let live = registry.breakers().get("live");
+    let eu = registry.breakers().get_keyed("search", "eu").unwrap();
     eu.metrics_only();
     fail(&payments, 2);
     assert_eq!(payments.state(), State::Open);
     inventory.try_acquire().unwrap().record(Outcome::Success);
-    let db = registry.bulkhead("db");
+    let db = registry.bulkheads().get("db");
     let _permit = db.try_acquire().unwrap();
-    let tenant = registry.bulkhead_for("tenants", "acme").unwrap();
+    let tenant = registry.bulkheads().get_keyed("tenants", "acme").unwrap();
     let _first = tenant.try_acquire().unwrap();
-    let api = registry.rate_limiter("api");
+    let api = registry.rate_limiters().get("api");
     for _ in 0..3 {
         api.try_acquire().unwrap();
     }
     assert!(api.try_acquire().is_err());
-    registry.rate_limiter_for("clients", "10.0.0.1").unwrap();
-    let budget = registry.budget("orders");
+    registry
+        .rate_limiters()
+        .get_keyed("clients", "10.0.0.1")
+        .unwrap();
+    let budget = registry.budgets().get("orders");
     for _ in 0..5 {
         budget.deposit();
     }

@@ -55,7 +55,7 @@ async fn next_frame(body: &mut ResponseBody) -> Option<String> {
 /// the first silence.
 async fn serve_events_with(setting: Setting, value: Duration) {
     let registry = Registry::new();
-    let breaker = registry.breaker("db");
+    let breaker = registry.breakers().get("db");
     let builder = RegistryService::builder(registry.clone());
     let (retry, keep_alive, max_age) = match setting {
         Setting::Retry => (value, Some(Duration::from_secs(15)), None),
@@ -126,7 +126,7 @@ async fn forward_rejections_with(interval: Duration) {
         }
     };
     let mut feed = registry.watch();
-    let breaker = registry.breaker("db");
+    let breaker = registry.breakers().get("db");
     let mut next = async || {
         timeout(BOUND, feed.recv())
             .await

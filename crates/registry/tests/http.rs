@@ -76,8 +76,8 @@ async fn health_is_up_degraded_or_down_for_a_critical_breaker() {
     assert_eq!(reply.json()["status"], "UP");
     assert_eq!(reply.json()["breakers"]["total"], 0);
 
-    let search = registry.breaker("search");
-    let payments = registry.breaker("payments");
+    let search = registry.breakers().get("search");
+    let payments = registry.breakers().get("payments");
     assert_eq!(get(addr, "/health").await.json()["status"], "UP");
 
     search.force_open();
@@ -124,7 +124,7 @@ async fn live_is_always_up_and_ready_follows_the_named_breakers() {
             .unwrap(),
     )
     .await;
-    let other = registry.breaker("other");
+    let other = registry.breakers().get("other");
     other.force_open();
     let live = get(addr, "/health/live").await;
     assert_eq!(
@@ -136,8 +136,8 @@ async fn live_is_always_up_and_ready_follows_the_named_breakers() {
     assert_eq!(ready.status, 200, "another breaker does not matter");
     assert_eq!(ready.json()["status"], "UP");
 
-    let db_eu = registry.breaker_for("db", "eu").unwrap();
-    registry.breaker("db");
+    let db_eu = registry.breakers().get_keyed("db", "eu").unwrap();
+    registry.breakers().get("db");
     let ready = get(addr, "/health/ready").await.json();
     assert_eq!(ready["breakers"].as_array().unwrap().len(), 2);
     db_eu.force_open();
@@ -151,11 +151,14 @@ async fn live_is_always_up_and_ready_follows_the_named_breakers() {
 #[tokio::test]
 async fn breakers_are_served_with_their_figures() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     fail(&payments, 2);
     let _ = payments.try_acquire();
-    registry.breaker("inventory");
-    registry.breaker_for("upstream", "api.example/v1").unwrap();
+    registry.breakers().get("inventory");
+    registry
+        .breakers()
+        .get_keyed("upstream", "api.example/v1")
+        .unwrap();
     let addr = serve(RegistryService::new(registry.clone())).await;
 
     let all = get(addr, "/health/breakers").await;
@@ -236,7 +239,7 @@ async fn figures_are_served_rounded_for_people() {
         )
         .build()
         .unwrap();
-    let thirds = registry.breaker("thirds");
+    let thirds = registry.breakers().get("thirds");
     fail(&thirds, 1);
     for _ in 0..2 {
         thirds.try_acquire().unwrap().record(Outcome::Success);
@@ -262,12 +265,15 @@ async fn bulkheads_are_served_with_their_figures() {
         .bulkhead_config("tight", Overrides::new().set("max_concurrent_calls", 1))
         .build()
         .unwrap();
-    let db = registry.bulkhead("db");
+    let db = registry.bulkheads().get("db");
     let _permit = db.try_acquire().unwrap();
-    let tight = registry.bulkhead("tight");
+    let tight = registry.bulkheads().get("tight");
     let _only = tight.try_acquire().unwrap();
     assert!(tight.try_acquire().is_err());
-    registry.bulkhead_for("upstream", "api.example/v1").unwrap();
+    registry
+        .bulkheads()
+        .get_keyed("upstream", "api.example/v1")
+        .unwrap();
     let addr = serve(RegistryService::new(registry.clone())).await;
 
     let all = get(addr, "/health/bulkheads").await;
@@ -488,15 +494,16 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn metrics_parse_back_as_prometheus_text() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     fail(&payments, 2);
     for _ in 0..3 {
         assert!(payments.try_acquire().is_err());
     }
     let odd = "we\"ird\\name\nwith lines";
-    registry.breaker(odd);
+    registry.breakers().get(odd);
     registry
-        .breaker_for("upstream", "a.example")
+        .breakers()
+        .get_keyed("upstream", "a.example")
         .unwrap()
         .metrics_only();
     let addr = serve(RegistryService::new(registry.clone())).await;
@@ -630,13 +637,13 @@ async fn bulkhead_metrics_parse_back_as_prometheus_text() {
         .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 1))
         .build()
         .unwrap();
-    registry.breaker("payments");
-    let db = registry.bulkhead("db");
+    registry.breakers().get("payments");
+    let db = registry.bulkheads().get("db");
     let _permit = db.try_acquire().unwrap();
     for _ in 0..2 {
         assert!(db.try_acquire().is_err());
     }
-    let eu = registry.bulkhead_for("upstream", "eu").unwrap();
+    let eu = registry.bulkheads().get_keyed("upstream", "eu").unwrap();
     assert_eq!(eu.max_concurrent_calls(), 25);
     let addr = serve(RegistryService::new(registry.clone())).await;
 
@@ -717,15 +724,18 @@ fn limited_registry() -> Registry {
         )
         .build()
         .unwrap();
-    let api = registry.rate_limiter("api");
+    let api = registry.rate_limiters().get("api");
     api.try_acquire().unwrap();
     api.try_acquire().unwrap();
     for _ in 0..3 {
         assert!(api.try_acquire().is_err());
     }
-    let client = registry.rate_limiter_for("clients", "10.0.0.1/32").unwrap();
+    let client = registry
+        .rate_limiters()
+        .get_keyed("clients", "10.0.0.1/32")
+        .unwrap();
     client.try_acquire().unwrap();
-    let db = registry.budget("db");
+    let db = registry.budgets().get("db");
     for _ in 0..4 {
         db.deposit();
     }
@@ -816,8 +826,11 @@ async fn rate_limiters_and_budgets_are_served_with_their_figures() {
 #[tokio::test]
 async fn breaker_counters_are_prometheus_counters_that_only_go_up() {
     let registry = registry();
-    let payments = registry.breaker("payments");
-    let keyed = registry.breaker_for("upstream", "a.example").unwrap();
+    let payments = registry.breakers().get("payments");
+    let keyed = registry
+        .breakers()
+        .get_keyed("upstream", "a.example")
+        .unwrap();
     let addr = serve(RegistryService::new(registry.clone())).await;
 
     let before = parse_prometheus(&get(addr, "/metrics").await.body);
@@ -997,7 +1010,7 @@ fn the_prometheus_reader_rejects_what_a_scraper_would() {
 #[tokio::test]
 async fn events_stream_transitions_and_the_recent_ones_are_kept() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let addr = serve(RegistryService::new(registry.clone())).await;
 
     let mut sse = Sse::connect(addr, "/events", &[]).await;
@@ -1058,7 +1071,7 @@ async fn events_stream_transitions_and_the_recent_ones_are_kept() {
 #[tokio::test]
 async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let addr = serve(
         RegistryService::builder(registry.clone())
             .max_event_streams(2)
@@ -1119,7 +1132,7 @@ async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
 #[tokio::test]
 async fn control_does_not_exist_without_a_token() {
     let registry = registry();
-    registry.breaker("payments");
+    registry.breakers().get("payments");
     let addr = serve(RegistryService::new(registry.clone())).await;
     let reply = send(
         addr,
@@ -1131,13 +1144,13 @@ async fn control_does_not_exist_without_a_token() {
     .await;
     assert_eq!(reply.status, 404);
     assert_eq!(get(addr, "/breakers/payments/state").await.status, 404);
-    assert_eq!(registry.breaker("payments").state(), State::Closed);
+    assert_eq!(registry.breakers().get("payments").state(), State::Closed);
 }
 
 #[tokio::test]
 async fn control_wants_the_right_bearer_token() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let addr = controlled(&registry).await;
     let body = br#"{"state":"FORCED_OPEN"}"#;
     let same_length_wrong = format!("Bearer {}", TOKEN.replace('0', "1"));
@@ -1183,8 +1196,8 @@ async fn control_wants_the_right_bearer_token() {
 #[tokio::test]
 async fn control_changes_state_and_says_what_is_wrong() {
     let registry = registry();
-    let payments = registry.breaker("payments");
-    let eu = registry.breaker_for("payments", "eu").unwrap();
+    let payments = registry.breakers().get("payments");
+    let eu = registry.breakers().get_keyed("payments", "eu").unwrap();
     let addr = controlled(&registry).await;
 
     for (state, expected) in [
@@ -1333,7 +1346,7 @@ async fn control_changes_state_and_says_what_is_wrong() {
 #[tokio::test]
 async fn control_refuses_a_wait_over_a_year_duplicate_keys_and_two_authorizations() {
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let addr = controlled(&registry).await;
 
     let reply = post_state(
@@ -1413,7 +1426,7 @@ async fn control_refuses_a_wait_over_a_year_duplicate_keys_and_two_authorization
 #[tokio::test]
 async fn every_response_says_nosniff() {
     let registry = registry();
-    registry.breaker("payments");
+    registry.breakers().get("payments");
     let addr = controlled(&registry).await;
     let auth = format!("Bearer {TOKEN}");
     let mut replies = Vec::new();
@@ -1482,7 +1495,7 @@ async fn every_response_says_nosniff() {
 async fn a_read_token_guards_every_endpoint_but_control() {
     const READ: &str = "r3ad-t0ken-0123456789";
     let registry = registry();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let addr = serve(
         RegistryService::builder(registry.clone())
             .control_token(TOKEN)
@@ -1613,7 +1626,7 @@ fn a_read_token_is_checked_like_the_control_token() {
 #[tokio::test]
 async fn wrong_methods_and_unknown_paths() {
     let registry = registry();
-    registry.breaker("payments");
+    registry.breakers().get("payments");
     let addr = controlled(&registry).await;
     for path in [
         "/",
@@ -1670,7 +1683,7 @@ async fn the_dashboard_is_one_self_contained_page() {
 #[tokio::test]
 async fn mounted_in_axum_under_a_prefix() {
     let registry = registry();
-    registry.breaker("payments").force_open();
+    registry.breakers().get("payments").force_open();
     let service = RegistryService::builder(registry.clone())
         .control_token(TOKEN)
         .build()
@@ -1708,9 +1721,9 @@ async fn mounted_in_axum_under_a_prefix() {
     )
     .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(registry.breaker("payments").state(), State::Closed);
+    assert_eq!(registry.breakers().get("payments").state(), State::Closed);
     let mut sse = Sse::connect(addr, "/resilience/events", &[]).await;
-    registry.breaker("payments").force_open();
+    registry.breakers().get("payments").force_open();
     assert_eq!(sse.next().await.unwrap().json()["to"], "FORCED_OPEN");
     assert_eq!(
         get(addr, "/health").await.status,

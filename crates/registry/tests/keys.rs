@@ -32,25 +32,33 @@ fn record(breaker: &Breaker, outcome: Outcome, times: usize) {
 #[tokio::test]
 async fn a_flood_of_new_hosts_cannot_keep_a_failing_host_from_opening() {
     let registry = registry(100);
-    let bad = registry.breaker_for("upstream", "bad.example").unwrap();
+    let bad = registry
+        .breakers()
+        .get_keyed("upstream", "bad.example")
+        .unwrap();
     // Three failures: below `minimum_calls`, still closed, on its way.
     record(&bad, Outcome::Failure, 3);
     assert_eq!(bad.state(), State::Closed);
 
     for i in 0..10_000 {
         let host = registry
-            .breaker_for("upstream", &format!("host-{i}.example"))
+            .breakers()
+            .get_keyed("upstream", &format!("host-{i}.example"))
             .unwrap();
         record(&host, Outcome::Success, 1);
     }
     let kept = registry
-        .find_breaker("upstream", Some("bad.example"))
+        .breakers()
+        .find("upstream", Some("bad.example"))
         .expect("a breaker holding failures is kept");
     assert_eq!(kept.snapshot().failed_calls, 3);
     assert_eq!(registry.breakers().len(), 100);
 
     // Two more failures through a fresh lookup, as a client would: it opens.
-    let again = registry.breaker_for("upstream", "bad.example").unwrap();
+    let again = registry
+        .breakers()
+        .get_keyed("upstream", "bad.example")
+        .unwrap();
     record(&again, Outcome::Failure, 2);
     assert_eq!(bad.state(), State::Open);
 }
@@ -60,26 +68,32 @@ async fn when_every_key_is_open_new_keys_share_the_overflow_breaker() {
     let registry = registry(4);
     for i in 0..4 {
         let host = registry
-            .breaker_for("upstream", &format!("down-{i}"))
+            .breakers()
+            .get_keyed("upstream", &format!("down-{i}"))
             .unwrap();
         record(&host, Outcome::Failure, 5);
         assert_eq!(host.state(), State::Open);
     }
-    let new = registry.breaker_for("upstream", "new-1").unwrap();
+    let new = registry.breakers().get_keyed("upstream", "new-1").unwrap();
     assert_eq!(
         new.state(),
         State::Closed,
         "not refused: a breaker of its own kind"
     );
     assert!(new.try_acquire().is_ok());
-    let other = registry.breaker_for("upstream", "new-2").unwrap();
+    let other = registry.breakers().get_keyed("upstream", "new-2").unwrap();
     record(&other, Outcome::Failure, 5);
     assert_eq!(
         new.state(),
         State::Open,
         "new-1 and new-2 share one breaker"
     );
-    let keys: Vec<_> = registry.breakers().into_iter().map(|b| b.key).collect();
+    let keys: Vec<_> = registry
+        .breakers()
+        .list()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
     assert_eq!(
         keys.last().unwrap().as_deref(),
         Some(OVERFLOW_KEY),
@@ -89,12 +103,23 @@ async fn when_every_key_is_open_new_keys_share_the_overflow_breaker() {
 
     // Once one of them closes and goes unused, a new key gets a place.
     registry
-        .find_breaker("upstream", Some("down-2"))
+        .breakers()
+        .find("upstream", Some("down-2"))
         .unwrap()
         .close();
-    registry.breaker_for("upstream", "new-3").unwrap();
-    assert!(registry.find_breaker("upstream", Some("new-3")).is_some());
-    assert!(registry.find_breaker("upstream", Some("down-2")).is_none());
+    registry.breakers().get_keyed("upstream", "new-3").unwrap();
+    assert!(
+        registry
+            .breakers()
+            .find("upstream", Some("new-3"))
+            .is_some()
+    );
+    assert!(
+        registry
+            .breakers()
+            .find("upstream", Some("down-2"))
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -108,18 +133,24 @@ async fn past_the_bound_a_strict_registry_refuses_with_a_typed_error() {
     let _held: Vec<_> = ["a", "b"]
         .map(|key| {
             registry
-                .bulkhead_for("db", key)
+                .bulkheads()
+                .get_keyed("db", key)
                 .unwrap()
                 .try_acquire()
                 .unwrap()
         })
         .into();
-    let error = registry.bulkhead_for("db", "c").unwrap_err();
+    let error = registry.bulkheads().get_keyed("db", "c").unwrap_err();
     assert_eq!(
         error.to_string(),
         "bulkhead 'db' already has 2 keys, none of which can be evicted"
     );
-    assert!(registry.find_bulkhead("db", Some(OVERFLOW_KEY)).is_none());
+    assert!(
+        registry
+            .bulkheads()
+            .find("db", Some(OVERFLOW_KEY))
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -127,7 +158,10 @@ async fn each_eviction_is_one_replaced_event() {
     let registry = registry(10);
     let mut feed = registry.watch();
     for i in 0..1_000 {
-        registry.breaker_for("upstream", &format!("h{i}")).unwrap();
+        registry
+            .breakers()
+            .get_keyed("upstream", &format!("h{i}"))
+            .unwrap();
     }
     let events: Vec<_> = std::iter::from_fn(|| feed.try_recv()).collect();
     assert_eq!(events.len(), 1_000, "one event per new key, not two");

@@ -55,7 +55,7 @@ async fn serve_app(registry: &Registry) -> SocketAddr {
             _ => Outcome::Failure,
         };
         let service = ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(registry.breaker(name)).classifier(classify))
+            .layer(CircuitBreakerLayer::new(registry.breakers().get(name)).classifier(classify))
             .service(upstream);
         routes.push((format!("/{name}"), service));
     }
@@ -167,7 +167,7 @@ async fn ten_thousand_requests_a_slow_reader_dropped_a_fast_one_gets_every_trans
         .unwrap();
     let references: Vec<_> = BREAKERS
         .iter()
-        .map(|name| tokio::spawn(transitions_of(registry.breaker(name))))
+        .map(|name| tokio::spawn(transitions_of(registry.breakers().get(name))))
         .collect();
     let app = serve_app(&registry).await;
     let events = serve_tight(RegistryService::new(registry.clone())).await;
@@ -235,7 +235,7 @@ async fn ten_thousand_requests_a_slow_reader_dropped_a_fast_one_gets_every_trans
 
     // A known last event per breaker ends the comparison.
     for name in BREAKERS {
-        registry.breaker(name).force_open();
+        registry.breakers().get(name).force_open();
     }
     let received = tokio::time::timeout(Duration::from_secs(30), fast_reader)
         .await

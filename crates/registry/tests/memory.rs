@@ -26,11 +26,11 @@ fn main() {
     let _guard = runtime.enter();
     let registry = Registry::builder().max_keys(KEYS).build().unwrap();
     let keys: Vec<String> = (0..KEYS).map(|i| format!("host-{i:06}.example")).collect();
-    registry.breaker_for("upstream", &keys[0]).unwrap();
+    registry.breakers().get_keyed("upstream", &keys[0]).unwrap();
 
     let region = Region::new(GLOBAL);
     for key in &keys[1..] {
-        registry.breaker_for("upstream", key).unwrap();
+        registry.breakers().get_keyed("upstream", key).unwrap();
     }
     let change = region.change();
     let held = change.bytes_allocated as isize - change.bytes_deallocated as isize
@@ -45,7 +45,7 @@ fn main() {
     println!("{per_key} bytes per keyed breaker, {allocations} allocations, with no subscriber");
 
     // A subscriber costs its buffer, on that breaker only.
-    let breaker = registry.breaker_for("upstream", &keys[7]).unwrap();
+    let breaker = registry.breakers().get_keyed("upstream", &keys[7]).unwrap();
     let region = Region::new(GLOBAL);
     let stream = breaker.subscribe();
     let change = region.change();

@@ -129,7 +129,7 @@ fn registry() -> Registry {
 async fn the_state_gauge_reads_1_only_for_the_state_the_breaker_is_in() {
     let recorder = Keep::default();
     let registry = registry();
-    let db = registry.breaker("db");
+    let db = registry.breakers().get("db");
     let mut publisher =
         metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
     assert!(
@@ -172,8 +172,8 @@ async fn the_state_gauge_reads_1_only_for_the_state_the_breaker_is_in() {
 async fn figures_counters_and_removed_instances() {
     let recorder = Keep::default();
     let registry = registry();
-    let db = registry.breaker("db");
-    let eu = registry.breaker_for("upstream", "eu").unwrap();
+    let db = registry.breakers().get("db");
+    let eu = registry.breakers().get_keyed("upstream", "eu").unwrap();
     let mut publisher =
         metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
     let publish = |publisher: &mut MetricsPublisher| {
@@ -241,7 +241,7 @@ async fn figures_counters_and_removed_instances() {
     eu.force_open();
     publish(&mut publisher);
     recorder.only_keyed("upstream", "eu", "forced_open");
-    registry.remove_breaker("upstream", Some("eu")).unwrap();
+    registry.breakers().remove("upstream", Some("eu")).unwrap();
     publish(&mut publisher);
     assert_eq!(
         recorder.gauge(
@@ -278,7 +278,7 @@ async fn bulkhead_figures_are_published_and_a_removed_one_goes_to_zero() {
         )
         .build()
         .unwrap();
-    let db = registry.bulkhead("db");
+    let db = registry.bulkheads().get("db");
     let mut publisher =
         metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
     let described = recorder.described.lock().unwrap().clone();
@@ -335,7 +335,7 @@ async fn bulkhead_figures_are_published_and_a_removed_one_goes_to_zero() {
         "nothing new"
     );
 
-    registry.remove_bulkhead("db", None).unwrap();
+    registry.bulkheads().remove("db", None).unwrap();
     publish(&mut publisher);
     assert_eq!(
         recorder.gauge("portcullis_bulkhead_max_allowed_concurrent_calls", &labels),
@@ -356,8 +356,8 @@ async fn rate_limiter_and_budget_figures_are_published() {
         )
         .build()
         .unwrap();
-    let api = registry.rate_limiter("api");
-    let budget = registry.budget("db");
+    let api = registry.rate_limiters().get("api");
+    let budget = registry.budgets().get("db");
     let mut publisher =
         metrics::with_local_recorder(&recorder, || MetricsPublisher::new(registry.clone()));
     let described = recorder.described.lock().unwrap().clone();

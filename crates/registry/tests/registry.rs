@@ -32,7 +32,7 @@ failure_rate_threshold = 50.0
 async fn a_config_update_keeps_the_window_of_a_live_breaker() {
     let config: RegistryConfig = toml::from_str(FILE).unwrap();
     let registry = Registry::from_config(&config).unwrap();
-    let payments = registry.breaker("payments");
+    let payments = registry.breakers().get("payments");
     let mut feed = registry.watch();
 
     // One failure short of opening: the rate is undefined below 5 calls.
@@ -40,7 +40,8 @@ async fn a_config_update_keeps_the_window_of_a_live_breaker() {
     assert_eq!(payments.state(), State::Closed);
 
     let changed = registry
-        .update_breaker_config(
+        .breakers()
+        .update_config(
             "payments",
             Overrides::new()
                 .set("failure_rate_threshold", 75.0)
@@ -68,7 +69,7 @@ async fn a_config_update_keeps_the_window_of_a_live_breaker() {
     );
 
     // A fresh breaker with the same config would not have opened.
-    let fresh = Breaker::from_config("fresh", registry.breaker_config("payments")).unwrap();
+    let fresh = Breaker::from_config("fresh", registry.breakers().config("payments")).unwrap();
     fail(&fresh, 1);
     assert_eq!(fresh.state(), State::Closed);
 }
@@ -77,12 +78,13 @@ async fn a_config_update_keeps_the_window_of_a_live_breaker() {
 async fn a_refused_update_changes_nothing_and_names_the_field() {
     let config: RegistryConfig = toml::from_str(FILE).unwrap();
     let registry = Registry::from_config(&config).unwrap();
-    let payments = registry.breaker("payments");
-    let eu = registry.breaker_for("payments", "eu").unwrap();
+    let payments = registry.breakers().get("payments");
+    let eu = registry.breakers().get_keyed("payments", "eu").unwrap();
     let before = payments.config();
 
     let error = registry
-        .update_breaker_config(
+        .breakers()
+        .update_config(
             "payments",
             Overrides::new().set("failure_rate_threshold", 0.0),
         )
@@ -92,7 +94,8 @@ async fn a_refused_update_changes_nothing_and_names_the_field() {
         "breakers.payments.failure_rate_threshold: must be in (0, 100], got 0"
     );
     let error = registry
-        .update_breaker_config(
+        .breakers()
+        .update_config(
             "payments",
             Overrides::new().set(
                 "sliding_window",
@@ -102,13 +105,14 @@ async fn a_refused_update_changes_nothing_and_names_the_field() {
         .unwrap_err();
     assert_eq!(error.field(), "breakers.payments.sliding_window");
     let error = registry
-        .update_breaker_config("payments", Overrides::new().set("minimum_calls", "five"))
+        .breakers()
+        .update_config("payments", Overrides::new().set("minimum_calls", "five"))
         .unwrap_err();
     assert_eq!(error.field(), "breakers.payments.minimum_calls");
     assert_eq!(payments.config(), before);
     assert_eq!(eu.config(), before);
     assert_eq!(
-        registry.breaker_overrides("payments"),
+        registry.breakers().overrides("payments"),
         Some(Overrides::new().set("failure_rate_threshold", 50.0))
     );
 }
@@ -149,9 +153,10 @@ fn concurrent_callers_all_get_the_one_breaker() {
             std::thread::spawn(move || {
                 let _guard = runtime.enter();
                 barrier.wait();
-                let plain = registry.breaker("shared");
+                let plain = registry.breakers().get("shared");
                 let keyed = registry
-                    .breaker_for("per-host", &format!("host-{}", i % 4))
+                    .breakers()
+                    .get_keyed("per-host", &format!("host-{}", i % 4))
                     .unwrap();
                 (plain, keyed, i % 4)
             })
@@ -196,10 +201,10 @@ max_wait = "1s"
 async fn a_named_bulkhead_inherits_what_it_does_not_set() {
     let config: RegistryConfig = toml::from_str(BULKHEADS).unwrap();
     let registry = Registry::from_config(&config).unwrap();
-    let db = registry.bulkhead("db");
+    let db = registry.bulkheads().get("db");
     assert_eq!(db.config().max_concurrent_calls(), 4, "from the default");
     assert_eq!(db.config().max_wait(), Duration::from_secs(1), "its own");
-    let other = registry.bulkhead("search");
+    let other = registry.bulkheads().get("search");
     assert_eq!(other.config().max_concurrent_calls(), 4);
     assert_eq!(other.config().max_wait(), Duration::ZERO);
 
@@ -222,22 +227,25 @@ async fn every_caller_gets_the_one_bulkhead() {
         .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 2))
         .build()
         .unwrap();
-    let a = registry.bulkhead("db");
-    let b = registry.clone().bulkhead("db");
+    let a = registry.bulkheads().get("db");
+    let b = registry.clone().bulkheads().get("db");
     let _permit = a.try_acquire().unwrap();
     assert_eq!(b.in_flight(), 1, "one pool of permits");
-    assert_eq!(registry.find_bulkhead("db", None).unwrap().in_flight(), 1);
-    assert!(registry.find_bulkhead("other", None).is_none());
+    assert_eq!(
+        registry.bulkheads().find("db", None).unwrap().in_flight(),
+        1
+    );
+    assert!(registry.bulkheads().find("other", None).is_none());
 
-    let eu = registry.bulkhead_for("db", "eu").unwrap();
+    let eu = registry.bulkheads().get_keyed("db", "eu").unwrap();
     assert_eq!(eu.in_flight(), 0, "a keyed bulkhead is its own pool");
     assert_eq!(eu.max_concurrent_calls(), 2, "with the config of its name");
-    let again = registry.bulkhead_for("db", "eu").unwrap();
+    let again = registry.bulkheads().get_keyed("db", "eu").unwrap();
     let _held = again.try_acquire().unwrap();
     assert_eq!(eu.in_flight(), 1);
 
     // Breakers and bulkheads of the same name are apart, and both counted.
-    registry.breaker("db");
+    registry.breakers().get("db");
     assert_eq!(registry.len(), 3);
     let snapshot = registry.snapshot();
     assert_eq!(snapshot.breakers.len(), 1);
@@ -255,17 +263,19 @@ async fn every_caller_gets_the_one_bulkhead() {
     assert_eq!(bulkheads, [("db", None, 1), ("db", Some("eu"), 1)]);
 
     registry
-        .register_bulkhead(Bulkhead::new("outside"))
+        .bulkheads()
+        .register(Bulkhead::new("outside"))
         .unwrap();
     let error = registry
-        .register_bulkhead(Bulkhead::new("outside"))
+        .bulkheads()
+        .register(Bulkhead::new("outside"))
         .unwrap_err();
     assert_eq!(
         error.to_string(),
         "bulkhead 'outside' is already registered"
     );
-    assert!(registry.remove_bulkhead("db", Some("eu")).is_some());
-    assert!(registry.find_bulkhead("db", Some("eu")).is_none());
+    assert!(registry.bulkheads().remove("db", Some("eu")).is_some());
+    assert!(registry.bulkheads().find("db", Some("eu")).is_none());
     assert_eq!(eu.in_flight(), 1, "a removed bulkhead keeps working");
     assert_eq!(registry.len(), 3);
 }
@@ -274,11 +284,12 @@ async fn every_caller_gets_the_one_bulkhead() {
 async fn a_live_bulkhead_refuses_a_changed_config() {
     let config: RegistryConfig = toml::from_str(BULKHEADS).unwrap();
     let registry = Registry::from_config(&config).unwrap();
-    let db = registry.bulkhead("db");
+    let db = registry.bulkheads().get("db");
     let _permit = db.try_acquire().unwrap();
 
     let error = registry
-        .update_bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 8))
+        .bulkheads()
+        .update_config("db", Overrides::new().set("max_concurrent_calls", 8))
         .unwrap_err();
     assert_eq!(error.field(), "bulkheads.db.max_concurrent_calls");
     assert!(
@@ -286,11 +297,12 @@ async fn a_live_bulkhead_refuses_a_changed_config() {
         "{error}"
     );
     let error = registry
-        .update_bulkhead_config("default", Overrides::new().set("max_concurrent_calls", 8))
+        .bulkheads()
+        .update_config("default", Overrides::new().set("max_concurrent_calls", 8))
         .unwrap_err();
     assert_eq!(error.field(), "bulkheads.db.max_concurrent_calls");
     assert_eq!(
-        registry.bulkhead_config("db").max_concurrent_calls(),
+        registry.bulkheads().config("db").max_concurrent_calls(),
         4,
         "unchanged"
     );
@@ -300,14 +312,16 @@ async fn a_live_bulkhead_refuses_a_changed_config() {
     // The same config again is fine, and so is a change with no live one.
     assert_eq!(
         registry
-            .update_bulkhead_config("db", Overrides::new().set("max_wait", "1s"))
+            .bulkheads()
+            .update_config("db", Overrides::new().set("max_wait", "1s"))
             .unwrap(),
         0
     );
     registry
-        .update_bulkhead_config("search", Overrides::new().set("max_concurrent_calls", 9))
+        .bulkheads()
+        .update_config("search", Overrides::new().set("max_concurrent_calls", 9))
         .unwrap();
-    assert_eq!(registry.bulkhead("search").max_concurrent_calls(), 9);
+    assert_eq!(registry.bulkheads().get("search").max_concurrent_calls(), 9);
 }
 
 const LIMITS: &str = r#"
@@ -332,27 +346,27 @@ ttl = "30s"
 async fn rate_limiters_and_budgets_inherit_from_their_defaults() {
     let config: RegistryConfig = toml::from_str(LIMITS).unwrap();
     let registry = Registry::from_config(&config).unwrap();
-    let search = registry.rate_limiter("search").config();
+    let search = registry.rate_limiters().get("search").config();
     assert_eq!(search.rate(), 50, "from the default");
     assert_eq!(search.period(), Duration::from_secs(60), "from the default");
     assert_eq!(search.burst(), 5, "its own");
-    let other = registry.rate_limiter("other").config();
+    let other = registry.rate_limiters().get("other").config();
     assert_eq!((other.rate(), other.burst()), (50, 50));
-    let db = registry.budget("db").config();
+    let db = registry.budgets().get("db").config();
     assert_eq!(db.ratio(), 0.1);
     assert_eq!(db.min_per_second(), 1);
     assert_eq!(db.ttl(), Duration::from_secs(30));
-    assert_eq!(registry.budget("db").name(), "db");
+    assert_eq!(registry.budgets().get("db").name(), "db");
 
     // Without a section, the documented defaults.
     let plain = Registry::new();
     assert_eq!(
-        plain.rate_limiter("api").config(),
+        plain.rate_limiters().get("api").config(),
         portcullis_ratelimit::RateLimitConfig::default()
     );
-    assert_eq!(plain.rate_limiter("api").config().rate(), 100);
+    assert_eq!(plain.rate_limiters().get("api").config().rate(), 100);
     assert_eq!(
-        plain.budget("db").config(),
+        plain.budgets().get("db").config(),
         portcullis_retry::BudgetConfig::default()
     );
 
@@ -385,8 +399,8 @@ async fn a_rate_limit_update_keeps_the_limiters_state() {
         .rate_limiter_config("api", Overrides::new().set("rate", 10).set("burst", 4))
         .build()
         .unwrap();
-    let api = registry.rate_limiter("api");
-    let keyed = registry.rate_limiter_for("api", "acme").unwrap();
+    let api = registry.rate_limiters().get("api");
+    let keyed = registry.rate_limiters().get_keyed("api", "acme").unwrap();
     for _ in 0..4 {
         api.try_acquire().unwrap();
     }
@@ -397,7 +411,8 @@ async fn a_rate_limit_update_keeps_the_limiters_state() {
     // A larger burst: the four calls admitted still count, so only the
     // difference is available, not a fresh burst of eight.
     let changed = registry
-        .update_rate_limiter_config("api", Overrides::new().set("rate", 10).set("burst", 8))
+        .rate_limiters()
+        .update_config("api", Overrides::new().set("rate", 10).set("burst", 8))
         .unwrap();
     assert_eq!(changed, 2, "the plain limiter and the keyed one");
     assert_eq!(api.config().burst(), 8);
@@ -405,7 +420,12 @@ async fn a_rate_limit_update_keeps_the_limiters_state() {
     assert_eq!(keyed.remaining(), 7, "8 - 1 admitted");
     assert_eq!(api.snapshot().rejected, 1, "the count is kept");
     assert!(
-        registry.find_rate_limiter("api", None).unwrap().remaining() == 4,
+        registry
+            .rate_limiters()
+            .find("api", None)
+            .unwrap()
+            .remaining()
+            == 4,
         "the registry holds the same limiter"
     );
     let mut seen = Vec::new();
@@ -422,14 +442,16 @@ async fn a_rate_limit_update_keeps_the_limiters_state() {
 
     // An invalid update changes nothing.
     let error = registry
-        .update_rate_limiter_config("api", Overrides::new().set("rate", 0))
+        .rate_limiters()
+        .update_config("api", Overrides::new().set("rate", 0))
         .unwrap_err();
     assert_eq!(error.field(), "ratelimiters.api.rate");
     assert_eq!(api.config().burst(), 8);
 
     // A slower rate: the debt is paid back at the new rate.
     registry
-        .update_rate_limiter_config("api", Overrides::new().set("rate", 1).set("burst", 8))
+        .rate_limiters()
+        .update_config("api", Overrides::new().set("rate", 1).set("burst", 8))
         .unwrap();
     for _ in 0..4 {
         api.try_acquire().unwrap();
@@ -450,13 +472,14 @@ async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
         )
         .build()
         .unwrap();
-    let db = registry.budget("db");
+    let db = registry.budgets().get("db");
     for _ in 0..4 {
         db.deposit();
     }
     assert_eq!(db.available(), 2);
     let changed = registry
-        .update_budget_config(
+        .budgets()
+        .update_config(
             "db",
             Overrides::new().set("ratio", 1.0).set("min_per_second", 0),
         )
@@ -471,7 +494,8 @@ async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
     );
 
     let error = registry
-        .update_budget_config("db", Overrides::new().set("ttl", "20s"))
+        .budgets()
+        .update_config("db", Overrides::new().set("ttl", "20s"))
         .unwrap_err();
     assert_eq!(error.field(), "budgets.db.ttl");
     assert!(
@@ -482,12 +506,13 @@ async fn a_budget_update_keeps_the_balance_but_not_a_new_window() {
     assert_eq!(db.config().ratio(), 1.0, "unchanged");
 
     // Once it is removed, the new window is taken by the next one.
-    registry.remove_budget("db", None).unwrap();
+    registry.budgets().remove("db", None).unwrap();
     registry
-        .update_budget_config("db", Overrides::new().set("ttl", "20s"))
+        .budgets()
+        .update_config("db", Overrides::new().set("ttl", "20s"))
         .unwrap();
     assert_eq!(
-        registry.budget("db").config().ttl(),
+        registry.budgets().get("db").config().ttl(),
         Duration::from_secs(20)
     );
 }
@@ -502,40 +527,62 @@ async fn keyed_rate_limiters_are_bounded_and_a_busy_one_is_kept() {
         )
         .build()
         .unwrap();
-    let a = registry.rate_limiter_for("per-client", "a").unwrap();
-    let b = registry.rate_limiter_for("per-client", "b").unwrap();
+    let a = registry
+        .rate_limiters()
+        .get_keyed("per-client", "a")
+        .unwrap();
+    let b = registry
+        .rate_limiters()
+        .get_keyed("per-client", "b")
+        .unwrap();
     a.try_acquire().unwrap();
     b.try_acquire().unwrap();
     // Both have spent their burst: neither may be forgotten, and `c`
     // shares the overflow limiter.
-    let c = registry.rate_limiter_for("per-client", "c").unwrap();
+    let c = registry
+        .rate_limiters()
+        .get_keyed("per-client", "c")
+        .unwrap();
     assert!(c.try_acquire().is_ok());
-    let d = registry.rate_limiter_for("per-client", "d").unwrap();
+    let d = registry
+        .rate_limiters()
+        .get_keyed("per-client", "d")
+        .unwrap();
     assert!(d.try_acquire().is_err(), "one overflow limiter for c and d");
     assert!(
         registry
-            .find_rate_limiter("per-client", Some(OVERFLOW_KEY))
+            .rate_limiters()
+            .find("per-client", Some(OVERFLOW_KEY))
             .is_some()
     );
     assert!(
         registry
-            .find_rate_limiter("per-client", Some("c"))
+            .rate_limiters()
+            .find("per-client", Some("c"))
             .is_none()
     );
     tokio::time::advance(Duration::from_secs(1)).await;
     // Both have it back: the least recently used one makes room.
-    registry.rate_limiter_for("per-client", "c").unwrap();
+    registry
+        .rate_limiters()
+        .get_keyed("per-client", "c")
+        .unwrap();
     assert!(
         registry
-            .find_rate_limiter("per-client", Some("a"))
+            .rate_limiters()
+            .find("per-client", Some("a"))
             .is_none()
     );
     assert!(
         registry
-            .find_rate_limiter("per-client", Some("b"))
+            .rate_limiters()
+            .find("per-client", Some("b"))
             .is_some()
     );
-    let same = registry.rate_limiter_for("per-client", "b").unwrap();
+    let same = registry
+        .rate_limiters()
+        .get_keyed("per-client", "b")
+        .unwrap();
     assert!(same.try_acquire().is_ok());
     assert!(b.try_acquire().is_err(), "one limiter for every caller");
     assert_eq!(registry.len(), 3, "c, b and the overflow limiter");
