@@ -216,6 +216,10 @@ impl Registry {
         self.shared.stores.breakers.snapshots_named(name)
     }
 
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.shared.stores
+    }
+
     pub(crate) fn hub(&self) -> &Hub {
         &self.shared.hub
     }

@@ -230,35 +230,29 @@ impl RegistryService {
             ));
         }
         let get = method == Method::GET || method == Method::HEAD;
+        // `/health/{kind}[/{name}[/{key}]]`, the same for every kind.
+        if let ["health", section, rest @ ..] = &segments[..]
+            && rest.len() <= 2
+            && let Some(store) = inner.registry.stores().by_section(section)
+        {
+            let response = match rest {
+                _ if !get => not_allowed("GET, HEAD"),
+                [] => json_response(StatusCode::OK, &json!({ *section: store.list_json() })),
+                [name, key @ ..] => {
+                    let key = key.first().copied();
+                    match store.one_json(name, key) {
+                        Some(one) => json_response(StatusCode::OK, &one),
+                        None => not_found(store.kind(), name, key),
+                    }
+                }
+            };
+            return ready(response);
+        }
         let response = match segments[..] {
             [] if get => dashboard::response(),
             ["health"] if get => inner.health(),
             ["health", "live"] if get => json_response(StatusCode::OK, &json!({"status": "UP"})),
             ["health", "ready"] if get => inner.ready(),
-            ["health", "breakers"] if get => json_response(
-                StatusCode::OK,
-                &json!({"breakers": inner.registry.breakers().list()}),
-            ),
-            ["health", "breakers", name] if get => inner.one_breaker(name, None),
-            ["health", "breakers", name, key] if get => inner.one_breaker(name, Some(key)),
-            ["health", "bulkheads"] if get => json_response(
-                StatusCode::OK,
-                &json!({"bulkheads": inner.registry.bulkheads().list()}),
-            ),
-            ["health", "bulkheads", name] if get => inner.one_bulkhead(name, None),
-            ["health", "bulkheads", name, key] if get => inner.one_bulkhead(name, Some(key)),
-            ["health", "ratelimiters"] if get => json_response(
-                StatusCode::OK,
-                &json!({"ratelimiters": inner.registry.rate_limiters().list()}),
-            ),
-            ["health", "ratelimiters", name] if get => inner.one_rate_limiter(name, None),
-            ["health", "ratelimiters", name, key] if get => inner.one_rate_limiter(name, Some(key)),
-            ["health", "budgets"] if get => json_response(
-                StatusCode::OK,
-                &json!({"budgets": inner.registry.budgets().list()}),
-            ),
-            ["health", "budgets", name] if get => inner.one_budget(name, None),
-            ["health", "budgets", name, key] if get => inner.one_budget(name, Some(key)),
             ["metrics"] if get => {
                 let text = prometheus::render(&figures::collect(&inner.registry));
                 with_type(
@@ -273,15 +267,7 @@ impl RegistryService {
             ),
             []
             | ["health"]
-            | [
-                "health",
-                "live" | "ready" | "breakers" | "bulkheads" | "ratelimiters" | "budgets",
-            ]
-            | [
-                "health",
-                "breakers" | "bulkheads" | "ratelimiters" | "budgets",
-                ..,
-            ]
+            | ["health", "live" | "ready"]
             | ["metrics"]
             | ["events"]
             | ["events", "recent"]
@@ -306,7 +292,7 @@ impl RegistryService {
             return ready(refusal);
         }
         let Some(breaker) = inner.registry.breakers().find(name, key) else {
-            return ready(no_breaker(name, key));
+            return ready(not_found(InstanceKind::Breaker, name, key));
         };
         let limit = inner.body_limit;
         let declared = request
@@ -415,46 +401,6 @@ impl Inner {
             ("UP", StatusCode::OK)
         };
         json_response(code, &json!({"status": status, "breakers": summaries}))
-    }
-
-    fn one_bulkhead(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.bulkheads().find(name, key) {
-            Some(bulkhead) => json_response(
-                StatusCode::OK,
-                &Keyed::new(key.map(str::to_owned), bulkhead.snapshot()),
-            ),
-            None => not_found(InstanceKind::Bulkhead, name, key),
-        }
-    }
-
-    fn one_rate_limiter(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.rate_limiters().find(name, key) {
-            Some(limiter) => json_response(
-                StatusCode::OK,
-                &Keyed::new(key.map(str::to_owned), limiter.snapshot()),
-            ),
-            None => not_found(InstanceKind::RateLimiter, name, key),
-        }
-    }
-
-    fn one_budget(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.budgets().find(name, key) {
-            Some(budget) => json_response(
-                StatusCode::OK,
-                &Keyed::new(key.map(str::to_owned), budget.snapshot()),
-            ),
-            None => not_found(InstanceKind::Budget, name, key),
-        }
-    }
-
-    fn one_breaker(&self, name: &str, key: Option<&str>) -> Response<ResponseBody> {
-        match self.registry.breakers().find(name, key) {
-            Some(breaker) => json_response(
-                StatusCode::OK,
-                &Keyed::new(key.map(str::to_owned), breaker.snapshot()),
-            ),
-            None => no_breaker(name, key),
-        }
     }
 
     fn events(&self, headers: &HeaderMap) -> Response<ResponseBody> {
@@ -989,10 +935,6 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Respons
 
 fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
     json_response(status, &json!({"error": message}))
-}
-
-fn no_breaker(name: &str, key: Option<&str>) -> Response<ResponseBody> {
-    not_found(InstanceKind::Breaker, name, key)
 }
 
 fn not_found(kind: InstanceKind, name: &str, key: Option<&str>) -> Response<ResponseBody> {

@@ -22,7 +22,7 @@ use crate::config::{DEFAULT, Overrides};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::EventKind;
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, Source};
+use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::snapshot::Keyed;
 
 /// The key under which a name's overflow instance is served: the one
@@ -73,9 +73,60 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Every kind's store: the one list of kinds that the kind-blind parts
+    /// of the registry (its HTTP routes, its counts) go through.
+    pub(crate) fn all(&self) -> [&dyn AnyStore; 4] {
+        [
+            &self.breakers,
+            &self.bulkheads,
+            &self.rate_limiters,
+            &self.budgets,
+        ]
+    }
+
+    /// The store whose kind is served under `section` (`"breakers"`, ...).
+    pub(crate) fn by_section(&self, section: &str) -> Option<&dyn AnyStore> {
+        self.all()
+            .into_iter()
+            .find(|store| store.kind().section() == section)
+    }
+
     /// How many instances of every kind there are.
     pub(crate) fn len(&self) -> usize {
-        self.breakers.len() + self.bulkheads.len() + self.rate_limiters.len() + self.budgets.len()
+        self.all().iter().map(|store| store.len()).sum()
+    }
+}
+
+/// A store with its kind erased, for the parts of the registry that treat
+/// every kind alike.
+pub(crate) trait AnyStore: Send + Sync {
+    /// The kind it keeps.
+    fn kind(&self) -> InstanceKind;
+    /// Every instance's figures as JSON, sorted by name then key.
+    fn list_json(&self) -> serde_json::Value;
+    /// One instance's figures as JSON, if it exists.
+    fn one_json(&self, name: &str, key: Option<&str>) -> Option<serde_json::Value>;
+    /// How many instances it keeps.
+    fn len(&self) -> usize;
+}
+
+impl<K: Instance> AnyStore for Store<K> {
+    fn kind(&self) -> InstanceKind {
+        K::KIND
+    }
+
+    fn list_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.snapshots()).expect("a snapshot serializes")
+    }
+
+    fn one_json(&self, name: &str, key: Option<&str>) -> Option<serde_json::Value> {
+        let instance = self.get(name, key)?;
+        let keyed = Keyed::new(key.map(str::to_owned), instance.snapshot());
+        Some(serde_json::to_value(keyed).expect("a snapshot serializes"))
+    }
+
+    fn len(&self) -> usize {
+        Store::len(self)
     }
 }
 
