@@ -147,6 +147,16 @@ async fn a_registry_breaker_opens_during_an_outage_and_closes_after_it() {
     assert!(eventually(Duration::from_secs(10), || lane.done() >= 30).await);
     assert_eq!(breaker.state(), State::Closed);
     assert!(!health().await.contains("DEGRADED"));
+    // Every kind the gateway uses is served, its retry budget among them.
+    for section in ["breakers", "bulkheads", "budgets"] {
+        let response = client::get(resilient.addr, &format!("/admin/health/{section}")).await;
+        assert_eq!(response.status, 200);
+        assert!(
+            response.body.contains("\"upstream-read\""),
+            "{section}: {}",
+            response.body
+        );
+    }
 
     upstream.chaos.outage_for(Duration::from_secs(60));
     assert!(

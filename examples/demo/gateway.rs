@@ -208,6 +208,9 @@ impl Gateway {
             .budget()
             .cloned()
             .ok_or("the retry has a budget")?;
+        // Served and watched beside the breakers and bulkheads, under
+        // `/admin/health/budgets`.
+        registry.budgets().register(budget.clone())?;
         let stale = FallbackLayer::stale(StaleCache::<Body>::new()).classifier(HttpClassifier);
         let fallbacks = stale.counters().clone();
         let forward = Forward::new(upstream, "portcullis");

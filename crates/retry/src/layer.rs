@@ -111,8 +111,9 @@ impl<P> RetryLayer<P> {
             Some(seed) => Arc::new(SplitMix64::new(seed)),
             None => Arc::new(SplitMix64::from_entropy()),
         };
+        // Named after the layer, as a registry serves it.
         let budget = config.budget().map(|budget| {
-            RetryBudget::from_config(*budget).expect("the configuration was validated")
+            RetryBudget::named(name.clone(), *budget).expect("the configuration was validated")
         });
         Self {
             shared: Arc::new(Shared {
@@ -180,7 +181,9 @@ impl<P> RetryLayer<P> {
         &self.policy
     }
 
-    /// The budget retries are drawn from, if any.
+    /// The budget retries are drawn from, if any. One made from the
+    /// configuration is named after the layer, so that a registry can
+    /// serve it (`registry.budgets().register(budget.clone())`).
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
     }
