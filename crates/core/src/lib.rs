@@ -20,6 +20,8 @@
 //! - [`duration`]: human durations (`"30s"`, `"250ms"`, `"1m30s"`) for
 //!   configuration files.
 //! - [`sync`]: the atomics facade that switches to `loom` under `cfg(loom)`.
+//! - [`rng`]: the seeded, lock-free generator behind jitter and fault
+//!   injection.
 //!
 //! # Example
 //!
@@ -59,6 +61,7 @@ mod grpc;
 mod http;
 pub mod percent;
 pub mod retry_after;
+pub mod rng;
 pub mod sync;
 
 pub use classify::{Classify, DefaultClassifier, Outcome, Pushback};
