@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use portcullis_core::rng::{self, SplitMix64};
 use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +139,8 @@ pub(crate) struct Core {
     /// `FROM_PROBES` with the low 48 bits of the probes word of the
     /// half-open episode that re-opened it.
     opened_on: AtomicU64,
-    rng: AtomicU64,
+    /// The open wait's jitter.
+    rng: SplitMix64,
 }
 
 /// What the handle reads for a snapshot.
@@ -272,7 +274,7 @@ impl Core {
             tally: Tally::default(),
             crossed: AtomicU8::new(0),
             opened_on: AtomicU64::new(0),
-            rng: AtomicU64::new(seed),
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -871,22 +873,11 @@ impl Core {
             settings.wait_in_open() as f64 * settings.multiplier().powi(reopens.min(64) as i32);
         let mut wait = grown.min(settings.max_wait_in_open() as f64);
         if settings.jitter() > 0.0 {
-            let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
+            let unit = rng::unit(self.rng.next_u64());
             wait *= 1.0 - settings.jitter() + 2.0 * settings.jitter() * unit;
             wait = wait.min(settings.max_wait_in_open() as f64);
         }
         (wait as u64).max(1)
-    }
-
-    /// splitmix64 over an atomic counter: lock-free and seedable.
-    fn next_random(&self) -> u64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// A manual transition to `to`; `open_for` is the wait for `Open`.
