@@ -21,7 +21,8 @@
 //!   configuration files.
 //! - [`sync`]: the atomics facade that switches to `loom` under `cfg(loom)`.
 //! - [`rng`]: the seeded, lock-free generator behind jitter and fault
-//!   injection.
+//!   injection; [`backoff`]: exponential backoff with jitter, the one
+//!   computation of the retry delays and the breaker's growing open wait.
 //!
 //! # Example
 //!
@@ -49,6 +50,7 @@
 //! | `serde` | [`duration::serde`] for human durations in config files |
 //! | `events` | [`events`]: the bounded event channel of the layers that report events |
 
+pub mod backoff;
 mod classify;
 pub mod config;
 pub mod duration;
