@@ -5,7 +5,7 @@
 //! The retry layer's backoff and the circuit breaker's growing open wait are
 //! the same arithmetic; it lives here once so that both round, cap and
 //! spread alike. Nothing here reads a clock or holds a generator: the caller
-//! passes the draw (from [`rng`](crate::rng), seeded in tests), so every
+//! passes the draw (from [`rng`], seeded in tests), so every
 //! result can be checked exactly.
 //!
 //! ```
@@ -156,7 +156,7 @@ impl JitterKind {
 }
 
 /// A point of `[low, high]` picked by a uniform `draw`, to the nanosecond
-/// ([`rng::pick`]); `low` if the range is empty.
+/// ([`rng::pick()`]); `low` if the range is empty.
 pub fn uniform(low: Duration, high: Duration, draw: u64) -> Duration {
     let (low, high) = (low.as_nanos(), high.as_nanos());
     if high <= low {

@@ -8,7 +8,7 @@
 //! output of the same sequence, while a single caller gets exactly the
 //! sequence of its seed — which is what makes a seeded test reproducible.
 //!
-//! [`unit`] and [`pick`] turn a draw into a number in a range. They are free
+//! [`unit()`] and [`pick()`] turn a draw into a number in a range. They are free
 //! functions of the draw, not methods, so that one 64-bit draw can be split
 //! (two 32-bit halves for two decisions) and so that code handed a draw (a
 //! jitter) maps it the same way as code holding the generator.
@@ -72,7 +72,7 @@ impl SplitMix64 {
         mix(z)
     }
 
-    /// The next uniform `f64` in `[0, 1)`: [`unit`] of the next draw.
+    /// The next uniform `f64` in `[0, 1)`: [`unit()`] of the next draw.
     pub fn next_f64(&self) -> f64 {
         unit(self.next_u64())
     }
