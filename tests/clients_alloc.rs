@@ -5,19 +5,18 @@
 #![cfg(not(loom))]
 #![cfg(all(feature = "registry", feature = "http"))]
 
-use std::alloc::System;
 use std::convert::Infallible;
 
 use http::{Request, Response};
 use portcullis::client::PerAuthorityLayer;
 use portcullis::core::HttpClassifier;
 use portcullis::registry::Registry;
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::call_ready;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 const CALLS: usize = 10_000;
 
@@ -48,7 +47,7 @@ fn main() {
             call_ready(&mut client, request);
         }
 
-        let region = Region::new(GLOBAL);
+        let region = Region::new(&GLOBAL);
         let mut ok = 0;
         for request in requests.drain(..) {
             if call_ready(&mut client, request).status() == 200 {
@@ -69,7 +68,7 @@ fn main() {
     // A new host does allocate: the counter is live.
     let mut client = PerAuthorityLayer::new(registry.clone(), "upstream").layer(upstream);
     let request = Request::get("http://d:4/").body(()).unwrap();
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     call_ready(&mut client, request);
     assert!(region.change().allocations > 0);
     println!("calls to known hosts through per-authority breakers and bulkheads: no allocation");

@@ -5,12 +5,11 @@
 //! test harness, so that no other thread allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::fmt::Debug;
 
 use portcullis_benches::call_ready;
+use portcullis_testing::alloc::{Counting, Region};
 use stacks::{portcullis, tower_resilience, tower_resilience_concurrency_limit};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::Service;
 
 // The stacks, shared by `benches/stack.rs` and `tests/stack_alloc.rs`;
@@ -20,7 +19,7 @@ use tower::Service;
 mod stacks;
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 const WARM_UP: u64 = 1_000;
 const CALLS: u64 = 10_000;
@@ -35,7 +34,7 @@ where
     for i in 0..WARM_UP {
         assert_eq!(call_ready(&mut service, i), i);
     }
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     for i in 0..CALLS {
         assert_eq!(call_ready(&mut service, i), i);
     }

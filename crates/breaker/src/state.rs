@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use portcullis_core::backoff::{Exponential, JitterKind};
+use portcullis_core::rng::SplitMix64;
 use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +140,8 @@ pub(crate) struct Core {
     /// `FROM_PROBES` with the low 48 bits of the probes word of the
     /// half-open episode that re-opened it.
     opened_on: AtomicU64,
-    rng: AtomicU64,
+    /// The open wait's jitter.
+    rng: SplitMix64,
 }
 
 /// What the handle reads for a snapshot.
@@ -272,7 +275,7 @@ impl Core {
             tally: Tally::default(),
             crossed: AtomicU8::new(0),
             opened_on: AtomicU64::new(0),
-            rng: AtomicU64::new(seed),
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -864,29 +867,28 @@ impl Core {
     }
 
     /// The open wait after `reopens` consecutive re-openings: the base wait
-    /// times `multiplier^reopens`, capped, with proportional jitter.
+    /// times `multiplier^reopens` (at most 64 growths), capped, with
+    /// proportional jitter — the exponential backoff of `portcullis-core`.
     fn open_wait(&self, reopens: u32) -> u64 {
         let settings = &self.settings;
-        let grown =
-            settings.wait_in_open() as f64 * settings.multiplier().powi(reopens.min(64) as i32);
-        let mut wait = grown.min(settings.max_wait_in_open() as f64);
+        let max = Duration::from_micros(settings.max_wait_in_open());
+        let backoff = Exponential::new(
+            Duration::from_micros(settings.wait_in_open()),
+            settings.multiplier(),
+            max,
+        );
+        let mut wait = backoff.delay(reopens.min(64));
         if settings.jitter() > 0.0 {
-            let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
-            wait *= 1.0 - settings.jitter() + 2.0 * settings.jitter() * unit;
-            wait = wait.min(settings.max_wait_in_open() as f64);
+            // The whole of `wait × (1 ± jitter)`, then the cap: a wait at the
+            // cap stays there for half the draws (a retry's jitter spreads
+            // within its cap instead).
+            let jitter = JitterKind::Proportional(settings.jitter());
+            let draw = self.rng.next_u64();
+            wait = jitter
+                .apply(wait, Duration::ZERO, backoff.base(), Duration::MAX, draw)
+                .min(max);
         }
-        (wait as u64).max(1)
-    }
-
-    /// splitmix64 over an atomic counter: lock-free and seedable.
-    fn next_random(&self) -> u64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        u64::try_from(wait.as_micros()).unwrap_or(u64::MAX).max(1)
     }
 
     /// A manual transition to `to`; `open_for` is the wait for `Open`.
@@ -1042,6 +1044,46 @@ impl Core {
     #[cfg(all(test, loom))]
     pub(crate) fn generation(&self) -> u64 {
         generation(self.state.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::window::CountWindow;
+    use portcullis_core::rng;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The open wait is the float formula it was computed with before
+        /// it came from `portcullis-core`, to the microsecond.
+        #[test]
+        fn open_waits_keep_the_former_formula(
+            base_ms in 1_u64..100_000,
+            multiplier in 1.0_f64..10.0,
+            cap in 1_u64..100,
+            jitter in prop_oneof![Just(0.0), 0.0_f64..1.0],
+            reopens in 0_u32..80,
+            seed: u64,
+        ) {
+            let config = crate::BreakerConfig::builder()
+                .wait_in_open(Duration::from_millis(base_ms))
+                .open_wait_backoff(multiplier, Duration::from_millis(base_ms * cap))
+                .open_wait_jitter(jitter)
+                .build()
+                .unwrap();
+            let settings = Settings::new(&config);
+            let core = Core::new(settings, Window::Count(CountWindow::new(4)), seed);
+            let (base, max) = (base_ms as f64 * 1000.0, (base_ms * cap) as f64 * 1000.0);
+            let mut former = (base * multiplier.powi(reopens.min(64) as i32)).min(max);
+            if jitter > 0.0 {
+                let unit = rng::unit(SplitMix64::new(seed).next_u64());
+                former = (former * (1.0 - jitter + 2.0 * jitter * unit)).min(max);
+            }
+            let former = (former as u64).max(1);
+            let wait = core.open_wait(reopens);
+            prop_assert!(wait.abs_diff(former) <= 1, "{wait} µs, formerly {former} µs");
+        }
     }
 }
 

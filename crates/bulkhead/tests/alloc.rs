@@ -3,7 +3,6 @@
 //! thread allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::future::ready;
 use std::time::Duration;
@@ -11,12 +10,12 @@ use std::time::Duration;
 use portcullis_bulkhead::{
     Bulkhead, BulkheadConfig, BulkheadLayer, KeyedBulkhead, KeyedBulkheadLayer,
 };
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::call_ready as call;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 /// Makes 10,000 calls through `service` and returns the allocations made.
 fn allocations<S: Service<u64, Response = u64>>(
@@ -27,7 +26,7 @@ where
     S::Error: std::fmt::Debug,
 {
     assert_eq!(call(service, 1), 1); // warm up (lazy statics)
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     let mut sum = 0;
     for i in 0..10_000 {
         sum += call(service, i);

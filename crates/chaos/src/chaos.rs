@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
+use portcullis_core::rng::{self, SplitMix64};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{self, ChaosConfig};
-use crate::rng::{self, Rng};
 
 /// A chaos switchboard: a cheap, cloneable handle to one set of injection
 /// settings, changed at runtime with atomics (no lock).
@@ -99,7 +99,7 @@ struct Shared {
     outage_start: AtomicU64,
     outage_end: AtomicU64,
     epoch: Instant,
-    rng: Rng,
+    rng: SplitMix64,
     calls: AtomicU64,
     errors: AtomicU64,
     responses: AtomicU64,
@@ -142,7 +142,7 @@ impl Chaos {
                 outage_start: AtomicU64::new(0),
                 outage_end: AtomicU64::new(0),
                 epoch: Instant::now(),
-                rng: Rng::new(seed),
+                rng: SplitMix64::new(seed),
                 calls: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 responses: AtomicU64::new(0),
@@ -359,20 +359,22 @@ impl Chaos {
         // does not shift the decisions of the others.
         let faults = shared.rng.next_u64();
         let latency = shared.rng.next_u64();
-        let fault = if can_error && rng::hits((faults >> 32) as u32, self.error_rate()) {
+        // Each decision takes a 32-bit half of a draw, moved to the high bits.
+        let (faults_high, faults_low) = (faults & HIGH_HALF, faults << 32);
+        let fault = if can_error && hits(faults_high, self.error_rate()) {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(chaos = %shared.name, "injected fault: error");
             Some(Fault::Error)
-        } else if can_respond && rng::hits(faults as u32, self.response_rate()) {
+        } else if can_respond && hits(faults_low, self.response_rate()) {
             shared.responses.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(chaos = %shared.name, "injected fault: response");
             Some(Fault::Response)
         } else {
             None
         };
-        let delay = if rng::hits((latency >> 32) as u32, self.latency_rate()) {
+        let delay = if hits(latency & HIGH_HALF, self.latency_rate()) {
             let (min, max) = self.latency_nanos();
-            let nanos = rng::pick(latency as u32, min, max);
+            let nanos = rng::pick(latency << 32, min, max);
             (nanos > 0).then(|| {
                 shared.delays.fetch_add(1, Ordering::Relaxed);
                 let delay = Duration::from_nanos(nanos);
@@ -407,6 +409,15 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The high 32 bits of a draw.
+const HIGH_HALF: u64 = 0xFFFF_FFFF_0000_0000;
+
+/// Whether a 32-bit half of a draw, in the high bits of `half`, falls under
+/// `rate` (in [0, 1]): a rate of 0 never hits, a rate of 1 always does.
+fn hits(half: u64, rate: f64) -> bool {
+    rng::unit(half) < rate
+}
+
 fn load_rate(rate: &AtomicU64) -> f64 {
     f64::from_bits(rate.load(Ordering::Relaxed))
 }
@@ -431,6 +442,17 @@ mod tests {
 
     fn chaos(config: crate::ChaosConfigBuilder) -> Chaos {
         Chaos::from_config("test", config.build().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rates_at_the_edges() {
+        for half in [0, 1, u32::MAX / 2, u32::MAX - 1, u32::MAX] {
+            let half = u64::from(half) << 32;
+            assert!(!hits(half, 0.0), "rate 0 never hits ({half:x})");
+            assert!(hits(half, 1.0), "rate 1 always hits ({half:x})");
+        }
+        assert!(hits(0, 0.5) && !hits(HIGH_HALF, 0.5));
+        assert!(hits(0x7FFF_FFFF << 32, 0.5) && !hits(0x8000_0000 << 32, 0.5));
     }
 
     #[test]

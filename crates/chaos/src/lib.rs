@@ -116,7 +116,6 @@ pub mod error;
 pub mod future;
 mod inject;
 mod layer;
-mod rng;
 mod service;
 
 pub use chaos::{Chaos, ChaosStats};

@@ -20,6 +20,9 @@
 //! - [`duration`]: human durations (`"30s"`, `"250ms"`, `"1m30s"`) for
 //!   configuration files.
 //! - [`sync`]: the atomics facade that switches to `loom` under `cfg(loom)`.
+//! - [`rng`]: the seeded, lock-free generator behind jitter and fault
+//!   injection; [`backoff`]: exponential backoff with jitter, the one
+//!   computation of the retry delays and the breaker's growing open wait.
 //!
 //! # Example
 //!
@@ -47,6 +50,7 @@
 //! | `serde` | [`duration::serde`] for human durations in config files |
 //! | `events` | [`events`]: the bounded event channel of the layers that report events |
 
+pub mod backoff;
 mod classify;
 pub mod config;
 pub mod duration;
@@ -59,6 +63,7 @@ mod grpc;
 mod http;
 pub mod percent;
 pub mod retry_after;
+pub mod rng;
 pub mod sync;
 
 pub use classify::{Classify, DefaultClassifier, Outcome, Pushback};

@@ -3,16 +3,15 @@
 //! (One test in this binary, so nothing else allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::future::ready;
 
 use portcullis_fallback::{Cause, FallbackLayer, OnRejection};
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::call_ready as call;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 /// An error that needs no allocation: a unit struct boxes for free.
 #[derive(Debug)]
@@ -47,7 +46,7 @@ fn no_allocation_per_call_on_success_or_on_a_value_fallback() {
     // would show in every round, 5,000 times at least.
     let mut rounds = Vec::new();
     for _ in 0..3 {
-        let region = Region::new(GLOBAL);
+        let region = Region::new(&GLOBAL);
         let mut sum = 0;
         for i in 0..10_000 {
             sum += call(&mut service, i);
@@ -74,7 +73,7 @@ fn no_allocation_per_call_on_success_or_on_a_value_fallback() {
     let mut passing = passing;
     let rounds: Vec<usize> = (0..3)
         .map(|_| {
-            let region = Region::new(GLOBAL);
+            let region = Region::new(&GLOBAL);
             for i in 0..1_000 {
                 assert_eq!(call(&mut passing, i), i);
             }

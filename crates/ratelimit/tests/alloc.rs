@@ -3,18 +3,17 @@
 //! that no other thread allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::future::ready;
 use std::time::Duration;
 
 use portcullis_ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::call_ready as call;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -53,7 +52,7 @@ fn main() {
     const CALLS: u64 = 10_000;
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
-        let region = Region::new(GLOBAL);
+        let region = Region::new(&GLOBAL);
         let mut sum = 0;
         for i in 0..CALLS {
             sum += call(&mut service, i);
@@ -106,7 +105,7 @@ fn long_header_keys_cost_a_fixed_size() {
     let keyed =
         portcullis_ratelimit::KeyedRateLimiter::<BoundedKey>::from_config("keys", config).unwrap();
     let extractor = Header::new(http::HeaderName::from_static("x-api-key"));
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     for i in 0..KEYS {
         let request = http::Request::builder()
             .header("x-api-key", format!("{i:016}").repeat(1024))
@@ -116,8 +115,7 @@ fn long_header_keys_cost_a_fixed_size() {
         keyed.try_acquire(&key).expect("a new key is admitted");
     }
     let change = region.change();
-    let retained = change.bytes_allocated as isize - change.bytes_deallocated as isize
-        + change.bytes_reallocated;
+    let retained = change.net_bytes();
     assert_eq!(keyed.keys(), KEYS);
     let per_key = retained / KEYS as isize;
     assert!(

@@ -4,14 +4,12 @@
 //! not the test harness, so that no other thread allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
-
 use portcullis_breaker::State;
 use portcullis_registry::Registry;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use portcullis_testing::alloc::{Counting, Region};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -27,7 +25,7 @@ fn main() {
     }
     let before = registry.len();
 
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     let mut closed = 0;
     for i in 0..10_000 {
         if registry.breakers().get("payments").state() == State::Closed {
@@ -50,7 +48,7 @@ fn main() {
         "looking up an existing breaker allocated"
     );
     // And making one does allocate: the counter is live.
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     registry.breakers().get("new");
     assert!(region.change().allocations > 0);
     println!("looking up existing breakers, plain and keyed: no allocation");
@@ -60,7 +58,7 @@ fn main() {
     let limiter = registry.rate_limiters().get("api");
     let keyed = registry.rate_limiters().get_keyed("api", "acme").unwrap();
     let budget = registry.budgets().get("db");
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     let mut admitted = 0;
     for _ in 0..10_000 {
         admitted += usize::from(limiter.try_acquire().is_ok());

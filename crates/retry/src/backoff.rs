@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use portcullis_core::backoff::Exponential;
 use serde::{Deserialize, Serialize};
 
 /// A schedule of delays: the delay before the first retry, the second, ...
@@ -198,14 +199,7 @@ impl Backoff for LinearBackoff {
 
 impl Backoff for ExponentialBackoff {
     fn delay(&self, retry: u32) -> Duration {
-        let max = self.max_delay();
-        let exponent = i32::try_from(retry.max(1) - 1).unwrap_or(i32::MAX);
-        let nanos = (self.base.as_nanos() as f64 * self.multiplier.powi(exponent)).round();
-        if nanos.is_finite() && nanos < max.as_nanos() as f64 {
-            crate::jitter::from_nanos(nanos as u128).clamp(self.base, max)
-        } else {
-            max
-        }
+        Exponential::new(self.base, self.multiplier, self.max_delay()).delay(retry.max(1) - 1)
     }
 
     fn max_delay(&self) -> Duration {

@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use portcullis_core::backoff::JitterKind;
 use serde::{Deserialize, Serialize};
 
 use crate::{Backoff, Rng};
@@ -154,6 +155,11 @@ impl Step {
             max,
         }
     }
+
+    /// The shared computation of `kind` for this step.
+    fn apply(self, kind: JitterKind, draw: u64) -> Duration {
+        kind.apply(self.delay, self.previous, self.base, self.max, draw)
+    }
 }
 
 impl ProportionalJitter {
@@ -169,63 +175,33 @@ impl ProportionalJitter {
     }
 }
 
-/// A duration of `nanos` nanoseconds, saturating.
-pub(crate) fn from_nanos(nanos: u128) -> Duration {
-    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
-    Duration::new(secs, (nanos % 1_000_000_000) as u32)
-}
-
-/// A point of `[low, high]` picked by a 64-bit uniform draw (`low` if the
-/// range is empty).
-fn uniform(low: Duration, high: Duration, draw: u64) -> Duration {
-    let (low, high) = (low.as_nanos(), high.as_nanos());
-    if high <= low {
-        return from_nanos(low);
-    }
-    let span = high - low + 1;
-    // span < 2^64 for any duration below 584 years; wider spans are clamped.
-    let offset = if span >> 64 == 0 {
-        (span * u128::from(draw)) >> 64
-    } else {
-        u128::from(draw).min(high - low)
-    };
-    from_nanos(low + offset)
-}
-
 impl Jitter for NoJitter {
-    fn jitter(&self, step: Step, _draw: u64) -> Duration {
-        step.delay
+    fn jitter(&self, step: Step, draw: u64) -> Duration {
+        step.apply(JitterKind::None, draw)
     }
 }
 
 impl Jitter for FullJitter {
     fn jitter(&self, step: Step, draw: u64) -> Duration {
-        uniform(Duration::ZERO, step.delay.min(step.max), draw)
+        step.apply(JitterKind::Full, draw)
     }
 }
 
 impl Jitter for EqualJitter {
     fn jitter(&self, step: Step, draw: u64) -> Duration {
-        let delay = step.delay.min(step.max);
-        uniform(delay / 2, delay, draw)
+        step.apply(JitterKind::Equal, draw)
     }
 }
 
 impl Jitter for DecorrelatedJitter {
     fn jitter(&self, step: Step, draw: u64) -> Duration {
-        let base = step.base.min(step.max);
-        let high = step.previous.max(base).saturating_mul(3).min(step.max);
-        uniform(base, high.max(base), draw)
+        step.apply(JitterKind::Decorrelated, draw)
     }
 }
 
 impl Jitter for ProportionalJitter {
     fn jitter(&self, step: Step, draw: u64) -> Duration {
-        let delay = step.delay.min(step.max);
-        let factor = self.factor.clamp(0.0, 1.0);
-        let spread = delay.mul_f64(factor);
-        let high = delay.saturating_add(spread).min(step.max);
-        uniform(delay - spread, high, draw)
+        step.apply(JitterKind::Proportional(self.factor), draw)
     }
 }
 

@@ -3,18 +3,17 @@
 //! test harness, so that no other thread allocates meanwhile.)
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::future::ready;
 use std::time::Duration;
 
 use portcullis_retry::{BudgetConfig, RetryConfig, RetryLayer};
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::call_ready as call;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -38,7 +37,7 @@ fn main() {
         let mut service = layer.layer(inner);
         assert_eq!(call(&mut service, 1), 1); // warm up
 
-        let region = Region::new(GLOBAL);
+        let region = Region::new(&GLOBAL);
         let mut sum = 0;
         for i in 0..10_000 {
             sum += call(&mut service, i);

@@ -8,6 +8,10 @@
 //! - [`get`] sends one HTTP/1.1 request over a plain TCP stream and reads
 //!   the whole response, for the tests that mount a layer in a real axum
 //!   router on loopback.
+//! - [`alloc`]: [`Counting`](alloc::Counting), a global allocator that
+//!   counts allocations and bytes, and [`Region`](alloc::Region) to measure
+//!   a span: for the tests that prove a path allocates nothing, and for the
+//!   bytes a structure holds.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -19,6 +23,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_service::Service;
+
+pub mod alloc;
 
 /// Calls `service` once and polls the response future until it is ready, at
 /// most `polls` times, with a no-op waker. Panics if the service is not

@@ -3,17 +3,16 @@
 //! not the test harness, so that no other thread allocates meanwhile.
 #![cfg(not(loom))]
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use portcullis_testing::alloc::{Counting, Region};
 use portcullis_testing::{PendingOnce, call};
 use portcullis_timeout::{HttpTimeoutLayer, TimeoutLayer};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting::new();
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -35,7 +34,7 @@ fn main() {
     call(&mut waits, 0, 2);
     call(&mut http, http::Request::new(()), 2);
 
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     let mut sum = 0;
     for i in 0..1_000 {
         sum += call(&mut ready, i, 1);
@@ -43,7 +42,7 @@ fn main() {
     }
     let timeouts = region.change();
     let requests: Vec<_> = (0..1_000).map(|_| http::Request::new(())).collect();
-    let region = Region::new(GLOBAL);
+    let region = Region::new(&GLOBAL);
     for request in requests {
         assert_eq!(call(&mut http, request, 2).status(), 200);
     }
