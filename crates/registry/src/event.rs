@@ -95,6 +95,8 @@ pub enum EventKind {
     /// A breaker was reset.
     Reset,
     /// The registry fell behind an instance's events and missed some.
+    /// No longer produced (instances push their events synchronously);
+    /// kept so that clients matching on it still build.
     Lagged {
         /// How many.
         missed: u64,

@@ -342,7 +342,7 @@ impl Hub {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Instance events that the forwarders missed so far.
+    /// Instance events missed so far: always 0 since hooks push them.
     pub(crate) fn lagged(&self) -> u64 {
         self.inner.lagged.load(Ordering::Relaxed)
     }

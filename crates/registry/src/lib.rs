@@ -140,11 +140,16 @@
 //! makes: it costs the same per call as one made directly (no lock, no
 //! allocation, no lookup).
 //!
-//! Breakers report rejections in batches (at most one event per 10 ms,
-//! with the count), which the registry adds up into one `rejected` event
-//! per [`rejection_report_interval`](RegistryBuilder::rejection_report_interval):
-//! a flood of rejected calls costs the feed a bounded number of events and
-//! cannot push the transitions out of the breaker's buffer.
+//! Instances push their events to the registry through a hook
+//! ([`Breaker::on_event`](portcullis_breaker::Breaker::on_event)),
+//! synchronously, on the thread that caused them: there is no task and no
+//! buffer per instance, and an instance made before any runtime exists
+//! reports from its first event. Breakers report rejections in batches (at
+//! most one count per 10 ms), which the registry adds up into one
+//! `rejected` event per
+//! [`rejection_report_interval`](RegistryBuilder::rejection_report_interval),
+//! published by one ticker that runs only while rejections come in: a
+//! flood of rejected calls costs the feed a bounded number of events.
 //!
 //! # Features
 //!

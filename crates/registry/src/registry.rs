@@ -104,8 +104,8 @@ pub struct EventStats {
     pub subscribers: usize,
     /// Subscribers dropped so far for letting their buffer fill up.
     pub dropped: u64,
-    /// Instance events the registry fell behind on and missed (each
-    /// instance buffers its own; this stays 0 unless one floods it).
+    /// Instance events the registry missed. Instances push their events
+    /// synchronously, so this stays 0; kept for compatibility.
     pub lagged: u64,
     /// The number of the last event published (0 before the first).
     pub last_id: u64,
@@ -837,7 +837,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let mut feed = registry.watch();
-            // The forwarder subscribed when the breaker was made; it runs now.
+            // The hook was attached when the breaker was made: no task to start.
             db.force_open();
             let event = feed.recv().await.unwrap();
             assert_eq!(
