@@ -3,22 +3,23 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use percent_encoding::percent_decode_str;
 use portcullis_breaker::{Breaker, State};
 use portcullis_core::config::check_range;
 use portcullis_core::{BoxError, ConfigError};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::body::ResponseBody;
 use crate::clock::check_duration;
@@ -838,18 +839,11 @@ fn check_token(field: &'static str, token: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Compares two byte strings in time that depends only on their lengths: a
-/// length mismatch rejects at once (the token's length is not the secret),
-/// equal lengths fold the XOR of every byte pair.
+/// Compares two byte strings in time that depends only on their lengths
+/// (`subtle`): a length mismatch rejects at once, since the token's length
+/// is not the secret.
 fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
-    }
-    let difference = given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(difference) == 0
+    given.ct_eq(expected).into()
 }
 
 /// Reads a request body, at most `limit` bytes of it.
@@ -858,29 +852,14 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let mut body = pin!(body);
-    let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|problem| {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("could not read the body: {}", problem.into()),
-            )
-        })?;
-        if let Ok(mut data) = frame.into_data() {
-            use bytes::Buf;
-            if bytes.len() + data.remaining() > limit {
-                return Err(too_large(limit));
-            }
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                let n = chunk.len();
-                bytes.extend_from_slice(chunk);
-                data.advance(n);
-            }
-        }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(problem) if problem.is::<LengthLimitError>() => Err(too_large(limit)),
+        Err(problem) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("could not read the body: {problem}"),
+        )),
     }
-    Ok(bytes.freeze())
 }
 
 /// The path's segments, percent-decoded; empty segments are skipped.
@@ -891,25 +870,13 @@ fn segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// A segment with its `%XX` escapes decoded (others kept as written);
+/// `None` if the result is not UTF-8.
 fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = bytes.get(i + 1..i + 3)
-            && let Some(byte) = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 fn ready(response: Response<ResponseBody>) -> ResponseFuture {
