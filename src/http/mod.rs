@@ -64,7 +64,7 @@ use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Empty;
-use portcullis_core::BoxError;
+use portcullis_core::{BoxError, retry_after};
 
 use crate::ErrorKind;
 
@@ -176,7 +176,7 @@ impl ErrorKind {
         let headers = response.headers_mut();
         headers.insert(X_PORTCULLIS_ERROR, HeaderValue::from_static(self.as_str()));
         if let Some(wait) = self.retry_after() {
-            let secs = HeaderValue::from(ceil_secs(wait));
+            let secs = HeaderValue::from(retry_after::seconds(wait));
             if let Self::RateLimited { .. } = self {
                 headers.insert(RATELIMIT_RESET, secs.clone());
             }
@@ -184,10 +184,6 @@ impl ErrorKind {
         }
         response
     }
-}
-
-fn ceil_secs(duration: std::time::Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 #[cfg(test)]
@@ -198,10 +194,10 @@ mod tests {
 
     #[test]
     fn seconds_round_up() {
-        assert_eq!(ceil_secs(Duration::ZERO), 0);
-        assert_eq!(ceil_secs(Duration::from_nanos(1)), 1);
-        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
-        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
+        assert_eq!(retry_after::seconds(Duration::ZERO), 0);
+        assert_eq!(retry_after::seconds(Duration::from_nanos(1)), 1);
+        assert_eq!(retry_after::seconds(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after::seconds(Duration::from_millis(2001)), 3);
     }
 
     #[test]

@@ -35,6 +35,21 @@ pub enum RetryAfterError {
     },
 }
 
+/// A wait as `Retry-After` writes it: whole seconds, rounded up, so that
+/// a client never comes back before the wait is over.
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_core::retry_after::seconds;
+///
+/// assert_eq!(seconds(Duration::from_millis(1500)), 2);
+/// assert_eq!(seconds(Duration::from_secs(3)), 3);
+/// assert_eq!(seconds(Duration::ZERO), 0);
+/// ```
+pub const fn seconds(wait: Duration) -> u64 {
+    wait.as_secs() + (wait.subsec_nanos() > 0) as u64
+}
+
 /// Parses a `Retry-After` value into a wait from `now`, at most
 /// [`DEFAULT_MAX`].
 ///

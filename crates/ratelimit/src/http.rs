@@ -26,11 +26,11 @@
 
 use std::hash::Hash;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use portcullis_core::RateLimited;
+use portcullis_core::retry_after;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -113,13 +113,9 @@ pub fn too_many_requests<B: Default>(rejection: &RateLimited) -> Response<B> {
     if let Some(wait) = rejection.retry_after() {
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(ceil_secs(wait)));
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after::seconds(wait)));
     }
     response
-}
-
-fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 fn ceil_secs_nanos(nanos: u64) -> u64 {
@@ -318,13 +314,15 @@ impl RateHeaders {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn seconds_round_up() {
-        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
-        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
-        assert_eq!(ceil_secs(Duration::from_millis(2_001)), 3);
+        assert_eq!(retry_after::seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after::seconds(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after::seconds(Duration::from_millis(2_001)), 3);
         assert_eq!(ceil_secs_nanos(0), 0);
         assert_eq!(ceil_secs_nanos(1), 1);
         assert_eq!(ceil_secs_nanos(1_000_000_000), 1);

@@ -922,8 +922,7 @@ fn not_allowed(allow: &'static str) -> Response<ResponseBody> {
 
 /// A `Retry-After` of `delay` in whole seconds, rounded up.
 fn retry_after(delay: Duration) -> HeaderValue {
-    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-    HeaderValue::from(secs.max(1))
+    HeaderValue::from(portcullis_core::retry_after::seconds(delay).max(1))
 }
 
 fn too_large(limit: usize) -> Response<ResponseBody> {
