@@ -11,6 +11,9 @@
 //! - `registry/endpoints`: `GET /health`, `GET /health/breakers` and
 //!   `GET /metrics` through the `RegistryService` with 10 breakers, the
 //!   response built (JSON or Prometheus text) but not sent.
+//! - `registry/metrics_10000`: `GET /metrics` with 10,000 breakers (one
+//!   name, 10,000 keys; every 10th open), the size operators reach with a
+//!   breaker per upstream host.
 //!
 //! Run with `cargo bench -p portcullis-benches --bench registry`.
 
@@ -129,11 +132,41 @@ fn endpoints(c: &mut Criterion) {
     group.finish();
 }
 
+fn metrics_at_scale(c: &mut Criterion) {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let registry = Registry::builder()
+        .max_keys(10_000)
+        .build()
+        .expect("a valid registry");
+    for i in 0..10_000 {
+        let breaker = registry
+            .breakers()
+            .get_keyed("upstream", &format!("host-{i:05}.example"))
+            .expect("room for 10,000 keys");
+        if i % 10 == 0 {
+            breaker.force_open();
+        }
+    }
+    let mut service = RegistryService::new(registry);
+    let mut group = c.benchmark_group("registry");
+    group.sample_size(10);
+    group.bench_function("metrics_10000", |b| {
+        b.iter(|| {
+            let request = http::Request::get("/metrics")
+                .body(String::new())
+                .expect("a valid request");
+            black_box(call_ready(&mut service, request))
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = lookup, new_key_at_limit, endpoints
+    targets = lookup, new_key_at_limit, endpoints, metrics_at_scale
 }
 criterion_main!(benches);
