@@ -219,3 +219,29 @@ proptest! {
         }
     }
 }
+
+/// A breaker older than the 48 bits its deadlines hold (8.9 years) still
+/// answers every call: a half-open timeout re-opens it once and rejects,
+/// where it used to loop between half-open and open for ever.
+#[test]
+fn a_breaker_older_than_its_clock_still_answers() {
+    for config in [
+        BreakerConfig::builder().time_window(Duration::from_secs(86_400 * 20), 10),
+        BreakerConfig::builder().max_wait_in_half_open(Duration::from_secs(60)),
+        BreakerConfig::builder(),
+    ] {
+        let config = config.build().expect("a valid config");
+        paused(async {
+            let breaker = Breaker::from_config("old", config).expect("valid");
+            let service = CircuitBreakerLayer::new(breaker.clone()).layer(inner(true));
+            for _ in 0..30 {
+                call_twice(service.clone()).await;
+                tokio::time::advance(Duration::from_secs(86_400 * 200)).await;
+            }
+            assert!(
+                breaker.snapshot().counters.failed_calls > 0,
+                "calls were made"
+            );
+        });
+    }
+}

@@ -367,6 +367,12 @@ impl Core {
                             signal,
                         ) {
                             self.reopens.fetch_add(1, Ordering::AcqRel);
+                            // Rejected for the new wait, without looking
+                            // again: once the clock is past the 48 bits a
+                            // deadline holds (8.9 years after the breaker
+                            // was made), a deadline never lies ahead of
+                            // `now`, and looking again would loop.
+                            return Err(self.reject(Some(wait)));
                         }
                         continue;
                     }
