@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use portcullis_breaker::{Breaker, BreakerConfig};
 pub use portcullis_testing::{PendingOnce, call, call_ready};
-use tokio::runtime::Runtime;
 use tower::service_fn;
 use tower::util::ServiceFn;
 
@@ -22,14 +21,7 @@ pub fn inner() -> ServiceFn<impl Fn(u64) -> Ready<Result<u64, Infallible>> + Clo
     service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)))
 }
 
-/// A current-thread runtime with time enabled: the layers read the tokio
-/// clock, so calls are made inside its context (`runtime.enter()`).
-pub fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime")
-}
+pub use portcullis_testing::runtime;
 
 /// The breaker benchmarks' count window: the last 100 calls.
 pub fn count_config() -> BreakerConfig {

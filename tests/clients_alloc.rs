@@ -21,10 +21,7 @@ static GLOBAL: Counting = Counting::new();
 const CALLS: usize = 10_000;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let registry = Registry::new();
     let upstream = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });

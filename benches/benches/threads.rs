@@ -28,7 +28,7 @@ use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
 use governor::{Quota, RateLimiter as Governor};
-use portcullis_benches::{breaker, call_ready, count_config, inner};
+use portcullis_benches::{breaker, call_ready, count_config, inner, runtime};
 use portcullis_breaker::CircuitBreakerLayer;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
 use tokio::runtime::Handle;
@@ -41,14 +41,6 @@ mod stacks;
 
 /// The thread counts measured.
 const THREADS: [usize; 3] = [1, 2, 4];
-
-/// A runtime whose clock every thread reads (entered on each thread).
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime")
-}
 
 /// Runs `calls` calls of `work` on each of `threads` threads at once and
 /// returns the wall time from their common start to the last one's end.

@@ -44,10 +44,7 @@ where
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
 
     let (per_call, total) = allocations_per_call(portcullis());

@@ -16,10 +16,7 @@ use tower::{Layer, service_fn};
 static GLOBAL: Counting = Counting::new();
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let configs = [
         ("count", BreakerConfig::builder().count_window(100)),

@@ -38,10 +38,7 @@ where
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let inner = || service_fn(|x: u64| ready(Ok::<u64, Infallible>(x)));
     let configs = [

@@ -16,10 +16,7 @@ static GLOBAL: Counting = Counting::new();
 
 #[test]
 fn no_allocation_per_call_when_off_or_at_rate_zero() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let off = ChaosConfig::builder()
         .error_rate(1.0)

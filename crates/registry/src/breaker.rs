@@ -67,15 +67,20 @@ impl Instance for Breaker {
 
     fn attach(&self, source: Source, hub: Hub) -> Option<Attachment> {
         let breaker = self.downgrade();
-        let report: Reporter = Arc::new(move || {
-            if let Some(breaker) = breaker.upgrade() {
-                breaker.report_rejections();
-            }
-        });
+        // The reporter is made when a rejection first waits for the ticker:
+        // a breaker that never rejects costs no allocation for it.
+        let reporter = move || -> Reporter {
+            let breaker = breaker.clone();
+            Arc::new(move || {
+                if let Some(breaker) = breaker.upgrade() {
+                    breaker.report_rejections();
+                }
+            })
+        };
         let hook = self.on_event(move |event| match event {
             BreakerEvent::Rejected {
                 retry_after, count, ..
-            } => hub.rejected(&source, *count, *retry_after, &report),
+            } => hub.rejected(&source, *count, *retry_after, &reporter),
             event => {
                 if let Some(what) = translate(event) {
                     hub.publish(&source, what);

@@ -62,7 +62,6 @@ struct Inner {
     state: Mutex<State>,
     settings: Settings,
     dropped: AtomicU64,
-    lagged: AtomicU64,
     rejections: Mutex<Rejections>,
 }
 
@@ -139,7 +138,6 @@ impl Hub {
                 }),
                 settings,
                 dropped: AtomicU64::new(0),
-                lagged: AtomicU64::new(0),
                 rejections: Mutex::default(),
             }),
         }
@@ -174,7 +172,7 @@ impl Hub {
         source: &Source,
         count: u64,
         retry_after: Option<Duration>,
-        report: &Reporter,
+        reporter: impl FnOnce() -> Reporter,
     ) {
         let interval = self.inner.settings.rejection_interval;
         let runtime = match tokio::runtime::Handle::try_current() {
@@ -197,7 +195,7 @@ impl Hub {
                 source: source.clone(),
                 count,
                 retry_after,
-                report: report.clone(),
+                report: reporter(),
             }),
         }
         if !rejections.ticking {
@@ -238,9 +236,6 @@ impl Hub {
     }
 
     fn publish_now(&self, source: &Source, what: EventKind) {
-        if let EventKind::Lagged { missed } = what {
-            self.inner.lagged.fetch_add(missed, Ordering::Relaxed);
-        }
         let mut state = lock(&self.inner.state);
         let id = state.next_id;
         state.next_id += 1;
@@ -340,11 +335,6 @@ impl Hub {
     /// Subscribers dropped so far for falling behind.
     pub(crate) fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Instance events missed so far: always 0 since hooks push them.
-    pub(crate) fn lagged(&self) -> u64 {
-        self.inner.lagged.load(Ordering::Relaxed)
     }
 
     /// The number the next event will get.

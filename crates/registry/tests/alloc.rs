@@ -12,10 +12,7 @@ use portcullis_testing::alloc::{Counting, Region};
 static GLOBAL: Counting = Counting::new();
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let registry = Registry::new();
     let keys: Vec<String> = (0..64).map(|i| format!("host-{i}")).collect();

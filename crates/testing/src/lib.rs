@@ -8,6 +8,9 @@
 //! - [`get`] sends one HTTP/1.1 request over a plain TCP stream and reads
 //!   the whole response, for the tests that mount a layer in a real axum
 //!   router on loopback.
+//! - [`runtime`]: the current-thread runtime with time enabled that an
+//!   allocation test's `main` or a benchmark enters, since the layers read
+//!   the tokio clock.
 //! - [`alloc`]: [`Counting`](alloc::Counting), a global allocator that
 //!   counts allocations and bytes, and [`Region`](alloc::Region) to measure
 //!   a span: for the tests that prove a path allocates nothing, and for the
@@ -25,6 +28,21 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 pub mod alloc;
+
+/// A current-thread runtime with time enabled: the layers read the tokio
+/// clock, so calls are made inside its context (`runtime.enter()`).
+///
+/// ```
+/// let runtime = portcullis_testing::runtime();
+/// let _guard = runtime.enter();
+/// let _now = tokio::time::Instant::now();
+/// ```
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
 
 /// Calls `service` once and polls the response future until it is ready, at
 /// most `polls` times, with a no-op waker. Panics if the service is not

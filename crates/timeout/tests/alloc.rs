@@ -15,10 +15,7 @@ use tower::{Layer, service_fn};
 static GLOBAL: Counting = Counting::new();
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = portcullis_testing::runtime();
     let _guard = runtime.enter();
     let mut ready = TimeoutLayer::new(Duration::from_secs(5)).layer(service_fn(|x: u64| {
         std::future::ready(Ok::<_, Infallible>(x))
