@@ -10,6 +10,7 @@ use portcullis_core::ConfigError;
 use portcullis_core::duration;
 use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
+use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
@@ -67,10 +68,43 @@ impl Instance for RetryBudget {
         self.available() == floor
     }
 
+    fn families() -> &'static [Family<BudgetSnapshot>] {
+        &FAMILIES
+    }
+
     fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }
+
+/// A retry budget's metric families.
+static FAMILIES: [Family<BudgetSnapshot>; 5] = [
+    gauge(
+        "portcullis_retry_budget_available_retries",
+        "Whole retries the budget's balance holds now.",
+        |figures, emit| emit(&[], Value::Gauge(figures.available as f64)),
+    ),
+    gauge(
+        "portcullis_retry_budget_ratio",
+        "Retries the budget allows per request.",
+        |figures, emit| emit(&[], Value::Gauge(figures.ratio)),
+    ),
+    counter(
+        "portcullis_retry_budget_deposits",
+        "Requests recorded by the budget since it was made.",
+        |figures, emit| emit(&[], Value::Counter(figures.deposits)),
+    ),
+    counter(
+        "portcullis_retry_budget_withdrawals",
+        "Retries taken from the budget since it was made.",
+        |figures, emit| emit(&[], Value::Counter(figures.withdrawals)),
+    ),
+    counter(
+        "portcullis_retry_budget_refused",
+        "Retries the budget refused for want of balance since it was made.",
+        |figures, emit| emit(&[], Value::Counter(figures.refused)),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

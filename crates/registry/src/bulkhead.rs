@@ -8,6 +8,7 @@ use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
 use portcullis_core::ConfigError;
 use portcullis_core::duration;
 
+use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
@@ -58,10 +59,43 @@ impl Instance for Bulkhead {
         self.in_flight() == 0 && self.queued() == 0
     }
 
+    fn families() -> &'static [Family<BulkheadSnapshot>] {
+        &FAMILIES
+    }
+
     fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }
+
+/// A bulkhead's metric families.
+static FAMILIES: [Family<BulkheadSnapshot>; 5] = [
+    gauge(
+        "portcullis_bulkhead_available_concurrent_calls",
+        "Free permits of the bulkhead.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.available))),
+    ),
+    gauge(
+        "portcullis_bulkhead_max_allowed_concurrent_calls",
+        "The configured number of concurrent calls of the bulkhead.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.max_concurrent_calls))),
+    ),
+    gauge(
+        "portcullis_bulkhead_in_flight",
+        "Calls holding a permit of the bulkhead.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.in_flight))),
+    ),
+    gauge(
+        "portcullis_bulkhead_queued",
+        "Calls waiting for a permit of the bulkhead.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.queued))),
+    ),
+    counter(
+        "portcullis_bulkhead_rejected_calls",
+        "Calls the bulkhead rejected since it was made.",
+        |figures, emit| emit(&[], Value::Counter(figures.rejected)),
+    ),
+];
 
 /// The first field that differs between `current` and `new`, with both
 /// values as written in a config file.

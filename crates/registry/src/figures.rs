@@ -1,6 +1,14 @@
-//! The registry's figures as metric families: one list, rendered as
-//! Prometheus text by `GET /metrics` and published to the `metrics` crate
-//! by the `metrics` feature, so both speak the same names.
+//! The registry's figures as metric families, declared once per kind and
+//! read by both backends: `GET /metrics` (through `prometheus-client`,
+//! [`PrometheusCollector`](crate::PrometheusCollector)) and the `metrics`
+//! crate's publisher, so both speak the same names.
+//!
+//! Each kind lists its families beside its [`Instance`] impl
+//! ([`Instance::families`]); a family is a name, a help text, a type and a
+//! function from an instance's snapshot to its series. The instance's own
+//! atomics are the metric: they are updated in place on the call path, and
+//! a scrape reads them through the snapshot, so no call pays for a second
+//! copy of its counts.
 //!
 //! Names follow Resilience4j's (`resilience4j_circuitbreaker_state` becomes
 //! `portcullis_circuitbreaker_state`, `resilience4j_bulkhead_available_concurrent_calls`
@@ -9,447 +17,185 @@
 //! `portcullis_ratelimiter_available_permissions`); retry budgets, which
 //! Resilience4j does not have, are `portcullis_retry_budget_*`. Every
 //! instance's series has the labels `name` and, for a keyed instance,
-//! `key`.
-//!
-//! A breaker's cumulative counters, which never reset (not even on a
-//! breaker's reset), are `portcullis_breaker_*_total`: calls by `outcome`
-//! (`success`, `failure`, `ignored`: every call is in exactly one, so their
-//! sum is every call; a slow call is counted again in
-//! `portcullis_breaker_slow_calls_total`), rejections, and transitions by
-//! `from` and `to` state. The transitions the breaker makes by itself
-//! (closed to open, open to half-open, half-open to open or closed) have a
-//! series from the start; a manual one gets its series once it happened.
-//!
-//! A rate limiter has no `waiting_threads` gauge: a call that waits for its
-//! slot holds no thread and no counter, only its reserved slot, which
-//! `available_permissions` already shows.
+//! `key`. Counters only go up: none is cleared by a reset.
 
-use portcullis_breaker::{BreakerCounters, State};
-use portcullis_core::percent;
+use std::fmt;
 
+use crate::kind::Instance;
 use crate::registry::Registry;
 
-/// Whether a family goes up and down or only up.
+/// A family's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MetricKind {
+    /// Goes up and down.
     Gauge,
+    /// Only goes up; its series are named with `_total`.
     Counter,
 }
 
-/// A metric's name, help and kind.
+/// A metric's name (without `_total`), help and type.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Meta {
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Meta {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
     pub(crate) kind: MetricKind,
 }
 
-/// A metric and its series.
-#[derive(Clone, Debug)]
-pub(crate) struct Family {
+/// A series' value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub enum Value {
+    /// A gauge's value.
+    Gauge(f64),
+    /// A counter's value.
+    Counter(u64),
+}
+
+/// Where a family's series of one instance go: the labels beyond `name`
+/// and `key`, and the value.
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub type Emit<'e> = dyn FnMut(&[(&'static str, &str)], Value) + 'e;
+
+/// A metric family of a kind: its metadata and its series for one
+/// instance's snapshot (none, for a figure the instance does not have yet).
+#[allow(unreachable_pub)] // named by the sealed `Instance` trait
+pub struct Family<S> {
     pub(crate) meta: Meta,
-    pub(crate) samples: Vec<Sample>,
+    pub(crate) samples: fn(&S, &mut Emit<'_>),
 }
 
-/// One series: its labels and its value now.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Sample {
-    pub(crate) labels: Vec<(&'static str, String)>,
-    pub(crate) value: f64,
-}
-
-const fn gauge(name: &'static str, help: &'static str) -> Meta {
-    Meta {
-        name,
-        help,
-        kind: MetricKind::Gauge,
+impl<S> fmt::Debug for Family<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.meta, f)
     }
 }
 
-const fn counter(name: &'static str, help: &'static str) -> Meta {
-    Meta {
-        name,
-        help,
-        kind: MetricKind::Counter,
+pub(crate) const fn gauge<S>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&S, &mut Emit<'_>),
+) -> Family<S> {
+    family(name, help, MetricKind::Gauge, samples)
+}
+
+pub(crate) const fn counter<S>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&S, &mut Emit<'_>),
+) -> Family<S> {
+    family(name, help, MetricKind::Counter, samples)
+}
+
+const fn family<S>(
+    name: &'static str,
+    help: &'static str,
+    kind: MetricKind,
+    samples: fn(&S, &mut Emit<'_>),
+) -> Family<S> {
+    Family {
+        meta: Meta { name, help, kind },
+        samples,
     }
 }
 
-pub(crate) const BREAKER_STATE: Meta = gauge(
-    "portcullis_circuitbreaker_state",
-    "1 for the state the circuit breaker is in, 0 for each other state.",
-);
-pub(crate) const BREAKER_BUFFERED: Meta = gauge(
-    "portcullis_circuitbreaker_buffered_calls",
-    "Calls in the circuit breaker's sliding window.",
-);
-pub(crate) const BREAKER_CALLS: Meta = gauge(
-    "portcullis_circuitbreaker_calls",
-    "Calls in the circuit breaker's sliding window, by outcome (successful or failed).",
-);
-pub(crate) const BREAKER_SLOW: Meta = gauge(
-    "portcullis_circuitbreaker_slow_calls",
-    "Slow calls in the circuit breaker's sliding window.",
-);
-pub(crate) const BREAKER_NOT_PERMITTED: Meta = counter(
-    "portcullis_circuitbreaker_not_permitted_calls_total",
-    "Calls the circuit breaker rejected since it was made or reset.",
-);
-pub(crate) const BREAKER_FAILURE_RATE: Meta = gauge(
-    "portcullis_circuitbreaker_failure_rate",
-    "Failure rate over the sliding window, in percent; -1 below the minimum number of calls.",
-);
-pub(crate) const BREAKER_SLOW_RATE: Meta = gauge(
-    "portcullis_circuitbreaker_slow_call_rate",
-    "Slow-call rate over the sliding window, in percent; -1 below the minimum number of calls.",
-);
-pub(crate) const BREAKER_CONSECUTIVE: Meta = gauge(
-    "portcullis_circuitbreaker_consecutive_failures",
-    "Failures in a row, now.",
-);
-pub(crate) const BREAKER_FAILURE_THRESHOLD: Meta = gauge(
-    "portcullis_circuitbreaker_failure_rate_threshold",
-    "The failure rate, in percent, at which the circuit breaker opens.",
-);
-pub(crate) const BREAKER_SLOW_THRESHOLD: Meta = gauge(
-    "portcullis_circuitbreaker_slow_call_rate_threshold",
-    "The slow-call rate, in percent, at which the circuit breaker opens.",
-);
-pub(crate) const BREAKER_CALLS_TOTAL: Meta = counter(
-    "portcullis_breaker_calls_total",
-    "Calls whose outcome the circuit breaker recorded or ignored since it was made, by outcome (success, failure or ignored).",
-);
-pub(crate) const BREAKER_SLOW_TOTAL: Meta = counter(
-    "portcullis_breaker_slow_calls_total",
-    "Recorded calls slower than the slow-call duration since the circuit breaker was made; each is also in portcullis_breaker_calls_total.",
-);
-pub(crate) const BREAKER_NOT_PERMITTED_TOTAL: Meta = counter(
-    "portcullis_breaker_not_permitted_total",
-    "Calls the circuit breaker rejected since it was made; a reset does not clear it.",
-);
-pub(crate) const BREAKER_TRANSITIONS_TOTAL: Meta = counter(
-    "portcullis_breaker_transitions_total",
-    "State transitions of the circuit breaker since it was made, by state left and state entered.",
-);
-pub(crate) const BULKHEAD_AVAILABLE: Meta = gauge(
-    "portcullis_bulkhead_available_concurrent_calls",
-    "Free permits of the bulkhead.",
-);
-pub(crate) const BULKHEAD_MAX: Meta = gauge(
-    "portcullis_bulkhead_max_allowed_concurrent_calls",
-    "The configured number of concurrent calls of the bulkhead.",
-);
-pub(crate) const BULKHEAD_IN_FLIGHT: Meta = gauge(
-    "portcullis_bulkhead_in_flight",
-    "Calls holding a permit of the bulkhead.",
-);
-pub(crate) const BULKHEAD_QUEUED: Meta = gauge(
-    "portcullis_bulkhead_queued",
-    "Calls waiting for a permit of the bulkhead.",
-);
-pub(crate) const BULKHEAD_REJECTED: Meta = counter(
-    "portcullis_bulkhead_rejected_calls_total",
-    "Calls the bulkhead rejected since it was made.",
-);
-pub(crate) const RATELIMITER_AVAILABLE: Meta = gauge(
-    "portcullis_ratelimiter_available_permissions",
-    "Calls the rate limiter would admit now, one after the other.",
-);
-pub(crate) const RATELIMITER_LIMIT: Meta = gauge(
-    "portcullis_ratelimiter_limit",
-    "Calls the rate limiter allows per period, on average.",
-);
-pub(crate) const RATELIMITER_PERIOD: Meta = gauge(
-    "portcullis_ratelimiter_period_seconds",
-    "The period the rate limiter's limit is counted over.",
-);
-pub(crate) const RATELIMITER_BURST: Meta = gauge(
-    "portcullis_ratelimiter_burst",
-    "The most calls the rate limiter admits at once.",
-);
-pub(crate) const RATELIMITER_REJECTED: Meta = counter(
-    "portcullis_ratelimiter_rejected_calls_total",
-    "Calls the rate limiter rejected since it was made.",
-);
-pub(crate) const BUDGET_AVAILABLE: Meta = gauge(
-    "portcullis_retry_budget_available_retries",
-    "Whole retries the budget's balance holds now.",
-);
-pub(crate) const BUDGET_RATIO: Meta = gauge(
-    "portcullis_retry_budget_ratio",
-    "Retries the budget allows per request.",
-);
-pub(crate) const BUDGET_DEPOSITS: Meta = counter(
-    "portcullis_retry_budget_deposits_total",
-    "Requests recorded by the budget since it was made.",
-);
-pub(crate) const BUDGET_WITHDRAWALS: Meta = counter(
-    "portcullis_retry_budget_withdrawals_total",
-    "Retries taken from the budget since it was made.",
-);
-pub(crate) const BUDGET_REFUSED: Meta = counter(
-    "portcullis_retry_budget_refused_total",
-    "Retries the budget refused for want of balance since it was made.",
-);
-pub(crate) const EVENT_SUBSCRIBERS: Meta = gauge(
-    "portcullis_registry_event_subscribers",
-    "Subscribers to the registry's events, including GET /events clients.",
-);
-pub(crate) const EVENT_DROPPED: Meta = counter(
-    "portcullis_registry_event_subscribers_dropped_total",
-    "Event subscribers dropped for falling behind.",
-);
-pub(crate) const EVENT_LAGGED: Meta = counter(
-    "portcullis_registry_events_lagged_total",
-    "Instance events the registry fell behind on and missed.",
-);
+/// The figures of one kind's instances at one moment, kind-erased.
+pub(crate) trait Taken {
+    /// The kind's families.
+    fn families(&self) -> Vec<Meta>;
+    /// The series of family `index` of every instance, sorted by name then
+    /// key, with the `name` and `key` labels first.
+    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value));
+}
 
-/// Every family, in the order they are rendered.
-pub(crate) const ALL: [Meta; 32] = [
-    BREAKER_STATE,
-    BREAKER_BUFFERED,
-    BREAKER_CALLS,
-    BREAKER_SLOW,
-    BREAKER_NOT_PERMITTED,
-    BREAKER_FAILURE_RATE,
-    BREAKER_SLOW_RATE,
-    BREAKER_CONSECUTIVE,
-    BREAKER_FAILURE_THRESHOLD,
-    BREAKER_SLOW_THRESHOLD,
-    BREAKER_CALLS_TOTAL,
-    BREAKER_SLOW_TOTAL,
-    BREAKER_NOT_PERMITTED_TOTAL,
-    BREAKER_TRANSITIONS_TOTAL,
-    BULKHEAD_AVAILABLE,
-    BULKHEAD_MAX,
-    BULKHEAD_IN_FLIGHT,
-    BULKHEAD_QUEUED,
-    BULKHEAD_REJECTED,
-    RATELIMITER_AVAILABLE,
-    RATELIMITER_LIMIT,
-    RATELIMITER_PERIOD,
-    RATELIMITER_BURST,
-    RATELIMITER_REJECTED,
-    BUDGET_AVAILABLE,
-    BUDGET_RATIO,
-    BUDGET_DEPOSITS,
-    BUDGET_WITHDRAWALS,
-    BUDGET_REFUSED,
-    EVENT_SUBSCRIBERS,
-    EVENT_DROPPED,
-    EVENT_LAGGED,
-];
+/// A series' labels: `name` (and `key`), then the family's own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Labels<'a> {
+    pub(crate) instance: &'a [(&'static str, &'a str)],
+    pub(crate) extra: &'a [(&'static str, &'a str)],
+}
 
-/// Every state, with its label value.
-pub(crate) const STATES: [(State, &str); 6] = [
-    (State::Closed, "closed"),
-    (State::Open, "open"),
-    (State::HalfOpen, "half_open"),
-    (State::Disabled, "disabled"),
-    (State::ForcedOpen, "forced_open"),
-    (State::MetricsOnly, "metrics_only"),
-];
+impl Labels<'_> {
+    /// Every label, `name` and `key` first.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        self.instance.iter().chain(self.extra).copied()
+    }
+}
 
-/// The registry's figures now.
-pub(crate) fn collect(registry: &Registry) -> Vec<Family> {
-    let mut families: Vec<Family> = ALL
-        .iter()
-        .map(|&meta| Family {
-            meta,
-            samples: Vec::new(),
-        })
-        .collect();
-    let mut push = |meta: Meta, labels: Vec<(&'static str, String)>, value: f64| {
-        let family = families
-            .iter_mut()
-            .find(|family| family.meta.name == meta.name)
-            .expect("every family is listed");
-        family.samples.push(Sample { labels, value });
-    };
-    for keyed in registry.breakers().list() {
-        let figures = &keyed.snapshot;
-        let mut labels = vec![("name", figures.name.clone())];
-        if let Some(key) = &keyed.key {
-            labels.push(("key", key.clone()));
-        }
-        let with = |extra: (&'static str, &str)| {
-            let mut labels = labels.clone();
-            labels.push((extra.0, extra.1.to_owned()));
-            labels
-        };
-        for (state, label) in STATES {
-            push(
-                BREAKER_STATE,
-                with(("state", label)),
-                f64::from(u8::from(figures.state == state)),
-            );
-        }
-        push(
-            BREAKER_BUFFERED,
-            labels.clone(),
-            figures.buffered_calls as f64,
-        );
-        push(
-            BREAKER_CALLS,
-            with(("kind", "successful")),
-            figures.buffered_calls.saturating_sub(figures.failed_calls) as f64,
-        );
-        push(
-            BREAKER_CALLS,
-            with(("kind", "failed")),
-            figures.failed_calls as f64,
-        );
-        push(BREAKER_SLOW, labels.clone(), figures.slow_calls as f64);
-        push(
-            BREAKER_NOT_PERMITTED,
-            labels.clone(),
-            figures.not_permitted_calls as f64,
-        );
-        push(
-            BREAKER_FAILURE_RATE,
-            labels.clone(),
-            figures.failure_rate.map_or(-1.0, percent::round),
-        );
-        push(
-            BREAKER_SLOW_RATE,
-            labels.clone(),
-            figures.slow_call_rate.map_or(-1.0, percent::round),
-        );
-        push(
-            BREAKER_CONSECUTIVE,
-            labels.clone(),
-            f64::from(figures.consecutive_failures),
-        );
-        push(
-            BREAKER_FAILURE_THRESHOLD,
-            labels.clone(),
-            figures.failure_rate_threshold,
-        );
-        push(
-            BREAKER_SLOW_THRESHOLD,
-            labels.clone(),
-            figures.slow_call_rate_threshold,
-        );
-        let counters = &figures.counters;
-        for (outcome, value) in [
-            ("success", counters.successful_calls),
-            ("failure", counters.failed_calls),
-            ("ignored", counters.ignored_calls),
-        ] {
-            push(
-                BREAKER_CALLS_TOTAL,
-                with(("outcome", outcome)),
-                value as f64,
-            );
-        }
-        push(
-            BREAKER_SLOW_TOTAL,
-            labels.clone(),
-            counters.slow_calls as f64,
-        );
-        push(
-            BREAKER_NOT_PERMITTED_TOTAL,
-            labels.clone(),
-            counters.not_permitted_calls as f64,
-        );
-        for (from, to, count) in transitions(counters) {
-            let mut labels = labels.clone();
-            labels.push(("from", from.to_owned()));
-            labels.push(("to", to.to_owned()));
-            push(BREAKER_TRANSITIONS_TOTAL, labels, count as f64);
+/// Snapshots of every instance of kind `K`, with their names and keys.
+pub(crate) struct TakenOf<K: Instance> {
+    pub(crate) entries: Vec<(String, Option<String>, K::Snapshot)>,
+}
+
+impl<K: Instance> Taken for TakenOf<K> {
+    fn families(&self) -> Vec<Meta> {
+        K::families().iter().map(|family| family.meta).collect()
+    }
+
+    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value)) {
+        let family = &K::families()[index];
+        for (name, key, snapshot) in &self.entries {
+            let with_key;
+            let instance: &[(&'static str, &str)] = match key {
+                Some(key) => {
+                    with_key = [("name", name.as_str()), ("key", key.as_str())];
+                    &with_key
+                }
+                None => &[("name", name.as_str())][..],
+            };
+            (family.samples)(snapshot, &mut |extra, value| {
+                emit(&Labels { instance, extra }, value);
+            });
         }
     }
-    for keyed in registry.bulkheads().list() {
-        let figures = &keyed.snapshot;
-        let mut labels = vec![("name", figures.name.clone())];
-        if let Some(key) = &keyed.key {
-            labels.push(("key", key.clone()));
+}
+
+/// The registry's own families.
+pub(crate) const EVENT_SUBSCRIBERS: Meta = Meta {
+    name: "portcullis_registry_event_subscribers",
+    help: "Subscribers to the registry's events, including GET /events clients.",
+    kind: MetricKind::Gauge,
+};
+pub(crate) const EVENT_DROPPED: Meta = Meta {
+    name: "portcullis_registry_event_subscribers_dropped",
+    help: "Event subscribers dropped for falling behind.",
+    kind: MetricKind::Counter,
+};
+
+/// The series of one family: call it with what to do with each.
+pub(crate) type Series<'a> = dyn Fn(&mut dyn FnMut(&Labels<'_>, Value)) + 'a;
+
+/// Reads every family of `registry`, kind by kind: `each` is called once
+/// per family with its metadata and its series, which it reads by calling
+/// them.
+pub(crate) fn visit(
+    registry: &Registry,
+    mut each: impl FnMut(&Meta, &Series<'_>) -> fmt::Result,
+) -> fmt::Result {
+    for store in registry.stores().all() {
+        let taken = store.take();
+        for (index, meta) in taken.families().iter().enumerate() {
+            each(meta, &|sample| taken.samples(index, sample))?;
         }
-        push(
-            BULKHEAD_AVAILABLE,
-            labels.clone(),
-            f64::from(figures.available),
-        );
-        push(
-            BULKHEAD_MAX,
-            labels.clone(),
-            f64::from(figures.max_concurrent_calls),
-        );
-        push(
-            BULKHEAD_IN_FLIGHT,
-            labels.clone(),
-            f64::from(figures.in_flight),
-        );
-        push(BULKHEAD_QUEUED, labels.clone(), f64::from(figures.queued));
-        push(BULKHEAD_REJECTED, labels, figures.rejected as f64);
-    }
-    for keyed in registry.rate_limiters().list() {
-        let figures = &keyed.snapshot;
-        let labels = labels_of(&figures.name, keyed.key.as_deref());
-        push(
-            RATELIMITER_AVAILABLE,
-            labels.clone(),
-            figures.available as f64,
-        );
-        push(RATELIMITER_LIMIT, labels.clone(), f64::from(figures.limit));
-        push(
-            RATELIMITER_PERIOD,
-            labels.clone(),
-            figures.period.as_secs_f64(),
-        );
-        push(RATELIMITER_BURST, labels.clone(), f64::from(figures.burst));
-        push(RATELIMITER_REJECTED, labels, figures.rejected as f64);
-    }
-    for keyed in registry.budgets().list() {
-        let figures = &keyed.snapshot;
-        let labels = labels_of(&figures.name, keyed.key.as_deref());
-        push(BUDGET_AVAILABLE, labels.clone(), figures.available as f64);
-        push(BUDGET_RATIO, labels.clone(), figures.ratio);
-        push(BUDGET_DEPOSITS, labels.clone(), figures.deposits as f64);
-        push(
-            BUDGET_WITHDRAWALS,
-            labels.clone(),
-            figures.withdrawals as f64,
-        );
-        push(BUDGET_REFUSED, labels, figures.refused as f64);
     }
     let stats = registry.event_stats();
-    push(EVENT_SUBSCRIBERS, Vec::new(), stats.subscribers as f64);
-    push(EVENT_DROPPED, Vec::new(), stats.dropped as f64);
-    push(EVENT_LAGGED, Vec::new(), stats.lagged as f64);
-    families
-}
-
-/// The transitions a breaker makes by itself.
-const AUTOMATIC: [(State, State); 4] = [
-    (State::Closed, State::Open),
-    (State::Open, State::HalfOpen),
-    (State::HalfOpen, State::Open),
-    (State::HalfOpen, State::Closed),
-];
-
-/// The transition series of a breaker, with their state labels: the
-/// automatic ones always, the others once they happened.
-fn transitions(
-    counters: &BreakerCounters,
-) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
-    let label = |state: State| {
-        STATES
-            .iter()
-            .find(|(s, _)| *s == state)
-            .map(|(_, label)| *label)
-            .expect("every state has a label")
+    let none = Labels {
+        instance: &[],
+        extra: &[],
     };
-    counters
-        .all_transitions()
-        .filter(|&(from, to, count)| count > 0 || AUTOMATIC.contains(&(from, to)))
-        .map(move |(from, to, count)| (label(from), label(to), count))
+    each(&EVENT_SUBSCRIBERS, &|sample| {
+        sample(&none, Value::Gauge(stats.subscribers as f64));
+    })?;
+    each(&EVENT_DROPPED, &|sample| {
+        sample(&none, Value::Counter(stats.dropped));
+    })
 }
 
-/// The labels of an instance's series: `name`, and `key` for a keyed one.
-fn labels_of(name: &str, key: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut labels = vec![("name", name.to_owned())];
-    if let Some(key) = key {
-        labels.push(("key", key.to_owned()));
+/// A rate (0 to 1 or a percentage) as its series, absent when the
+/// instance has too few calls to tell.
+pub(crate) fn optional(value: Option<f64>, emit: &mut Emit<'_>) {
+    if let Some(value) = value {
+        emit(&[], Value::Gauge(value));
     }
-    labels
 }

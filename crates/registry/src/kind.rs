@@ -12,6 +12,7 @@ use portcullis_core::ConfigError;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
+use crate::figures::Family;
 use crate::hub::Hub;
 use crate::store::{Store, Stores};
 
@@ -112,6 +113,10 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     /// it holds no state worth keeping.
     #[doc(hidden)]
     fn evictable(&self) -> bool;
+
+    /// The metric families of this kind, in the order they are rendered.
+    #[doc(hidden)]
+    fn families() -> &'static [Family<Self::Snapshot>];
 
     /// Attaches a hook that pushes the instance's events, if it has any,
     /// to `hub` as `source`, until the returned attachment is dropped.

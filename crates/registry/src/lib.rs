@@ -188,6 +188,7 @@ pub use instances::Instances;
 pub use kind::{Instance, InstanceKind};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsPublisher;
+pub use prometheus::PrometheusCollector;
 pub use registry::{EventStats, Registry, RegistryBuilder};
 pub use service::{RegistryService, RegistryServiceBuilder};
 pub use snapshot::{Keyed, RegistrySnapshot};

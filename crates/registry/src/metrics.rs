@@ -1,24 +1,24 @@
 //! Publishing the registry's figures to the `metrics` crate (feature
 //! `metrics`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
 use metrics::Label;
 
-use crate::figures::{self, MetricKind};
+use crate::figures::{self, Labels, MetricKind, Value};
 use crate::registry::Registry;
 
 /// Publishes a registry's figures to the `metrics` crate's recorder: the
-/// same names and labels as `GET /metrics`
+/// same families, names and labels as `GET /metrics`
 /// (`portcullis_circuitbreaker_state{name,state}`, one gauge per state that
 /// reads 1 for the state the breaker is in and 0 for the others,
-/// `portcullis_circuitbreaker_calls{name,kind}`,
-/// `portcullis_circuitbreaker_not_permitted_calls_total`,
+/// `portcullis_circuitbreaker_buffered_calls{name,kind}`,
 /// `portcullis_circuitbreaker_failure_rate`, ...,
-/// `portcullis_breaker_calls_total{name,outcome}`,
-/// `portcullis_breaker_transitions_total{name,from,to}`, ...,
+/// `portcullis_circuitbreaker_calls_total{name,outcome}`,
+/// `portcullis_circuitbreaker_not_permitted_calls_total`,
+/// `portcullis_circuitbreaker_transitions_total{name,from,to}`, ...,
 /// `portcullis_bulkhead_available_concurrent_calls{name}`,
 /// `portcullis_bulkhead_in_flight{name}`, ...,
 /// `portcullis_ratelimiter_available_permissions{name}`,
@@ -28,9 +28,11 @@ use crate::registry::Registry;
 ///
 /// Figures are read when [`publish`](Self::publish) is called: call it
 /// before each scrape, or let [`run`](Self::run) call it periodically.
-/// Counters only go up: a breaker's rejections counted since a reset are
-/// added to what was published before it. The gauges of an instance that
-/// left the registry are set to 0 once.
+/// Counters are set to the instance's own count
+/// ([`absolute`](metrics::Counter::absolute)), which only goes up. The
+/// gauges of an instance that left the registry are set to 0 once.
+/// Histograms are not published: the `metrics` crate records single
+/// observations, not bucket counts; `GET /metrics` serves them.
 ///
 /// ```
 /// use portcullis_registry::{MetricsPublisher, Registry};
@@ -44,8 +46,6 @@ use crate::registry::Registry;
 /// ```
 pub struct MetricsPublisher {
     registry: Registry,
-    /// The last value published of each counter series.
-    counters: HashMap<Series, f64>,
     /// The gauge series published last time.
     gauges: HashSet<Series>,
 }
@@ -60,15 +60,15 @@ impl MetricsPublisher {
     /// A publisher of `registry`'s figures; describes every metric to the
     /// installed recorder.
     pub fn new(registry: Registry) -> Self {
-        for meta in figures::ALL {
+        let _ = figures::visit(&registry, |meta, _| {
             match meta.kind {
                 MetricKind::Gauge => metrics::describe_gauge!(meta.name, meta.help),
-                MetricKind::Counter => metrics::describe_counter!(meta.name, meta.help),
+                MetricKind::Counter => metrics::describe_counter!(total(meta.name), meta.help),
             }
-        }
+            Ok(())
+        });
         Self {
             registry,
-            counters: HashMap::new(),
             gauges: HashSet::new(),
         }
     }
@@ -76,37 +76,28 @@ impl MetricsPublisher {
     /// Publishes the figures now.
     pub fn publish(&mut self) {
         let mut gauges = HashSet::new();
-        for family in figures::collect(&self.registry) {
-            let name = family.meta.name;
-            for sample in family.samples {
-                let series = Series {
-                    name,
-                    labels: sample.labels,
-                };
-                let labels = labels(&series);
-                match family.meta.kind {
-                    MetricKind::Gauge => {
-                        metrics::gauge!(name, labels).set(sample.value);
-                        gauges.insert(series);
-                    }
-                    MetricKind::Counter => {
-                        let last = self.counters.insert(series, sample.value).unwrap_or(0.0);
-                        // A value below the last one means the count was
-                        // reset: all of it is new.
-                        let delta = if sample.value >= last {
-                            sample.value - last
-                        } else {
-                            sample.value
-                        };
-                        if delta > 0.0 {
-                            metrics::counter!(name, labels).increment(delta as u64);
-                        }
-                    }
+        let _ = figures::visit(&self.registry, |meta, series| {
+            series(&mut |labels, value| match value {
+                Value::Gauge(value) => {
+                    metrics::gauge!(meta.name, to_labels(labels)).set(value);
+                    gauges.insert(Series {
+                        name: meta.name,
+                        labels: labels.iter().map(|(k, v)| (k, v.to_owned())).collect(),
+                    });
                 }
-            }
-        }
+                Value::Counter(value) => {
+                    metrics::counter!(total(meta.name), to_labels(labels)).absolute(value);
+                }
+            });
+            Ok(())
+        });
         for gone in self.gauges.difference(&gauges) {
-            metrics::gauge!(gone.name, labels(gone)).set(0.0);
+            let labels: Vec<Label> = gone
+                .labels
+                .iter()
+                .map(|(key, value)| Label::new(*key, value.clone()))
+                .collect();
+            metrics::gauge!(gone.name, labels).set(0.0);
         }
         self.gauges = gauges;
     }
@@ -122,11 +113,15 @@ impl MetricsPublisher {
     }
 }
 
-fn labels(series: &Series) -> Vec<Label> {
-    series
-        .labels
+/// A counter's series name: its family's, with `_total`.
+fn total(name: &'static str) -> String {
+    format!("{name}_total")
+}
+
+fn to_labels(labels: &Labels<'_>) -> Vec<Label> {
+    labels
         .iter()
-        .map(|(key, value)| Label::new(*key, value.clone()))
+        .map(|(key, value)| Label::new(key, value.to_owned()))
         .collect()
 }
 
@@ -135,7 +130,6 @@ impl fmt::Debug for MetricsPublisher {
         f.debug_struct("MetricsPublisher")
             .field("registry", &self.registry)
             .field("gauges", &self.gauges.len())
-            .field("counters", &self.counters.len())
             .finish()
     }
 }

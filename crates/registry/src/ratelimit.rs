@@ -9,6 +9,7 @@
 use portcullis_core::ConfigError;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 
+use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
@@ -54,10 +55,45 @@ impl Instance for RateLimiter {
         self.remaining() >= u64::from(self.config().burst())
     }
 
+    fn families() -> &'static [Family<RateLimiterSnapshot>] {
+        &FAMILIES
+    }
+
     fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }
+
+/// A rate limiter's metric families. There is no `waiting_threads` gauge:
+/// a call that waits for its slot holds no thread and no counter, only its
+/// reserved slot, which `available_permissions` already shows.
+static FAMILIES: [Family<RateLimiterSnapshot>; 5] = [
+    gauge(
+        "portcullis_ratelimiter_available_permissions",
+        "Calls the rate limiter would admit now, one after the other.",
+        |figures, emit| emit(&[], Value::Gauge(figures.available as f64)),
+    ),
+    gauge(
+        "portcullis_ratelimiter_limit",
+        "Calls the rate limiter allows per period, on average.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.limit))),
+    ),
+    gauge(
+        "portcullis_ratelimiter_period_seconds",
+        "The period the rate limiter's limit is counted over.",
+        |figures, emit| emit(&[], Value::Gauge(figures.period.as_secs_f64())),
+    ),
+    gauge(
+        "portcullis_ratelimiter_burst",
+        "The most calls the rate limiter admits at once.",
+        |figures, emit| emit(&[], Value::Gauge(f64::from(figures.burst))),
+    ),
+    counter(
+        "portcullis_ratelimiter_rejected_calls",
+        "Calls the rate limiter rejected since it was made.",
+        |figures, emit| emit(&[], Value::Counter(figures.rejected)),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

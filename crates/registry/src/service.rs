@@ -23,12 +23,13 @@ use subtle::ConstantTimeEq;
 
 use crate::body::ResponseBody;
 use crate::clock::check_duration;
+use crate::dashboard;
 use crate::future::ResponseFuture;
 use crate::hub::{SlotGuard, Slots};
 use crate::kind::InstanceKind;
+use crate::prometheus::Exposition;
 use crate::registry::Registry;
 use crate::snapshot::Keyed;
-use crate::{dashboard, figures, prometheus};
 
 /// The registry as a `tower::Service` of HTTP requests, with `Error =
 /// Infallible`: every problem is an HTTP response.
@@ -112,6 +113,7 @@ struct Inner {
     events_keep_alive: Option<Duration>,
     events_max_age: Option<Duration>,
     streams: Arc<Slots>,
+    metrics: Exposition,
 }
 
 /// The body of `POST /breakers/{name}/state`.
@@ -255,11 +257,8 @@ impl RegistryService {
             ["health", "live"] if get => json_response(StatusCode::OK, &json!({"status": "UP"})),
             ["health", "ready"] if get => inner.ready(),
             ["metrics"] if get => {
-                let text = prometheus::render(&figures::collect(&inner.registry));
-                with_type(
-                    Response::new(ResponseBody::full(text)),
-                    prometheus::CONTENT_TYPE,
-                )
+                let (text, content_type) = inner.metrics.render(request.headers());
+                with_type(Response::new(ResponseBody::full(text)), content_type)
             }
             ["events"] if get => inner.events(request.headers()),
             ["events", "recent"] if get => json_response(
@@ -638,6 +637,7 @@ impl RegistryServiceBuilder {
         }
         Ok(RegistryService {
             inner: Arc::new(Inner {
+                metrics: Exposition::new(&self.registry),
                 registry: self.registry,
                 token: self
                     .token

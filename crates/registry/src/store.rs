@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DEFAULT, Overrides};
 use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::EventKind;
+use crate::figures::{Taken, TakenOf};
 use crate::hub::Hub;
 use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::snapshot::Keyed;
@@ -108,6 +109,8 @@ pub(crate) trait AnyStore: Send + Sync {
     fn one_json(&self, name: &str, key: Option<&str>) -> Option<serde_json::Value>;
     /// How many instances it keeps.
     fn len(&self) -> usize;
+    /// Every instance's figures now, for the metric families.
+    fn take(&self) -> Box<dyn Taken + '_>;
 }
 
 impl<K: Instance> AnyStore for Store<K> {
@@ -127,6 +130,12 @@ impl<K: Instance> AnyStore for Store<K> {
 
     fn len(&self) -> usize {
         Store::len(self)
+    }
+
+    fn take(&self) -> Box<dyn Taken + '_> {
+        Box::new(TakenOf::<K> {
+            entries: self.named(|_| true),
+        })
     }
 }
 
@@ -485,6 +494,15 @@ impl<K: Instance> Store<K> {
     }
 
     fn collect(&self, wanted: impl Fn(&str) -> bool) -> Vec<Keyed<K::Snapshot>> {
+        self.named(wanted)
+            .into_iter()
+            .map(|(_, key, snapshot)| Keyed::new(key, snapshot))
+            .collect()
+    }
+
+    /// The figures of the instances whose name is `wanted`, with their
+    /// names and keys, sorted by name then key.
+    fn named(&self, wanted: impl Fn(&str) -> bool) -> Vec<(String, Option<String>, K::Snapshot)> {
         let inner = self.read();
         let mut names: Vec<_> = inner
             .instances
@@ -493,19 +511,23 @@ impl<K: Instance> Store<K> {
             .collect();
         names.sort_by(|a, b| a.0.cmp(b.0));
         let mut all = Vec::new();
-        for (_, named) in names {
+        for (name, named) in names {
+            let name = name.to_string();
             if let Some(slot) = &named.plain {
-                all.push(Keyed::new(None, slot.instance.snapshot()));
+                all.push((name.clone(), None, slot.instance.snapshot()));
             }
             let mut keyed: Vec<_> = named.keyed.iter().collect();
             keyed.sort_by(|a, b| a.0.cmp(b.0));
-            all.extend(
-                keyed
-                    .into_iter()
-                    .map(|(key, slot)| Keyed::new(Some(key.to_string()), slot.instance.snapshot())),
-            );
+            all.extend(keyed.into_iter().map(|(key, slot)| {
+                (
+                    name.clone(),
+                    Some(key.to_string()),
+                    slot.instance.snapshot(),
+                )
+            }));
             if let Some(slot) = &named.overflow {
-                all.push(Keyed::new(
+                all.push((
+                    name,
                     Some(OVERFLOW_KEY.to_owned()),
                     slot.instance.snapshot(),
                 ));
