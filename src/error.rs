@@ -1,129 +1,14 @@
 //! What an error out of a Portcullis stack means to the caller:
-//! [`ErrorKind`]; and every error of a configuration at once:
-//! [`ConfigErrors`].
+//! [`ErrorKind`] (from `portcullis-core`, where the one rejection table
+//! lives); and every error of a configuration at once: [`ConfigErrors`].
 
 use std::collections::HashSet;
 use std::error::Error;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
-use portcullis_core::{BreakerOpen, BulkheadFull, ConfigError, Elapsed, RateLimited, Rejection};
-
-/// What an error out of a stack means: which Portcullis layer turned the
-/// call away, or that the callee failed.
-///
-/// [`ErrorKind::of`] finds it from the first Portcullis rejection in the
-/// error's `source()` chain, the error itself included, as
-/// [`find_rejection`](portcullis_core::find_rejection) does. So a rejection
-/// wrapped in an error of your own, or the last error of a retry that gave
-/// up (`RetriesExhausted`, whose `source()` is that error), is recognised.
-/// Any other error is [`Upstream`](Self::Upstream).
-///
-/// ```
-/// use std::time::Duration;
-/// use portcullis::ErrorKind;
-/// use portcullis::core::{BoxError, BreakerOpen, Elapsed};
-///
-/// let open: BoxError = BreakerOpen::new("payments", Some(Duration::from_secs(3))).into();
-/// let kind = ErrorKind::of(open.as_ref());
-/// assert_eq!(kind, ErrorKind::BreakerOpen { retry_after: Some(Duration::from_secs(3)) });
-/// assert_eq!(kind.as_str(), "breaker-open");
-///
-/// let timeout: BoxError = Elapsed::new(Duration::from_secs(1)).into();
-/// assert_eq!(ErrorKind::of(timeout.as_ref()), ErrorKind::Timeout);
-///
-/// let reset = std::io::Error::other("connection reset");
-/// assert_eq!(ErrorKind::of(&reset), ErrorKind::Upstream);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// A circuit breaker is open ([`BreakerOpen`]).
-    BreakerOpen {
-        /// When the breaker lets a probe through, if it will by itself.
-        retry_after: Option<Duration>,
-    },
-    /// A bulkhead had no permit ([`BulkheadFull`]).
-    BulkheadFull {
-        /// When to try again, if the rejection says.
-        retry_after: Option<Duration>,
-    },
-    /// A rate limit is exhausted ([`RateLimited`]).
-    RateLimited {
-        /// When the limiter has capacity for the call again, if known.
-        retry_after: Option<Duration>,
-    },
-    /// The call took longer than its timeout ([`Elapsed`]).
-    Timeout,
-    /// The callee failed: any error that is no Portcullis rejection.
-    Upstream,
-}
-
-impl ErrorKind {
-    /// The kind of `error`, from the first Portcullis rejection in its
-    /// `source()` chain; [`Upstream`](Self::Upstream) if there is none.
-    pub fn of(error: &(dyn Error + 'static)) -> Self {
-        let mut next = Some(error);
-        while let Some(error) = next {
-            if let Some(kind) = Self::of_one(error) {
-                return kind;
-            }
-            next = error.source();
-        }
-        Self::Upstream
-    }
-
-    fn of_one(error: &(dyn Error + 'static)) -> Option<Self> {
-        if let Some(open) = error.downcast_ref::<BreakerOpen>() {
-            return Some(Self::BreakerOpen {
-                retry_after: Rejection::retry_after(open),
-            });
-        }
-        if let Some(full) = error.downcast_ref::<BulkheadFull>() {
-            return Some(Self::BulkheadFull {
-                retry_after: Rejection::retry_after(full),
-            });
-        }
-        if let Some(limited) = error.downcast_ref::<RateLimited>() {
-            return Some(Self::RateLimited {
-                retry_after: Rejection::retry_after(limited),
-            });
-        }
-        error.downcast_ref::<Elapsed>().map(|_| Self::Timeout)
-    }
-
-    /// A short machine-readable name: `breaker-open`, `bulkhead-full`,
-    /// `rate-limited`, `timeout` or `upstream`.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Self::BreakerOpen { .. } => "breaker-open",
-            Self::BulkheadFull { .. } => "bulkhead-full",
-            Self::RateLimited { .. } => "rate-limited",
-            Self::Timeout => "timeout",
-            Self::Upstream => "upstream",
-        }
-    }
-
-    /// When trying again may succeed, if the rejection says.
-    pub const fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::BreakerOpen { retry_after }
-            | Self::BulkheadFull { retry_after }
-            | Self::RateLimited { retry_after } => *retry_after,
-            Self::Timeout | Self::Upstream => None,
-        }
-    }
-
-    /// Whether the call was turned away before it reached the callee (a
-    /// breaker, bulkhead or rate limit rejection).
-    pub const fn never_sent(&self) -> bool {
-        matches!(
-            self,
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } | Self::RateLimited { .. }
-        )
-    }
-}
+use portcullis_core::ConfigError;
+pub use portcullis_core::ErrorKind;
 
 /// Every error of a configuration, each naming its field by its full path
 /// (`profiles.payments.breaker.failure_rate_threshold`), in the order they
@@ -294,27 +179,7 @@ impl Error for ConfigErrors {}
 
 #[cfg(test)]
 mod tests {
-    use std::fmt;
-
-    use portcullis_core::BoxError;
-
     use super::*;
-
-    /// An error of the application's that wraps another.
-    #[derive(Debug)]
-    struct Wrapped(BoxError);
-
-    impl fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("wrapped")
-        }
-    }
-
-    impl Error for Wrapped {
-        fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(self.0.as_ref())
-        }
-    }
 
     #[test]
     fn a_flood_of_errors_is_capped_and_counted_once_each() {
@@ -368,66 +233,5 @@ mod tests {
             message.ends_with("routes.search.profile: no profile named 'fast'\nprofiles.slow.timeout.timeout: must be in [1ms, 1d], got 0s"),
             "{message}"
         );
-    }
-
-    #[test]
-    fn each_rejection_has_its_kind() {
-        let secs = |s| Some(Duration::from_secs(s));
-        let cases: [(BoxError, ErrorKind); 5] = [
-            (
-                BreakerOpen::new("b", secs(2)).into(),
-                ErrorKind::BreakerOpen {
-                    retry_after: secs(2),
-                },
-            ),
-            (
-                BulkheadFull::new("b").into(),
-                ErrorKind::BulkheadFull { retry_after: None },
-            ),
-            (
-                RateLimited::new("r", secs(1)).into(),
-                ErrorKind::RateLimited {
-                    retry_after: secs(1),
-                },
-            ),
-            (
-                Elapsed::new(Duration::from_millis(1)).into(),
-                ErrorKind::Timeout,
-            ),
-            (std::io::Error::other("x").into(), ErrorKind::Upstream),
-        ];
-        for (error, kind) in cases {
-            assert_eq!(ErrorKind::of(error.as_ref()), kind, "{error}");
-        }
-    }
-
-    #[test]
-    fn a_rejection_is_found_deep_in_the_chain() {
-        let deep = Wrapped(Wrapped(RateLimited::new("api", None).into()).into());
-        assert_eq!(
-            ErrorKind::of(&deep),
-            ErrorKind::RateLimited { retry_after: None }
-        );
-        let outer = Wrapped(Elapsed::new(Duration::from_secs(1)).into());
-        assert_eq!(ErrorKind::of(&outer), ErrorKind::Timeout);
-    }
-
-    #[test]
-    fn names_and_never_sent() {
-        let open = ErrorKind::BreakerOpen { retry_after: None };
-        assert_eq!(open.as_str(), "breaker-open");
-        assert!(open.never_sent());
-        assert_eq!(
-            ErrorKind::BulkheadFull { retry_after: None }.as_str(),
-            "bulkhead-full"
-        );
-        assert_eq!(
-            ErrorKind::RateLimited { retry_after: None }.as_str(),
-            "rate-limited"
-        );
-        assert_eq!(ErrorKind::Timeout.as_str(), "timeout");
-        assert!(!ErrorKind::Timeout.never_sent());
-        assert_eq!(ErrorKind::Upstream.as_str(), "upstream");
-        assert!(!ErrorKind::Upstream.never_sent());
     }
 }

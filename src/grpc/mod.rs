@@ -136,7 +136,7 @@ fn status_of(error: &(dyn Error + 'static)) -> Status {
         _ => {
             let message =
                 find_rejection(error).map_or_else(|| error.to_string(), |r| r.to_string());
-            Status::new(kind.grpc_code(), message)
+            Status::new(code(&kind), message)
         }
     };
     let metadata = status.metadata_mut();
@@ -168,25 +168,19 @@ fn upstream_code(error: &(dyn Error + 'static)) -> Code {
     Code::Unknown
 }
 
-impl ErrorKind {
-    /// The gRPC code for this kind (feature `grpc`): `UNAVAILABLE` for an
-    /// open breaker or a full bulkhead, `RESOURCE_EXHAUSTED` for a rate
-    /// limit, `DEADLINE_EXCEEDED` for a timeout, and `UNKNOWN` for an
-    /// upstream error ([`to_status`] looks closer at those).
-    ///
-    /// ```
-    /// use portcullis::ErrorKind;
-    ///
-    /// assert_eq!(ErrorKind::Timeout.grpc_code(), tonic::Code::DeadlineExceeded);
-    /// ```
-    pub const fn grpc_code(&self) -> Code {
-        match self {
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } => Code::Unavailable,
-            Self::RateLimited { .. } => Code::ResourceExhausted,
-            Self::Timeout => Code::DeadlineExceeded,
-            Self::Upstream => Code::Unknown,
-        }
-    }
+/// The gRPC code for `kind` (feature `grpc`), from the one table in
+/// [`ErrorKind`]: `UNAVAILABLE` for an open breaker or a full bulkhead,
+/// `RESOURCE_EXHAUSTED` for a rate limit, `DEADLINE_EXCEEDED` for a
+/// timeout, and `UNKNOWN` for an upstream error ([`to_status`] looks closer
+/// at those).
+///
+/// ```
+/// use portcullis::ErrorKind;
+///
+/// assert_eq!(portcullis::grpc::code(&ErrorKind::Timeout), tonic::Code::DeadlineExceeded);
+/// ```
+pub fn code(kind: &ErrorKind) -> Code {
+    Code::from(kind.grpc_code())
 }
 
 fn ceil_millis(duration: Duration) -> u64 {
@@ -212,17 +206,18 @@ mod tests {
     fn codes() {
         let none = None;
         assert_eq!(
-            ErrorKind::BreakerOpen { retry_after: none }.grpc_code(),
+            code(&ErrorKind::BreakerOpen { retry_after: none }),
             Code::Unavailable
         );
         assert_eq!(
-            ErrorKind::BulkheadFull { retry_after: none }.grpc_code(),
+            code(&ErrorKind::BulkheadFull { retry_after: none }),
             Code::Unavailable
         );
         assert_eq!(
-            ErrorKind::RateLimited { retry_after: none }.grpc_code(),
+            code(&ErrorKind::RateLimited { retry_after: none }),
             Code::ResourceExhausted
         );
-        assert_eq!(ErrorKind::Upstream.grpc_code(), Code::Unknown);
+        assert_eq!(code(&ErrorKind::Timeout), Code::DeadlineExceeded);
+        assert_eq!(code(&ErrorKind::Upstream), Code::Unknown);
     }
 }

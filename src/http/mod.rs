@@ -61,10 +61,9 @@
 //! ```
 
 use bytes::Bytes;
-use http::header::RETRY_AFTER;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::Response;
 use http_body_util::Empty;
-use portcullis_core::{BoxError, retry_after};
+use portcullis_core::BoxError;
 
 use crate::ErrorKind;
 
@@ -74,10 +73,7 @@ mod layer;
 pub use layer::{ErrorMapping, ErrorMappingLayer};
 
 /// `x-portcullis-error`: the [`ErrorKind`] name of a mapped error.
-pub const X_PORTCULLIS_ERROR: HeaderName = HeaderName::from_static("x-portcullis-error");
-
-/// `RateLimit-Reset`, on a 429: the seconds until the limit has room again.
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub use portcullis_core::X_PORTCULLIS_ERROR;
 
 /// The response for `error`, with an empty body: see the
 /// [module docs](self) for the rules.
@@ -143,87 +139,4 @@ pub fn error_response<B: Default>(error: &BoxError) -> Response<B> {
 /// ```
 pub async fn handle_error(error: BoxError) -> Response<Empty<Bytes>> {
     error_response(&error)
-}
-
-impl ErrorKind {
-    /// The status of the response for this kind: 503, 503, 429, 504 or
-    /// 502 (feature `http`).
-    pub const fn status(&self) -> StatusCode {
-        match self {
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The response for this kind, with its headers and an empty body
-    /// (feature `http`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use portcullis::ErrorKind;
-    ///
-    /// let kind = ErrorKind::BulkheadFull { retry_after: Some(Duration::from_secs(1)) };
-    /// let response: http::Response<()> = kind.response();
-    /// assert_eq!(response.status(), 503);
-    /// assert_eq!(response.headers()["retry-after"], "1");
-    /// assert_eq!(response.headers()["x-portcullis-error"], "bulkhead-full");
-    /// ```
-    pub fn response<B: Default>(&self) -> Response<B> {
-        let mut response = Response::new(B::default());
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(X_PORTCULLIS_ERROR, HeaderValue::from_static(self.as_str()));
-        if let Some(wait) = self.retry_after() {
-            let secs = HeaderValue::from(retry_after::seconds(wait));
-            if let Self::RateLimited { .. } = self {
-                headers.insert(RATELIMIT_RESET, secs.clone());
-            }
-            headers.insert(RETRY_AFTER, secs);
-        }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn seconds_round_up() {
-        assert_eq!(retry_after::seconds(Duration::ZERO), 0);
-        assert_eq!(retry_after::seconds(Duration::from_nanos(1)), 1);
-        assert_eq!(retry_after::seconds(Duration::from_secs(2)), 2);
-        assert_eq!(retry_after::seconds(Duration::from_millis(2001)), 3);
-    }
-
-    #[test]
-    fn statuses() {
-        let none = None;
-        assert_eq!(ErrorKind::BreakerOpen { retry_after: none }.status(), 503);
-        assert_eq!(ErrorKind::BulkheadFull { retry_after: none }.status(), 503);
-        assert_eq!(ErrorKind::RateLimited { retry_after: none }.status(), 429);
-        assert_eq!(ErrorKind::Timeout.status(), 504);
-        assert_eq!(ErrorKind::Upstream.status(), 502);
-    }
-
-    #[test]
-    fn a_rate_limit_without_a_wait_has_no_wait_headers() {
-        let response: Response<()> = ErrorKind::RateLimited { retry_after: None }.response();
-        assert_eq!(response.status(), 429);
-        assert!(response.headers().get(RETRY_AFTER).is_none());
-        assert!(response.headers().get(RATELIMIT_RESET).is_none());
-        assert_eq!(response.headers()[X_PORTCULLIS_ERROR], "rate-limited");
-    }
-
-    #[test]
-    fn only_a_rate_limit_has_a_reset() {
-        let wait = Some(Duration::from_secs(4));
-        let response: Response<()> = ErrorKind::BreakerOpen { retry_after: wait }.response();
-        assert_eq!(response.headers()[RETRY_AFTER], "4");
-        assert!(response.headers().get(RATELIMIT_RESET).is_none());
-    }
 }

@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ErrorKind;
+
 /// The boxed error that Portcullis layers return, as in `tower`.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -28,16 +30,26 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 /// assert!(rejection.never_sent());
 /// ```
 pub trait Rejection: Error + Send + Sync + 'static {
-    /// The HTTP status that best describes this rejection (503, 429, 504).
-    fn status_hint(&self) -> u16;
+    /// Its row in the one rejection table ([`ErrorKind`]), with its wait.
+    fn kind(&self) -> ErrorKind;
+
+    /// The HTTP status that best describes this rejection (503, 429, 504):
+    /// its kind's ([`ErrorKind::status_code`]).
+    fn status_hint(&self) -> u16 {
+        self.kind().status_code()
+    }
 
     /// When trying again may succeed, if known.
-    fn retry_after(&self) -> Option<Duration>;
+    fn retry_after(&self) -> Option<Duration> {
+        self.kind().retry_after()
+    }
 
     /// Whether the request was turned away before it reached the callee. Such
     /// a rejection says nothing about the callee's health, so the default
     /// classifiers ignore it and retries do not retry it.
-    fn never_sent(&self) -> bool;
+    fn never_sent(&self) -> bool {
+        self.kind().never_sent()
+    }
 }
 
 /// A circuit breaker is open (or forced open) and rejected the call.
@@ -143,16 +155,10 @@ impl fmt::Display for BreakerOpen {
 impl Error for BreakerOpen {}
 
 impl Rejection for BreakerOpen {
-    fn status_hint(&self) -> u16 {
-        503
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-
-    fn never_sent(&self) -> bool {
-        true
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BreakerOpen {
+            retry_after: self.retry_after,
+        }
     }
 }
 
@@ -177,16 +183,8 @@ impl fmt::Display for BulkheadFull {
 impl Error for BulkheadFull {}
 
 impl Rejection for BulkheadFull {
-    fn status_hint(&self) -> u16 {
-        503
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        None
-    }
-
-    fn never_sent(&self) -> bool {
-        true
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BulkheadFull { retry_after: None }
     }
 }
 
@@ -220,16 +218,10 @@ impl fmt::Display for RateLimited {
 impl Error for RateLimited {}
 
 impl Rejection for RateLimited {
-    fn status_hint(&self) -> u16 {
-        429
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-
-    fn never_sent(&self) -> bool {
-        true
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::RateLimited {
+            retry_after: self.retry_after,
+        }
     }
 }
 
@@ -254,25 +246,18 @@ impl fmt::Display for Elapsed {
 impl Error for Elapsed {}
 
 impl Rejection for Elapsed {
-    fn status_hint(&self) -> u16 {
-        504
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        None
-    }
-
-    fn never_sent(&self) -> bool {
-        false
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Timeout
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// An error of the application's that wraps another.
     #[derive(Debug)]
-    struct Outer(BoxError);
+    pub(crate) struct Outer(pub(crate) BoxError);
 
     impl fmt::Display for Outer {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -61,6 +61,7 @@ pub mod events;
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
+pub mod kind;
 pub mod percent;
 pub mod retry_after;
 pub mod rng;
@@ -76,3 +77,6 @@ pub use error::{
 pub use grpc::GrpcClassifier;
 #[cfg(feature = "http")]
 pub use http::HttpClassifier;
+pub use kind::ErrorKind;
+#[cfg(feature = "http")]
+pub use kind::X_PORTCULLIS_ERROR;

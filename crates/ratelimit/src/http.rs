@@ -27,10 +27,8 @@
 use std::hash::Hash;
 use std::task::{Context, Poll};
 
-use http::header::RETRY_AFTER;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use portcullis_core::RateLimited;
-use portcullis_core::retry_after;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use portcullis_core::{ErrorKind, RateLimited};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -95,8 +93,10 @@ pub(crate) struct RateHeaders {
     reset: u64,
 }
 
-/// A `429 Too Many Requests` response for `rejection`, with its
-/// `Retry-After` (whole seconds, rounded up) and an empty body.
+/// A `429 Too Many Requests` response for `rejection`, as every Portcullis
+/// layer answers one ([`ErrorKind::response`]): `Retry-After` and
+/// `RateLimit-Reset` (whole seconds, rounded up) when the wait is known,
+/// `x-portcullis-error: rate-limited`, and an empty body.
 ///
 /// ```
 /// use portcullis_ratelimit::{RateLimited, http::too_many_requests};
@@ -106,16 +106,13 @@ pub(crate) struct RateHeaders {
 ///     too_many_requests(&RateLimited::new("api", Some(Duration::from_millis(1500))));
 /// assert_eq!(response.status(), 429);
 /// assert_eq!(response.headers()["retry-after"], "2");
+/// assert_eq!(response.headers()["x-portcullis-error"], "rate-limited");
 /// ```
 pub fn too_many_requests<B: Default>(rejection: &RateLimited) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    if let Some(wait) = rejection.retry_after() {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(retry_after::seconds(wait)));
+    ErrorKind::RateLimited {
+        retry_after: rejection.retry_after(),
     }
-    response
+    .response()
 }
 
 fn ceil_secs_nanos(nanos: u64) -> u64 {
@@ -320,9 +317,18 @@ mod tests {
 
     #[test]
     fn seconds_round_up() {
-        assert_eq!(retry_after::seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after::seconds(Duration::from_secs(2)), 2);
-        assert_eq!(retry_after::seconds(Duration::from_millis(2_001)), 3);
+        assert_eq!(
+            portcullis_core::retry_after::seconds(Duration::from_millis(1)),
+            1
+        );
+        assert_eq!(
+            portcullis_core::retry_after::seconds(Duration::from_secs(2)),
+            2
+        );
+        assert_eq!(
+            portcullis_core::retry_after::seconds(Duration::from_millis(2_001)),
+            3
+        );
         assert_eq!(ceil_secs_nanos(0), 0);
         assert_eq!(ceil_secs_nanos(1), 1);
         assert_eq!(ceil_secs_nanos(1_000_000_000), 1);
