@@ -137,10 +137,10 @@
 //!   what a [`RouteStatsLayer`] records, by outcome and latency, and read
 //!   the fallback and retry counters attached to them (see [`route`]).
 //!
-//! Rate limiters and budgets send no events of their own: the feed says
-//! when one is added, removed or changed, and their rejections and
-//! refusals are counted in their figures (`rejected`, `refused`) rather
-//! than announced one by one.
+//! Rate limiters, budgets and route statistics send no events of their
+//! own: the feed says when one is added, removed or changed, and their
+//! rejections and refusals are counted in their figures (`rejected`,
+//! `refused`, `rejections`) rather than announced one by one.
 //!
 //! A rate limiter or budget from the registry is the very handle its crate
 //! makes: it costs the same per call as one made directly (no lock, no

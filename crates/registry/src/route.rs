@@ -114,9 +114,22 @@ pub enum RouteOutcome {
     Rejected,
 }
 
-/// The configuration of a [`RouteStats`]: nothing to set yet. It is a
-/// table, so that a config file may have a `[routes.<name>]` entry, and
+/// The configuration of a [`RouteStats`]: nothing to set yet (the buckets
+/// are fixed). It is an empty table, so that the registry's named configs
+/// ([`Overrides`](crate::Overrides)) apply to it as to every kind, and it
 /// refuses any field, naming it.
+///
+/// ```
+/// use portcullis_registry::{Overrides, Registry};
+///
+/// let registry = Registry::new();
+/// let error = registry
+///     .routes()
+///     .update_config("checkout", Overrides::new().set("buckets", "fine"))
+///     .unwrap_err();
+/// assert_eq!(error.field(), "routes.checkout.buckets");
+/// assert!(error.message().contains("unknown field"), "{error}");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
