@@ -1,7 +1,8 @@
 //! Per-route stacks from a config file, in an axum app served over
 //! loopback: each route behaves as its profile says, its breaker is served
 //! by the registry under the route's name, and a reload takes effect on the
-//! live breaker.
+//! live breaker. Each route's and upstream's statistics count its calls by
+//! outcome, its fallbacks by cause and its retries.
 #![cfg(not(loom))]
 
 use axum::Router;
@@ -386,4 +387,169 @@ fn a_bad_rate_limit_key_and_max_keys_without_a_key_name_their_field() {
         "{text}"
     );
     assert!(text.contains("has no effect without a `key`"), "{text}");
+}
+
+const GUARDED: &str = r#"
+    [profiles.guarded.rate_limit]
+    rate = 5
+    period = "1h"
+
+    [profiles.guarded.timeout]
+    timeout = "100ms"
+
+    [profiles.guarded.fallback]
+    status = 200
+    body = "cached"
+    on = "failure"
+
+    [routes.catalog]
+    profile = "guarded"
+
+    [profiles.api.retry]
+    max_attempts = 3
+    backoff = { type = "constant", delay = "100ms" }
+    jitter = { type = "none" }
+
+    [upstreams.inventory]
+    profile = "api"
+"#;
+
+/// A route with a timeout and a fallback, whose handler is slow, fails or
+/// answers at once: its statistics, read from the registry and at
+/// `/health/routes/catalog`, count each outcome, the fallbacks by cause,
+/// and the latencies the handler took under paused time.
+#[tokio::test(start_paused = true)]
+async fn a_route_counts_its_timeouts_failures_rejections_and_fallbacks() {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, Uri};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let registry = Registry::new();
+    let routes = Routes::from_toml(GUARDED, registry.clone()).unwrap();
+    let handler = |uri: Uri| async move {
+        match uri.query() {
+            Some("slow") => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                (StatusCode::OK, "late")
+            }
+            Some("fail") => (StatusCode::INTERNAL_SERVER_ERROR, "broken"),
+            _ => (StatusCode::OK, "fresh"),
+        }
+    };
+    let app: Router = Router::new()
+        .route(
+            "/catalog",
+            get(handler).route_layer(routes.route_layer("catalog").unwrap()),
+        )
+        .nest_service("/admin", RegistryService::new(registry.clone()))
+        .with_state(());
+    let call = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+
+    let ok = (StatusCode::OK, "fresh".to_owned());
+    let cached = (StatusCode::OK, "cached".to_owned());
+    assert_eq!(call("/catalog").await, ok);
+    assert_eq!(call("/catalog?slow").await, cached, "timed out");
+    assert_eq!(call("/catalog?slow").await, cached, "timed out");
+    assert_eq!(call("/catalog?fail").await, cached, "a 500");
+    assert_eq!(call("/catalog").await, ok);
+    // The rate limit's burst of 5 is spent: rejected, then answered.
+    assert_eq!(call("/catalog").await, cached, "rate limited");
+
+    let stats = registry.routes().find("catalog", None).unwrap().snapshot();
+    assert_eq!(stats.requests, 6);
+    assert_eq!(
+        (
+            stats.successes,
+            stats.failures,
+            stats.timeouts,
+            stats.rejections
+        ),
+        (2, 1, 2, 1)
+    );
+    assert_eq!(stats.retries, 0, "no retry on a route");
+    assert_eq!(stats.fallbacks, 4);
+    assert_eq!(stats.fallbacks_by_cause["elapsed"], 2);
+    assert_eq!(stats.fallbacks_by_cause["response"], 1);
+    assert_eq!(stats.fallbacks_by_cause["rate_limited"], 1);
+    assert_eq!(stats.fallbacks_by_cause["error"], 0);
+    // Paused time: the two timeouts took exactly 100 ms, the rest nothing.
+    assert_eq!(stats.latency.count, 6);
+    assert!((stats.latency.sum_seconds - 0.2).abs() < 1e-9);
+    assert_eq!(stats.latency.buckets[0].count, 4, "at most 5 ms");
+    assert_eq!(stats.latency.buckets[3].count, 4, "at most 50 ms");
+    assert_eq!(stats.latency.buckets[4].le, Some(0.1));
+    assert_eq!(stats.latency.buckets[4].count, 6, "at most 100 ms");
+
+    let (status, body) = call("/admin/health/routes/catalog").await;
+    assert_eq!(status, StatusCode::OK);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["name"], "catalog");
+    assert_eq!(served["requests"], 6);
+    assert_eq!(served["timeouts"], 2);
+    assert_eq!(served["rejections"], 1);
+    assert_eq!(served["fallbacks"], 4);
+    assert_eq!(served["fallbacks_by_cause"]["elapsed"], 2);
+    assert_eq!(served["latency"]["count"], 6);
+}
+
+/// An upstream's statistics count one outcome per call, its retries
+/// included, and the retries its retry layer made.
+#[tokio::test(start_paused = true)]
+async fn an_upstream_counts_its_calls_and_retries() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::body::Body;
+    use axum::http::{Request, Response};
+    use portcullis::retry::ReplayBody;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let registry = Registry::new();
+    let routes = Routes::from_toml(GUARDED, registry.clone()).unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    // Answers 503 twice, then 200; then 503 for good.
+    let client = service_fn(move |_: Request<ReplayBody<Body>>| {
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut response = Response::new(Body::empty());
+            if call != 2 {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let service = routes.upstream_layer("inventory").unwrap().layer(client);
+    let response = service
+        .clone()
+        .oneshot(Request::new(Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+
+    let stats = registry.routes().get("inventory").snapshot();
+    assert_eq!(stats.requests, 2, "one per call, not per attempt");
+    assert_eq!((stats.successes, stats.failures), (1, 1));
+    assert_eq!(stats.retries, 4);
+    assert_eq!(stats.fallbacks, 0);
+    // Each call waited two backoffs of 100 ms.
+    assert!((stats.latency.sum_seconds - 0.4).abs() < 1e-9);
+    assert_eq!(stats.latency.buckets[5].le, Some(0.25));
+    assert_eq!(stats.latency.buckets[4].count, 0);
+    assert_eq!(stats.latency.buckets[5].count, 2);
 }

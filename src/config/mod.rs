@@ -78,6 +78,10 @@
 //!   `inventory`), so they appear in the registry service's
 //!   `/health/breakers`, `/health/bulkheads`, `/health/ratelimiters` and
 //!   `/health/budgets` under those names, and can be controlled there.
+//!   Each also has the registry's statistics of that name
+//!   ([`RouteStats`](crate::registry::RouteStats), at `/health/routes`):
+//!   its calls by outcome (success, failure, timeout, rejection), their
+//!   latencies, and the fallbacks and retries its stack took.
 //! - **Per host**: an upstream with `per_host = true` (upstreams only;
 //!   its profile needs a breaker) has one breaker, and one bulkhead if the
 //!   profile has one, per request authority (`host:port`), through a

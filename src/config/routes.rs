@@ -17,11 +17,11 @@ use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
 use crate::client::PerAuthorityLayer;
 use crate::error::ConfigErrors;
-use crate::fallback::{Failure, FallbackLayer, OnFailure, OnRejection};
+use crate::fallback::{Failure, FallbackCounters, FallbackLayer, OnFailure, OnRejection};
 use crate::http::ErrorMappingLayer;
 use crate::ratelimit::key::{BoundedKey, ClientIp, Header, Route};
 use crate::ratelimit::{KeyExtractor, KeyedRateLimiter, RateLimitLayer, RateLimiter};
-use crate::registry::{Overrides, Registry};
+use crate::registry::{Overrides, Registry, RouteStats, RouteStatsLayer};
 use crate::retry::{ReplayBody, RetryConfig, RetryLayer};
 use crate::timeout::TimeoutLayer;
 
@@ -120,12 +120,25 @@ impl Routes {
     }
 
     /// The layer of the route named `route`, for an axum route (or any HTTP
-    /// server service), outermost first: error mapping → fallback → rate
-    /// limit → circuit breaker → timeout → bulkhead → attempt timeout,
-    /// each present when its section is in the route's profile. The
+    /// server service), outermost first: error mapping → fallback → route
+    /// statistics → rate limit → circuit breaker → timeout → bulkhead →
+    /// attempt timeout, each present when its section is in the route's
+    /// profile but the statistics, always there. The
     /// timeout is inside the breaker (as Resilience4j puts its
     /// `TimeLimiter`), so that a handler that hangs is a failure the
     /// breaker counts rather than a call cancelled above it.
+    ///
+    /// The statistics are the registry's [`RouteStats`] named `route`
+    /// (`registry.routes().get(route)`, served at `/health/routes/{route}`).
+    /// They record every call inside the fallback and the error mapping,
+    /// where a timeout, a breaker's, bulkhead's or rate limiter's
+    /// rejection is still its typed error (the fallback would answer for
+    /// it, the mapping turn it into a 503, 504 or 429 response): so they
+    /// count timeouts and rejections as such, and the handler's 5xx (and
+    /// 408 and 429, as for the breaker: [`HttpClassifier`]) and errors as
+    /// failures. Their latency is the whole stack's but the fallback's
+    /// answer. The fallback's counters are attached to them, so the
+    /// fallbacks taken, by cause, are in the same figures.
     ///
     /// The breaker and bulkhead are the registry's, named `route`: they
     /// are served at `/health/breakers` and `/health/bulkheads` under that
@@ -177,9 +190,10 @@ impl Routes {
     }
 
     /// The layer of the upstream named `upstream`, for an HTTP client,
-    /// outermost first: fallback → rate limit → timeout → retry → circuit
-    /// breaker → bulkhead → attempt timeout, each present when its section
-    /// is in the upstream's profile. The timeout bounds the whole call,
+    /// outermost first: fallback → route statistics → rate limit → timeout
+    /// → retry → circuit breaker → bulkhead → attempt timeout, each present
+    /// when its section is in the upstream's profile but the statistics,
+    /// always there. The timeout bounds the whole call,
     /// retries included, so it cancels an attempt before the breaker sees
     /// it: a profile with a breaker and a timeout must have an
     /// `attempt_timeout` to be bound to an upstream (checked when loaded).
@@ -199,6 +213,14 @@ impl Routes {
     /// a retry section, the call has one attempt). Errors are not mapped:
     /// the layer fails with the rejections as they are. Breakers, bulkheads
     /// and boxing as for [`route_layer`](Self::route_layer).
+    ///
+    /// The statistics are the registry's [`RouteStats`] named `upstream`,
+    /// as for a route: inside the fallback, so that the timeout and the
+    /// rejections are seen as such, and outside the retry, so that they
+    /// count one outcome and one latency per call, retries included (the
+    /// breaker, inside the retry, sees each attempt). The retry layer's
+    /// metrics (its retries made, which are not its budget's withdrawals)
+    /// and the fallback's counters are attached to them.
     pub fn upstream_layer<S, B, ResB>(
         &self,
         upstream: &str,
@@ -244,6 +266,10 @@ impl Routes {
         let mut retry = RetryLayer::http(upstream, retry).expect("validated when loaded");
         if let Some(budget) = budget {
             retry = retry.with_budget(budget);
+        }
+        if profile.retry.is_some() {
+            let retries = retry.clone();
+            parts.stats.attach_retries(move || retries.metrics());
         }
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReplayBody<B>>, Response<ResB>> =
@@ -448,6 +474,11 @@ struct Parts {
     timeout: TimeoutPlace,
     /// Whether the breaker and bulkhead are one per request authority.
     per_host: bool,
+    /// The registry's statistics of this name.
+    stats: RouteStats,
+    /// The counters of the profile's fallback, attached to `stats`: one
+    /// set for every service built from these parts.
+    fallbacks: Option<FallbackCounters>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -562,6 +593,12 @@ impl Parts {
                 KeyedRateLimiter::from_config(name, config.clone()).expect("validated when loaded");
             Limiter::Keyed(limiter, key)
         });
+        let stats = registry.routes().get(name);
+        let fallbacks = profile.fallback.as_ref().map(|_| {
+            let counters = FallbackCounters::new();
+            stats.attach_fallbacks(counters.clone());
+            counters
+        });
         Self {
             name: name.to_owned(),
             registry: registry.clone(),
@@ -569,6 +606,8 @@ impl Parts {
             limiter,
             timeout,
             per_host,
+            stats,
+            fallbacks,
         }
     }
 
@@ -631,7 +670,8 @@ impl Parts {
         }
     }
 
-    /// Fallback → rate limit → (an upstream's timeout), around `service`.
+    /// Fallback → statistics → rate limit → (an upstream's timeout), around
+    /// `service`.
     fn outer<B, ResB>(
         &self,
         service: Boxed<Request<B>, Response<ResB>>,
@@ -653,22 +693,32 @@ impl Parts {
                 RateLimitLayer::keyed(limiter.clone(), key.clone()).layer(service),
             ),
         };
+        // Inside the fallback: the rejections and timeouts are still errors.
+        service = BoxCloneSyncService::new(
+            RouteStatsLayer::new(self.stats.clone())
+                .classifier(HttpClassifier)
+                .layer(service),
+        );
         if let Some(fallback) = &self.profile.fallback {
+            let counters = self.fallbacks.clone().unwrap_or_default();
             let answer = answer::<ResB>(fallback);
             service = match fallback.get_on() {
                 FallbackOn::Rejection => BoxCloneSyncService::new(
                     FallbackLayer::from_error(answer)
+                        .with_counters(counters.clone())
                         .on(OnRejection::all())
                         .layer(service),
                 ),
                 FallbackOn::Failure => BoxCloneSyncService::new(
                     FallbackLayer::from_error(answer)
+                        .with_counters(counters.clone())
                         .on(OnFailure::with_classifier(HttpClassifier))
                         .layer(service)
                         .map_err(BoxError::from),
                 ),
                 _ => BoxCloneSyncService::new(
                     FallbackLayer::from_error(answer)
+                        .with_counters(counters.clone())
                         .layer(service)
                         .map_err(BoxError::from),
                 ),

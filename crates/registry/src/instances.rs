@@ -16,7 +16,8 @@ use crate::store::Store;
 /// ([`breakers`](crate::Registry::breakers),
 /// [`bulkheads`](crate::Registry::bulkheads),
 /// [`rate_limiters`](crate::Registry::rate_limiters),
-/// [`budgets`](crate::Registry::budgets)).
+/// [`budgets`](crate::Registry::budgets),
+/// [`routes`](crate::Registry::routes)).
 ///
 /// Every kind has the same operations:
 ///

@@ -1,7 +1,7 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
-//! Each kind (circuit breaker, bulkhead, rate limiter, retry budget)
-//! implements [`Instance`] once; the generic store does the rest: named configs with
+//! Each kind (circuit breaker, bulkhead, rate limiter, retry budget, route
+//! statistics) implements [`Instance`] once; the generic store does the rest: named configs with
 //! inheritance, get-or-create, keys, live updates, snapshots and the hooks
 //! that push an instance's events to the hub.
 
@@ -22,6 +22,7 @@ mod sealed {
     impl Sealed for portcullis_bulkhead::Bulkhead {}
     impl Sealed for portcullis_ratelimit::RateLimiter {}
     impl Sealed for portcullis_retry::RetryBudget {}
+    impl Sealed for crate::RouteStats {}
 }
 
 /// The kinds of instance a registry keeps.
@@ -36,6 +37,8 @@ pub enum InstanceKind {
     RateLimiter,
     /// A retry budget (`portcullis_retry::RetryBudget`).
     Budget,
+    /// The statistics of a route or upstream ([`RouteStats`](crate::RouteStats)).
+    Route,
 }
 
 /// Which instance an event or a figure belongs to.
@@ -54,8 +57,9 @@ pub type Attachment = Box<dyn Send + Sync>;
 /// A kind of instance the registry keeps: implemented by
 /// [`Breaker`](portcullis_breaker::Breaker),
 /// [`Bulkhead`](portcullis_bulkhead::Bulkhead),
-/// [`RateLimiter`](portcullis_ratelimit::RateLimiter) and
-/// [`RetryBudget`](portcullis_retry::RetryBudget).
+/// [`RateLimiter`](portcullis_ratelimit::RateLimiter),
+/// [`RetryBudget`](portcullis_retry::RetryBudget) and
+/// [`RouteStats`](crate::RouteStats).
 ///
 /// Sealed: the registry's generic operations
 /// ([`Registry::instances`](crate::Registry::instances)) are written once
@@ -126,24 +130,27 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
 
 impl InstanceKind {
     /// The kind as written in snapshots and events: `"breaker"`,
-    /// `"bulkhead"`, `"ratelimiter"`, `"budget"`.
+    /// `"bulkhead"`, `"ratelimiter"`, `"budget"`, `"route"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Breaker => "breaker",
             Self::Bulkhead => "bulkhead",
             Self::RateLimiter => "ratelimiter",
             Self::Budget => "budget",
+            Self::Route => "route",
         }
     }
 
     /// The section of a config file, and of the HTTP paths, that holds this
-    /// kind: `"breakers"`, `"bulkheads"`, `"ratelimiters"`, `"budgets"`.
+    /// kind: `"breakers"`, `"bulkheads"`, `"ratelimiters"`, `"budgets"`,
+    /// `"routes"`.
     pub fn section(self) -> &'static str {
         match self {
             Self::Breaker => "breakers",
             Self::Bulkhead => "bulkheads",
             Self::RateLimiter => "ratelimiters",
             Self::Budget => "budgets",
+            Self::Route => "routes",
         }
     }
 }
@@ -155,6 +162,7 @@ impl fmt::Display for InstanceKind {
             Self::Bulkhead => "bulkhead",
             Self::RateLimiter => "rate limiter",
             Self::Budget => "retry budget",
+            Self::Route => "route",
         })
     }
 }

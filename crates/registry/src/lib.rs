@@ -59,7 +59,8 @@
 //! - **One set of operations for every kind** ([`Instances`], from
 //!   [`Registry::instances`] or the shorthands [`Registry::breakers`],
 //!   [`Registry::bulkheads`], [`Registry::rate_limiters`],
-//!   [`Registry::budgets`]): `registry.breakers().get("payments")`.
+//!   [`Registry::budgets`], [`Registry::routes`]):
+//!   `registry.breakers().get("payments")`.
 //! - **Get-or-create**: [`Instances::get`] hands every caller the same
 //!   instance; [`Instances::get_keyed`] does so per key, with at most
 //!   [`max_keys`](RegistryBuilder::max_keys) keys per name: a CLOCK hand
@@ -104,9 +105,9 @@
 //!
 //! # Kinds
 //!
-//! The registry keeps four kinds, each with its own section in configs,
-//! snapshots, paths and metric families, and the same get-or-create, keys
-//! and inheritance:
+//! The registry keeps five kinds, each with its own section in snapshots
+//! and paths (and, but for route statistics so far, in configs and metric
+//! families), and the same get-or-create, keys and inheritance:
 //!
 //! | kind | handle | config section | paths | metrics |
 //! |------|--------|----------------|-------|---------|
@@ -114,6 +115,7 @@
 //! | bulkhead | [`portcullis_bulkhead::Bulkhead`] | `[bulkheads.…]` | `/health/bulkheads[/{name}]` | `portcullis_bulkhead_*` |
 //! | rate limiter | [`portcullis_ratelimit::RateLimiter`] | `[ratelimiters.…]` | `/health/ratelimiters[/{name}]` | `portcullis_ratelimiter_*` |
 //! | retry budget | [`portcullis_retry::RetryBudget`] | `[budgets.…]` | `/health/budgets[/{name}]` | `portcullis_retry_budget_*` |
+//! | route statistics | [`RouteStats`] | (nothing to configure) | `/health/routes[/{name}]` | not yet |
 //!
 //! What a live update does differs by kind:
 //!
@@ -129,12 +131,16 @@
 //!   default limit; set `[ratelimiters.default]` to choose your own;
 //! - a **retry budget** keeps its balance and takes a new `ratio` and
 //!   `min_per_second`, but not a new `ttl` (its window): that update is
-//!   refused, naming `budgets.<name>.ttl`, until the budget is removed.
+//!   refused, naming `budgets.<name>.ttl`, until the budget is removed;
+//! - **route statistics** have nothing to configure
+//!   ([`RouteStatsConfig`] is empty and refuses any field): they count
+//!   what a [`RouteStatsLayer`] records, by outcome and latency, and read
+//!   the fallback and retry counters attached to them (see [`route`]).
 //!
-//! Rate limiters and budgets send no events of their own: the feed says
-//! when one is added, removed or changed, and their rejections and
-//! refusals are counted in their figures (`rejected`, `refused`) rather
-//! than announced one by one.
+//! Rate limiters, budgets and route statistics send no events of their
+//! own: the feed says when one is added, removed or changed, and their
+//! rejections and refusals are counted in their figures (`rejected`,
+//! `refused`, `rejections`) rather than announced one by one.
 //!
 //! A rate limiter or budget from the registry is the very handle its crate
 //! makes: it costs the same per call as one made directly (no lock, no
@@ -176,6 +182,7 @@ mod metrics;
 mod prometheus;
 mod ratelimit;
 mod registry;
+pub mod route;
 mod service;
 mod snapshot;
 mod store;
@@ -190,6 +197,10 @@ pub use kind::{Instance, InstanceKind};
 pub use metrics::MetricsPublisher;
 pub use prometheus::PrometheusCollector;
 pub use registry::{EventStats, Registry, RegistryBuilder};
+pub use route::{
+    LatencyBucket, LatencySnapshot, RouteOutcome, RouteSnapshot, RouteStats, RouteStatsConfig,
+    RouteStatsLayer, RouteStatsService,
+};
 pub use service::{RegistryService, RegistryServiceBuilder};
 pub use snapshot::{Keyed, RegistrySnapshot};
 pub use store::{AtKeyLimit, OVERFLOW_KEY};

@@ -18,6 +18,7 @@ use crate::event::{Event, EventFeed};
 use crate::hub::{self, Hub};
 use crate::instances::Instances;
 use crate::kind::Instance;
+use crate::route::{RouteStats, RouteStatsConfig};
 use crate::snapshot::{Keyed, RegistrySnapshot};
 use crate::store::{AtKeyLimit, Store, Stores};
 
@@ -31,7 +32,8 @@ use crate::store::{AtKeyLimit, Store, Stores};
 /// - **One set of operations for every kind**, written once:
 ///   [`instances`](Self::instances) (or the shorthands
 ///   [`breakers`](Self::breakers), [`bulkheads`](Self::bulkheads),
-///   [`rate_limiters`](Self::rate_limiters), [`budgets`](Self::budgets))
+///   [`rate_limiters`](Self::rate_limiters), [`budgets`](Self::budgets),
+///   [`routes`](Self::routes))
 ///   gives the [`Instances`] of a kind.
 /// - **Get-or-create.** [`Instances::get`] returns the same handle to
 ///   every caller, making it on first use. Keyed instances
@@ -174,6 +176,12 @@ impl Registry {
         self.instances()
     }
 
+    /// The statistics of routes and upstreams:
+    /// `registry.routes().get("checkout")`.
+    pub fn routes(&self) -> Instances<'_, RouteStats> {
+        self.instances()
+    }
+
     /// Every instance's figures.
     pub fn snapshot(&self) -> RegistrySnapshot {
         RegistrySnapshot {
@@ -181,6 +189,7 @@ impl Registry {
             bulkheads: self.bulkheads().list(),
             rate_limiters: self.rate_limiters().list(),
             budgets: self.budgets().list(),
+            routes: self.routes().list(),
         }
     }
 
@@ -433,6 +442,12 @@ impl RegistryBuilder {
                     budgets: Store::new(
                         self.budget_default,
                         self.budgets,
+                        self.max_keys,
+                        self.at_key_limit,
+                    )?,
+                    routes: Store::new(
+                        RouteStatsConfig::default(),
+                        BTreeMap::new(),
                         self.max_keys,
                         self.at_key_limit,
                     )?,

@@ -6,6 +6,8 @@ use portcullis_ratelimit::RateLimiterSnapshot;
 use portcullis_retry::BudgetSnapshot;
 use serde::Serialize;
 
+use crate::RouteSnapshot;
+
 /// An instance's figures with its key (`None` for a plain instance).
 ///
 /// Serialized flat: the figures' fields with a `key` field beside them.
@@ -31,6 +33,8 @@ pub struct RegistrySnapshot {
     pub rate_limiters: Vec<Keyed<RateLimiterSnapshot>>,
     /// Every retry budget, sorted by name then key.
     pub budgets: Vec<Keyed<BudgetSnapshot>>,
+    /// Every route's statistics, sorted by name then key.
+    pub routes: Vec<Keyed<RouteSnapshot>>,
 }
 
 impl<S> Keyed<S> {

@@ -71,17 +71,19 @@ pub struct Stores {
     pub(crate) bulkheads: Store<portcullis_bulkhead::Bulkhead>,
     pub(crate) rate_limiters: Store<portcullis_ratelimit::RateLimiter>,
     pub(crate) budgets: Store<portcullis_retry::RetryBudget>,
+    pub(crate) routes: Store<crate::RouteStats>,
 }
 
 impl Stores {
     /// Every kind's store: the one list of kinds that the kind-blind parts
     /// of the registry (its HTTP routes, its counts) go through.
-    pub(crate) fn all(&self) -> [&dyn AnyStore; 4] {
+    pub(crate) fn all(&self) -> [&dyn AnyStore; 5] {
         [
             &self.breakers,
             &self.bulkheads,
             &self.rate_limiters,
             &self.budgets,
+            &self.routes,
         ]
     }
 

@@ -811,6 +811,54 @@ async fn rate_limiters_and_budgets_are_served_with_their_figures() {
     assert_eq!(get(addr, "/health").await.json()["status"], "UP");
 }
 
+#[tokio::test]
+async fn route_statistics_are_served_with_their_figures() {
+    use portcullis_registry::RouteOutcome;
+
+    let registry = Registry::new();
+    let checkout = registry.routes().get("checkout");
+    checkout.record(RouteOutcome::Success, Duration::from_millis(3));
+    checkout.record(RouteOutcome::Rejected, Duration::ZERO);
+    let keyed = registry.routes().get_keyed("upstream", "db:5432").unwrap();
+    keyed.record(RouteOutcome::Timeout, Duration::from_secs(1));
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let all = get(addr, "/health/routes").await;
+    assert_eq!(all.status, 200);
+    let list = all.json()["routes"].as_array().unwrap().clone();
+    let names: Vec<_> = list
+        .iter()
+        .map(|r| (r["name"].clone(), r["key"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("checkout".into(), serde_json::Value::Null),
+            ("upstream".into(), "db:5432".into()),
+        ]
+    );
+    let one = get(addr, "/health/routes/checkout").await;
+    assert_eq!(one.status, 200);
+    let figures = one.json();
+    assert_eq!(figures, list[0]);
+    assert_eq!(figures["requests"], 2);
+    assert_eq!(figures["successes"], 1);
+    assert_eq!(figures["rejections"], 1);
+    assert_eq!(figures["latency"]["count"], 2);
+    assert_eq!(figures["latency"]["buckets"][0]["count"], 2);
+    let keyed = get(addr, "/health/routes/upstream/db%3A5432").await;
+    assert_eq!(keyed.status, 200);
+    assert_eq!(keyed.json()["timeouts"], 1);
+    assert_eq!(keyed.json()["latency"]["buckets"][7]["le"], 1.0);
+    assert_eq!(keyed.json()["latency"]["buckets"][7]["count"], 1);
+
+    let missing = get(addr, "/health/routes/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no route named 'nope'");
+    assert_eq!(registry.snapshot().routes.len(), 2);
+    assert_eq!(registry.len(), 2, "serving never makes an instance");
+}
+
 /// The breaker's cumulative counters are Prometheus counters that move with
 /// the calls, and a reset of the breaker does not take them back.
 #[tokio::test]
