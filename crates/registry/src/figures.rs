@@ -31,6 +31,8 @@ pub(crate) enum MetricKind {
     Gauge,
     /// Only goes up; its series are named with `_total`.
     Counter,
+    /// Observations counted in buckets.
+    Histogram,
 }
 
 /// A metric's name (without `_total`), help and type.
@@ -45,17 +47,28 @@ pub struct Meta {
 /// A series' value.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(unreachable_pub)] // named by the sealed `Instance` trait
-pub enum Value {
+pub enum Value<'a> {
     /// A gauge's value.
     Gauge(f64),
     /// A counter's value.
     Counter(u64),
+    /// A histogram: the sum and count of the observations and, per bucket,
+    /// its upper bound and the observations in it (not cumulative; the
+    /// last bound is `+Inf`).
+    Histogram {
+        /// The sum of the observations.
+        sum: f64,
+        /// How many observations.
+        count: u64,
+        /// `(upper bound, count)` per bucket.
+        buckets: &'a [(f64, u64)],
+    },
 }
 
 /// Where a family's series of one instance go: the labels beyond `name`
 /// and `key`, and the value.
 #[allow(unreachable_pub)] // named by the sealed `Instance` trait
-pub type Emit<'e> = dyn FnMut(&[(&'static str, &str)], Value) + 'e;
+pub type Emit<'e> = dyn FnMut(&[(&'static str, &str)], Value<'_>) + 'e;
 
 /// A metric family of a kind: its metadata and its series for one
 /// instance's snapshot (none, for a figure the instance does not have yet).
@@ -87,6 +100,14 @@ pub(crate) const fn counter<S>(
     family(name, help, MetricKind::Counter, samples)
 }
 
+pub(crate) const fn histogram<S>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&S, &mut Emit<'_>),
+) -> Family<S> {
+    family(name, help, MetricKind::Histogram, samples)
+}
+
 const fn family<S>(
     name: &'static str,
     help: &'static str,
@@ -105,7 +126,7 @@ pub(crate) trait Taken {
     fn families(&self) -> Vec<Meta>;
     /// The series of family `index` of every instance, sorted by name then
     /// key, with the `name` and `key` labels first.
-    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value));
+    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value<'_>));
 }
 
 /// A series' labels: `name` (and `key`), then the family's own.
@@ -133,7 +154,7 @@ impl<K: Instance> Taken for TakenOf<K> {
         K::families().iter().map(|family| family.meta).collect()
     }
 
-    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value)) {
+    fn samples(&self, index: usize, emit: &mut dyn FnMut(&Labels<'_>, Value<'_>)) {
         let family = &K::families()[index];
         for (name, key, snapshot) in &self.entries {
             let with_key;
@@ -164,7 +185,7 @@ pub(crate) const EVENT_DROPPED: Meta = Meta {
 };
 
 /// The series of one family: call it with what to do with each.
-pub(crate) type Series<'a> = dyn Fn(&mut dyn FnMut(&Labels<'_>, Value)) + 'a;
+pub(crate) type Series<'a> = dyn Fn(&mut dyn FnMut(&Labels<'_>, Value<'_>)) + 'a;
 
 /// Reads every family of `registry`, kind by kind: `each` is called once
 /// per family with its metadata and its series, which it reads by calling

@@ -64,6 +64,7 @@ impl MetricsPublisher {
             match meta.kind {
                 MetricKind::Gauge => metrics::describe_gauge!(meta.name, meta.help),
                 MetricKind::Counter => metrics::describe_counter!(total(meta.name), meta.help),
+                MetricKind::Histogram => {}
             }
             Ok(())
         });
@@ -88,6 +89,7 @@ impl MetricsPublisher {
                 Value::Counter(value) => {
                     metrics::counter!(total(meta.name), to_labels(labels)).absolute(value);
                 }
+                Value::Histogram { .. } => {}
             });
             Ok(())
         });

@@ -58,6 +58,7 @@ impl Collector for PrometheusCollector {
             let kind = match meta.kind {
                 MetricKind::Gauge => MetricType::Gauge,
                 MetricKind::Counter => MetricType::Counter,
+                MetricKind::Histogram => MetricType::Histogram,
             };
             let mut metric = encoder.encode_descriptor(meta.name, meta.help, None, kind)?;
             let mut result = Ok(());
@@ -71,12 +72,17 @@ impl Collector for PrometheusCollector {
     }
 }
 
-fn sample(metric: &mut MetricEncoder<'_>, labels: &Labels<'_>, value: Value) -> fmt::Result {
+fn sample(metric: &mut MetricEncoder<'_>, labels: &Labels<'_>, value: Value<'_>) -> fmt::Result {
     let labels = (labels.instance, labels.extra);
     let mut series = metric.encode_family(&labels)?;
     match value {
         Value::Gauge(value) => series.encode_gauge(&value),
         Value::Counter(value) => series.encode_counter::<NoLabelSet, u64, f64>(&value, None),
+        Value::Histogram {
+            sum,
+            count,
+            buckets,
+        } => series.encode_histogram::<NoLabelSet>(sum, count, buckets, None),
     }
 }
 

@@ -57,9 +57,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use portcullis_core::{
-    BoxError, Classify, ConfigError, DefaultClassifier, Outcome, find_rejection,
-};
+use portcullis_core::{BoxError, Classify, ConfigError, DefaultClassifier, ErrorKind, Outcome};
 use portcullis_fallback::{Cause, FallbackCounters};
 use portcullis_retry::RetryMetrics;
 use serde::{Deserialize, Serialize};
@@ -67,7 +65,7 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::figures::Family;
+use crate::figures::{Family, Value, counter, histogram};
 use crate::hub::Hub;
 use crate::kind::{Attachment, Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
@@ -450,22 +448,19 @@ impl RouteOutcome {
         }
     }
 
-    /// The outcome of a call that failed with `error`, from the first
-    /// Portcullis rejection in its `source()` chain
-    /// ([`find_rejection`]), as the facade's `ErrorKind::of` reads it: a
-    /// rejection that kept the call from being sent
-    /// ([`Rejection::never_sent`](portcullis_core::Rejection::never_sent):
-    /// breaker open, bulkhead full, rate limited) is
-    /// [`Rejected`](Self::Rejected), the one that did not (a timeout,
-    /// [`Elapsed`](portcullis_core::Elapsed)) is
+    /// The outcome of a call that failed with `error`, from its row in the
+    /// rejection table ([`ErrorKind::of`], the first Portcullis rejection
+    /// in its `source()` chain): a breaker open, a bulkhead full or a rate
+    /// limit is [`Rejected`](Self::Rejected), a timeout
+    /// ([`Elapsed`](portcullis_core::Elapsed)) is
     /// [`Timeout`](Self::Timeout), and any other error a
     /// [`Failure`](Self::Failure). A retry that gave up
     /// (`RetriesExhausted`) counts as its last error.
     pub fn of_error(error: &BoxError) -> Self {
-        match find_rejection(error.as_ref()) {
-            None => Self::Failure,
-            Some(rejection) if rejection.never_sent() => Self::Rejected,
-            Some(_) => Self::Timeout,
+        match ErrorKind::of(error.as_ref()) {
+            ErrorKind::Upstream => Self::Failure,
+            ErrorKind::Timeout => Self::Timeout,
+            _ => Self::Rejected,
         }
     }
 
@@ -712,13 +707,68 @@ impl Instance for RouteStats {
     /// [`RouteStats::latency_buckets`] once the families have a histogram
     /// type; until then the figures are served at `/health/routes` only.
     fn families() -> &'static [Family<RouteSnapshot>] {
-        &[]
+        &FAMILIES
     }
 
     fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
         None
     }
 }
+
+/// A route's metric families: its calls by outcome, their latency as a
+/// histogram (Prometheus's default buckets, in seconds), and the retries
+/// and fallbacks of the layers attached to it.
+static FAMILIES: [Family<RouteSnapshot>; 4] = [
+    counter(
+        "portcullis_route_requests",
+        "Calls through the route or upstream, by outcome (success, failure, timeout or rejected).",
+        |figures, emit| {
+            for (outcome, count) in [
+                ("success", figures.successes),
+                ("failure", figures.failures),
+                ("timeout", figures.timeouts),
+                ("rejected", figures.rejections),
+            ] {
+                emit(&[("outcome", outcome)], Value::Counter(count));
+            }
+        },
+    ),
+    histogram(
+        "portcullis_route_request_duration_seconds",
+        "Latency of the calls through the route or upstream, from the call to its answer.",
+        |figures, emit| {
+            let latency = &figures.latency;
+            let mut below = 0;
+            let mut buckets = [(0.0, 0); BUCKETS];
+            for (bucket, at) in buckets.iter_mut().zip(&latency.buckets) {
+                *bucket = (at.le.unwrap_or(f64::INFINITY), at.count - below);
+                below = at.count;
+            }
+            emit(
+                &[],
+                Value::Histogram {
+                    sum: latency.sum_seconds,
+                    count: latency.count,
+                    buckets: &buckets,
+                },
+            );
+        },
+    ),
+    counter(
+        "portcullis_route_retries",
+        "Retries made by the route's or upstream's retry layers.",
+        |figures, emit| emit(&[], Value::Counter(figures.retries)),
+    ),
+    counter(
+        "portcullis_route_fallbacks",
+        "Fallbacks taken by the route's fallback layers, by cause.",
+        |figures, emit| {
+            for (cause, count) in &figures.fallbacks_by_cause {
+                emit(&[("cause", cause)], Value::Counter(*count));
+            }
+        },
+    ),
+];
 
 impl fmt::Debug for RouteStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Sse, get, send, serve};
 use portcullis_breaker::{Breaker, BreakerConfig, State};
 use portcullis_core::Outcome;
-use portcullis_registry::{Overrides, Registry, RegistryService};
+use portcullis_registry::{Overrides, Registry, RegistryService, RouteOutcome};
 
 const TOKEN: &str = "s3cr3t-t0ken-0123456789";
 
@@ -1787,9 +1787,26 @@ async fn promtool_finds_the_metrics_clean() {
         .get_keyed("upstream", "a.example")
         .unwrap();
     registry.bulkheads().get("pool");
+    let search = registry.routes().get("search");
+    search.record(RouteOutcome::Success, Duration::from_millis(30));
+    search.record(RouteOutcome::Success, Duration::from_millis(40));
+    search.record(RouteOutcome::Timeout, Duration::from_secs(20));
     let addr = serve(RegistryService::new(registry)).await;
     let body = get(addr, "/metrics").await.body;
     assert!(body.contains("portcullis_bulkhead_in_flight{name=\"pool\"}"));
+    // The latency histogram: cumulative buckets, the sum and the count.
+    for line in [
+        "# TYPE portcullis_route_request_duration_seconds histogram",
+        "portcullis_route_request_duration_seconds_bucket{name=\"search\",le=\"0.025\"} 0",
+        "portcullis_route_request_duration_seconds_bucket{name=\"search\",le=\"0.05\"} 2",
+        "portcullis_route_request_duration_seconds_bucket{name=\"search\",le=\"10\"} 2",
+        "portcullis_route_request_duration_seconds_bucket{name=\"search\",le=\"+Inf\"} 3",
+        "portcullis_route_request_duration_seconds_sum{name=\"search\"} 20.07",
+        "portcullis_route_request_duration_seconds_count{name=\"search\"} 3",
+        "portcullis_route_requests_total{name=\"search\",outcome=\"timeout\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line} in\n{body}");
+    }
 
     let mut promtool = tokio::process::Command::new("/usr/bin/promtool")
         .args(["check", "metrics"])
