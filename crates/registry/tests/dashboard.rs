@@ -1,8 +1,10 @@
 //! The dashboard in a real headless Chromium: the page lists every breaker
-//! with its state, and every bulkhead, rate limiter and retry budget with
-//! its figures, applies a transition
-//! that arrives over `GET /events`, and a screenshot of it is saved as a
-//! test artifact.
+//! with its state, its history and its time in state, and every bulkhead,
+//! rate limiter and retry budget with its figures; applies a transition
+//! that arrives over `GET /events`; folds a flood of identical events into
+//! one line; says it is loading until the first answer and that nothing is
+//! registered only when nothing is; and a screenshot of it with a minute's
+//! traffic is saved as a test artifact.
 #![cfg(not(loom))]
 
 use std::collections::HashMap;
@@ -10,7 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,25 +31,75 @@ use tower::Service;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Serves `service`, and tells `connected` each time an event stream opens.
-async fn serve(service: RegistryService, connected: Arc<Notify>) -> SocketAddr {
+/// A function called with the number of each `GET /health/breakers`
+/// request (1, 2, ...) before it is answered: traffic between polls.
+type OnPoll = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How the test server answers, around the service.
+#[derive(Clone)]
+struct Server {
+    /// Told each time an event stream opens.
+    connected: Arc<Notify>,
+    on_poll: Option<OnPoll>,
+    /// Answer every `/health/...` request with 503, as a registry that
+    /// cannot be reached through a proxy.
+    unreachable: bool,
+}
+
+impl Server {
+    fn new() -> Self {
+        Self {
+            connected: Arc::new(Notify::new()),
+            on_poll: None,
+            unreachable: false,
+        }
+    }
+}
+
+/// Serves `service` as `server` says. `GET /health/routes` answers 404,
+/// as a server without per-route figures does.
+async fn serve(service: RegistryService, server: Server) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let polls = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let service = service.clone();
-            let connected = connected.clone();
+            let server = server.clone();
+            let polls = polls.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let mut service = service.clone();
-                    let connected = connected.clone();
+                    let server = server.clone();
+                    let polls = polls.clone();
                     async move {
-                        let events = request.uri().path() == "/events";
+                        let path = request.uri().path().to_owned();
+                        let refused = if path == "/health/routes" {
+                            Some(StatusCode::NOT_FOUND)
+                        } else if server.unreachable && path.starts_with("/health") {
+                            Some(StatusCode::SERVICE_UNAVAILABLE)
+                        } else {
+                            None
+                        };
+                        if let Some(status) = refused {
+                            // The service's own JSON error, with the status wanted.
+                            let nowhere = http::Request::get("/nowhere")
+                                .body(Empty::<Bytes>::new())
+                                .unwrap();
+                            let mut response = service.call(nowhere).await?;
+                            *response.status_mut() = status;
+                            return Ok(response);
+                        }
+                        if path == "/health/breakers"
+                            && let Some(on_poll) = &server.on_poll
+                        {
+                            on_poll(polls.fetch_add(1, Ordering::Relaxed) + 1);
+                        }
                         // The subscription is made by `call`, before the response.
                         let response = service.call(request).await;
-                        if events {
-                            connected.notify_one();
+                        if path == "/events" {
+                            server.connected.notify_one();
                         }
                         response
                     }
@@ -56,12 +113,14 @@ async fn serve(service: RegistryService, connected: Arc<Notify>) -> SocketAddr {
     addr
 }
 
-/// Runs headless Chromium on `url` with `extra` flags; returns its stdout.
-async fn chromium(url: &str, extra: &[String]) -> String {
+/// Runs headless Chromium on `url` with `extra` flags, for `budget_ms` of
+/// the page's virtual time, in the time zone `zone`; returns its stdout.
+async fn chromium(url: &str, extra: &[String], budget_ms: u32, zone: &str) -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
     let profile = std::env::temp_dir().join(format!(
         "portcullis-dashboard-{}-{}",
         std::process::id(),
-        extra.len()
+        RUNS.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&profile);
     let mut command = tokio::process::Command::new(CHROMIUM);
@@ -76,9 +135,10 @@ async fn chromium(url: &str, extra: &[String]) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--virtual-time-budget=5000",
         ])
+        .arg(format!("--virtual-time-budget={budget_ms}"))
         .arg(format!("--user-data-dir={}", profile.display()))
+        .env("TZ", zone)
         .args(extra)
         .arg(url)
         .stdin(Stdio::null())
@@ -99,7 +159,8 @@ async fn chromium(url: &str, extra: &[String]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The attributes of every `<tag ...>` in `html`.
+/// The attributes of every `<tag ...>` in `html`; a bare attribute such as
+/// `hidden` has the value "".
 fn elements(html: &str, tag: &str) -> Vec<HashMap<String, String>> {
     let open = format!("<{tag} ");
     html.match_indices(&open)
@@ -107,16 +168,84 @@ fn elements(html: &str, tag: &str) -> Vec<HashMap<String, String>> {
             let rest = &html[start + open.len()..];
             let end = rest.find('>').unwrap();
             let mut attributes = HashMap::new();
-            let mut text = &rest[..end];
-            while let Some(eq) = text.find("=\"") {
-                let name = text[..eq].trim().to_owned();
-                let value_end = text[eq + 2..].find('"').unwrap();
-                attributes.insert(name, text[eq + 2..eq + 2 + value_end].to_owned());
-                text = &text[eq + 2 + value_end + 1..];
+            let mut text = rest[..end].trim_end_matches('/');
+            loop {
+                text = text.trim_start();
+                if text.is_empty() {
+                    break;
+                }
+                let name_end = text.find(['=', ' ']).unwrap_or(text.len());
+                let name = text[..name_end].to_owned();
+                text = &text[name_end..];
+                let value = if let Some(quoted) = text.strip_prefix("=\"") {
+                    let value_end = quoted.find('"').unwrap();
+                    text = &quoted[value_end + 1..];
+                    quoted[..value_end].to_owned()
+                } else {
+                    String::new()
+                };
+                attributes.insert(name, value);
             }
             attributes
         })
         .collect()
+}
+
+/// The element of `html` with the id `id`: its attributes.
+fn by_id(html: &str, tag: &str, id: &str) -> HashMap<String, String> {
+    elements(html, tag)
+        .into_iter()
+        .find(|e| e.get("id").map(String::as_str) == Some(id))
+        .unwrap_or_else(|| panic!("no <{tag} id=\"{id}\"> in\n{html}"))
+}
+
+/// The text inside every `<tag ...>...</tag>` of `html` whose opening tag
+/// contains `marker`, with inner tags taken out (no nesting of `tag`).
+fn texts(html: &str, tag: &str, marker: &str) -> Vec<String> {
+    let open = format!("<{tag} ");
+    let close = format!("</{tag}>");
+    html.match_indices(&open)
+        .filter_map(|(start, _)| {
+            let rest = &html[start..];
+            let head_end = rest.find('>').unwrap();
+            if !rest[..head_end].contains(marker) {
+                return None;
+            }
+            let inner = &rest[head_end + 1..rest.find(&close).unwrap()];
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in inner.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            Some(text.replace("&nbsp;", " ").replace("&amp;", "&"))
+        })
+        .collect()
+}
+
+/// Whether `s` is a 24-hour `HH:MM:SS`.
+fn is_clock(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+        && s[..2] < *"24"
+        && s[3..5] < *"60"
+        && s[6..] < *"60"
+}
+
+/// Whether `s` is a time as the page writes it: `HH:MM:SS ZONE` or a range
+/// `HH:MM:SS–HH:MM:SS ZONE`, with the zone `UTC`, `UTC+1`, `UTC-3:30`, ...
+fn is_time_with_zone(s: &str, zone: &str) -> bool {
+    let Some((clocks, z)) = s.trim().rsplit_once(' ') else {
+        return false;
+    };
+    z == zone && clocks.split('\u{2013}').all(is_clock)
 }
 
 fn fail(breaker: &Breaker, times: usize) {
@@ -190,28 +319,35 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         budget.deposit();
     }
     assert!(budget.try_withdraw());
+    // A flood: six identical events in a row, the last ones before the
+    // page loads, so that it reads them from `/events/recent`.
+    for threshold in 60..66 {
+        let overrides = Overrides::new().set("failure_rate_threshold", threshold);
+        assert_eq!(
+            registry.breakers().update_config("inventory", overrides),
+            Ok(1)
+        );
+    }
 
-    let service = RegistryService::builder(registry.clone())
-        // Each stream ends after 2 s and is not reopened within the page's
-        // virtual time, so that Chromium's virtual clock can run out.
-        .events_max_age(Some(Duration::from_secs(2)))
-        .events_retry(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let connected = Arc::new(Notify::new());
-    let addr = serve(service, connected.clone()).await;
+    let server = Server::new();
+    let addr = serve(service(&registry), server.clone()).await;
     let url = format!("http://127.0.0.1:{}/", addr.port());
 
-    // Trip `live` once the page is listening: only the event stream can
-    // tell the page before its next refresh.
+    // Trip `live` once the page is listening (its first poll is in by
+    // then): only the event stream can tell the page before its next
+    // refresh, and its history must show the calls and the rejections.
     let tripper = tokio::spawn({
         let live = live.clone();
+        let connected = server.connected.clone();
         async move {
             connected.notified().await;
             fail(&live, 2);
+            for _ in 0..3 {
+                assert!(live.try_acquire().is_err());
+            }
         }
     });
-    let dom = chromium(&url, &["--dump-dom".to_owned()]).await;
+    let dom = chromium(&url, &["--dump-dom".to_owned()], 5000, "Asia/Kolkata").await;
     tripper.await.unwrap();
     assert_eq!(live.state(), State::Open);
 
@@ -296,6 +432,260 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         "one retry taken, none refused:\n{dom}"
     );
 
+    assert_eq!(by_id(&dom, "body", "page")["data-loaded"], "true");
+    assert!(by_id(&dom, "p", "loading").contains_key("hidden"));
+    assert!(by_id(&dom, "p", "no-breakers").contains_key("hidden"));
+    assert!(
+        by_id(&dom, "section", "routes-section").contains_key("hidden"),
+        "no routes section while `/health/routes` answers 404:\n{dom}"
+    );
+
+    // The history: `live` had no call at the page's first poll, then two
+    // failures and three rejections; `payments` none since the page opened.
+    let card = |name: &str| card_of(&dom, name);
+    let live_card = &elements(card("live"), "article")[0];
+    assert_eq!(live_card["data-calls"], "2", "the counts moved");
+    assert_eq!(live_card["data-rejected"], "3");
+    let calls = spark(card("live"), "calls");
+    assert!(
+        calls["data-points"].parse::<u32>().unwrap() > 1,
+        "several samples: {calls:?}"
+    );
+    assert!(
+        calls["data-max"].parse::<f64>().unwrap() > 0.0,
+        "a call rate above zero: {calls:?}"
+    );
+    let rejections = spark(card("live"), "rejections");
+    assert!(
+        rejections["data-max"].parse::<f64>().unwrap() > 0.0,
+        "a rejection rate above zero: {rejections:?}"
+    );
+    assert_eq!(spark(card("live"), "failure")["data-last"], "100", "{dom}");
+    let quiet = spark(card("payments"), "calls");
+    assert_eq!(
+        quiet["data-max"], "0",
+        "no call through payments: {quiet:?}"
+    );
+    assert!(card("live").contains(">2</dd>"), "calls since start shown");
+
+    // Time in state: from the transition event the page received.
+    let since = &elements(card("live"), "p")[0];
+    assert_eq!(since["data-from"], "event", "{since:?}");
+    let since_text = &texts(card("live"), "p", "class=\"since\"")[0];
+    assert!(since_text.starts_with("OPEN for "), "{since_text}");
+
+    // Transitions carry the state they entered, which colours them.
+    let lines = elements(&dom, "li");
+    assert!(lines.iter().any(|li| li["data-type"] == "transition"
+        && li["data-name"] == "live"
+        && li["data-state"] == "OPEN"));
+    assert!(lines.iter().any(|li| li["data-type"] == "transition"
+        && li["data-name"] == "search"
+        && li["data-state"] == "METRICS_ONLY"));
+
+    // The flood is one line with its count.
+    let flood: Vec<_> = lines
+        .iter()
+        .filter(|li| li["data-type"] == "changed" && li["data-name"] == "inventory")
+        .collect();
+    assert_eq!(flood.len(), 1, "one line for six events:\n{dom}");
+    assert_eq!(flood[0]["data-count"], "6");
+    assert!(
+        texts(&dom, "li", "data-count=\"6\"")[0].contains("inventory: changed\u{d7}6"),
+        "{dom}"
+    );
+
+    // Every time is 24-hour with the zone (Asia/Kolkata is UTC+5:30, with
+    // no summer time).
+    let times = texts(&dom, "span", "class=\"when\"");
+    assert!(times.len() >= 5, "{dom}");
+    for time in &times {
+        assert!(is_time_with_zone(time, "UTC+5:30"), "{time:?}");
+    }
+    let updated = &texts(&dom, "span", "id=\"updated\"")[0];
+    let updated = updated.strip_prefix("updated ").unwrap();
+    assert!(is_time_with_zone(updated, "UTC+5:30"), "{updated:?}");
+}
+
+/// The service as the tests serve it.
+fn service(registry: &Registry) -> RegistryService {
+    RegistryService::builder(registry.clone())
+        // Each stream ends after 2 s and is not reopened within the page's
+        // virtual time, so that Chromium's virtual clock can run out.
+        .events_max_age(Some(Duration::from_secs(2)))
+        .events_retry(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// The HTML of the breaker card named `name`, from `<article` to
+/// `</article>`.
+fn card_of<'a>(dom: &'a str, name: &str) -> &'a str {
+    let marker = format!("data-name=\"{name}\"");
+    let start = dom
+        .match_indices("<article ")
+        .map(|(i, _)| i)
+        .find(|&i| dom[i..i + dom[i..].find('>').unwrap()].contains(&marker))
+        .unwrap_or_else(|| panic!("no card for {name} in\n{dom}"));
+    let end = start + dom[start..].find("</article>").unwrap();
+    &dom[start..end]
+}
+
+/// The attributes of the sparkline of `series` in `card`.
+fn spark(card: &str, series: &str) -> HashMap<String, String> {
+    elements(card, "svg")
+        .into_iter()
+        .find(|svg| svg.get("data-series").map(String::as_str) == Some(series))
+        .unwrap_or_else(|| panic!("no {series} sparkline in\n{card}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_says_loading_until_it_has_an_answer_and_empty_only_when_empty() {
+    // Before any script runs: the loading line, no "nothing registered".
+    let registry = Registry::new();
+    let page = service(&registry)
+        .call(http::Request::get("/").body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let html = String::from_utf8(
+        page.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(by_id(&html, "body", "page")["data-loaded"], "false");
+    assert!(!by_id(&html, "p", "loading").contains_key("hidden"));
+    for empty in [
+        "no-breakers",
+        "no-bulkheads",
+        "no-ratelimiters",
+        "no-budgets",
+    ] {
+        assert!(by_id(&html, "p", empty).contains_key("hidden"), "{empty}");
+    }
+    assert!(by_id(&html, "section", "routes-section").contains_key("hidden"));
+
+    if !chromium_present() {
+        return;
+    }
+    // While the figures cannot be had, it still says so, and never that
+    // nothing is registered.
+    registry.breakers().get("payments");
+    let server = Server {
+        unreachable: true,
+        ..Server::new()
+    };
+    let addr = serve(service(&registry), server).await;
+    let url = format!("http://127.0.0.1:{}/", addr.port());
+    let dom = chromium(&url, &["--dump-dom".to_owned()], 3000, "UTC").await;
+    let loading = by_id(&dom, "p", "loading");
+    assert!(!loading.contains_key("hidden"), "{dom}");
+    assert_eq!(loading["data-failed"], "true");
+    assert_eq!(by_id(&dom, "body", "page")["data-loaded"], "false");
+    assert!(
+        by_id(&dom, "p", "no-breakers").contains_key("hidden"),
+        "{dom}"
+    );
+    assert!(by_id(&dom, "p", "no-bulkheads").contains_key("hidden"));
+
+    // With a registry that is really empty: the empty lines, no loading.
+    let addr = serve(service(&Registry::new()), Server::new()).await;
+    let url = format!("http://127.0.0.1:{}/", addr.port());
+    let dom = chromium(&url, &["--dump-dom".to_owned()], 3000, "UTC").await;
+    assert!(by_id(&dom, "p", "loading").contains_key("hidden"), "{dom}");
+    assert_eq!(by_id(&dom, "body", "page")["data-loaded"], "true");
+    for empty in [
+        "no-breakers",
+        "no-bulkheads",
+        "no-ratelimiters",
+        "no-budgets",
+    ] {
+        assert!(
+            !by_id(&dom, "p", empty).contains_key("hidden"),
+            "{empty}:\n{dom}"
+        );
+    }
+    assert!(elements(&dom, "article").is_empty());
+}
+
+/// A small deterministic generator, for traffic that looks like traffic.
+fn noise(seed: u64) -> u64 {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^ (x >> 33)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screenshot_of_the_dashboard_after_a_minute_of_traffic() {
+    if !chromium_present() {
+        return;
+    }
+    let registry = Registry::builder()
+        .breaker_default(
+            BreakerConfig::builder()
+                .count_window(50)
+                .minimum_calls(10)
+                .wait_in_open(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        )
+        .bulkhead_config("db", Overrides::new().set("max_concurrent_calls", 8))
+        .build()
+        .unwrap();
+    let breakers = ["checkout", "inventory", "recommendations", "search"];
+    let handles: Vec<Breaker> = breakers
+        .iter()
+        .map(|name| registry.breakers().get(name))
+        .collect();
+    let eu = registry.breakers().get_keyed("search", "eu").unwrap();
+    eu.metrics_only();
+    let ledger = registry.breakers().get("ledger");
+    ledger.force_open();
+    let db = registry.bulkheads().get("db");
+    let _permits: Vec<_> = (0..3).map(|_| db.try_acquire().unwrap()).collect();
+    registry.rate_limiters().get("api");
+    let budget = registry.budgets().get("orders");
+    for _ in 0..40 {
+        budget.deposit();
+    }
+
+    // Between polls: steady traffic with a few failures, and, after half a
+    // minute, `recommendations` failing more and more until it opens; its
+    // callers keep knocking.
+    let traffic: OnPoll = Arc::new(move |poll| {
+        for (i, breaker) in handles.iter().chain([&eu]).enumerate() {
+            let r = noise(poll * 31 + i as u64);
+            let calls = 8 + (r % 16) + 12 * i as u64;
+            // Failures per thousand calls.
+            let failing = match breakers.get(i) {
+                Some(&"recommendations") if poll > 30 => 100 + 60 * (poll - 30),
+                _ => 20 + (noise(r) % 120),
+            };
+            for call in 0..calls {
+                if let Ok(permit) = breaker.try_acquire() {
+                    permit.record(if noise(r ^ call) % 1000 < failing {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    });
+                }
+            }
+        }
+        let _ = ledger.try_acquire();
+    });
+    let server = Server {
+        on_poll: Some(traffic),
+        ..Server::new()
+    };
+    let addr = serve(service(&registry), server).await;
+    let url = format!("http://127.0.0.1:{}/", addr.port());
+
     // The screenshot, kept as an artifact of the test run.
     let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
@@ -303,10 +693,17 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         &url,
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1200,800".to_owned(),
+            "--window-size=1280,960".to_owned(),
         ],
+        62_000,
+        "Europe/Berlin",
     )
     .await;
+    assert_eq!(
+        registry.breakers().get("recommendations").state(),
+        State::Open,
+        "the picture shows one open"
+    );
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     assert!(
