@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_breaker::{Breaker, BreakerConfig, State};
 use portcullis_core::Outcome;
-use portcullis_registry::{Overrides, Registry, RegistryService};
+use portcullis_registry::{Overrides, Registry, RegistryService, RouteOutcome};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::Service;
@@ -44,6 +44,9 @@ struct Server {
     /// Answer every `/health/...` request with 503, as a registry that
     /// cannot be reached through a proxy.
     unreachable: bool,
+    /// Serve `GET /health/routes`; without, it answers 404 as a server
+    /// without per-route figures does.
+    routes: bool,
 }
 
 impl Server {
@@ -52,12 +55,12 @@ impl Server {
             connected: Arc::new(Notify::new()),
             on_poll: None,
             unreachable: false,
+            routes: false,
         }
     }
 }
 
-/// Serves `service` as `server` says. `GET /health/routes` answers 404,
-/// as a server without per-route figures does.
+/// Serves `service` as `server` says.
 async fn serve(service: RegistryService, server: Server) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -75,7 +78,7 @@ async fn serve(service: RegistryService, server: Server) -> SocketAddr {
                     let polls = polls.clone();
                     async move {
                         let path = request.uri().path().to_owned();
-                        let refused = if path == "/health/routes" {
+                        let refused = if path == "/health/routes" && !server.routes {
                             Some(StatusCode::NOT_FOUND)
                         } else if server.unreachable && path.starts_with("/health") {
                             Some(StatusCode::SERVICE_UNAVAILABLE)
@@ -611,6 +614,83 @@ async fn the_dashboard_says_loading_until_it_has_an_answer_and_empty_only_when_e
     assert!(elements(&dom, "article").is_empty());
 }
 
+/// The text of the cell of class `class` in the row of route `name`.
+fn route_cell(dom: &str, name: &str, class: &str) -> String {
+    let start = dom
+        .find(&format!("<tr data-name=\"{name}\">"))
+        .unwrap_or_else(|| panic!("no row of {name}:\n{dom}"));
+    let row = &dom[start..start + dom[start..].find("</tr>").unwrap()];
+    let cell = row
+        .find(&format!("<td class=\"{class}\""))
+        .unwrap_or_else(|| panic!("no {class} in {row}"));
+    let text = &row[cell + row[cell..].find('>').unwrap() + 1..];
+    text[..text.find('<').unwrap()].to_owned()
+}
+
+/// Each route's row moves with its traffic: the request rate, the p50 and
+/// p99 of the last poll interval computed in the page from the histogram's
+/// buckets, and the counts of timeouts and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_routes_rate_and_percentiles() {
+    if !chromium_present() {
+        return;
+    }
+    let registry = Registry::new();
+    registry.breakers().get("payments");
+    let search = registry.routes().get("search");
+    let checkout = registry.routes().get("checkout");
+    checkout.attach_retries(|| {
+        let mut metrics = portcullis_retry::RetryMetrics::default();
+        metrics.retries = 7;
+        metrics
+    });
+    // Per poll: search answers 18 calls in 20 ms and 2 in 300 ms; checkout
+    // one call in 80 ms and one timeout.
+    let traffic: OnPoll = Arc::new(move |_| {
+        for _ in 0..18 {
+            search.record(RouteOutcome::Success, Duration::from_millis(20));
+        }
+        for _ in 0..2 {
+            search.record(RouteOutcome::Success, Duration::from_millis(300));
+        }
+        checkout.record(RouteOutcome::Success, Duration::from_millis(80));
+        checkout.record(RouteOutcome::Timeout, Duration::from_secs(2));
+    });
+    let server = Server {
+        on_poll: Some(traffic),
+        routes: true,
+        ..Server::new()
+    };
+    let addr = serve(service(&registry), server).await;
+    let url = format!("http://127.0.0.1:{}/", addr.port());
+    let dom = chromium(&url, &["--dump-dom".to_owned()], 6000, "UTC").await;
+
+    assert!(
+        !by_id(&dom, "section", "routes-section").contains_key("hidden"),
+        "{dom}"
+    );
+    let rate = route_cell(&dom, "search", "rps");
+    let per_second: f64 = rate
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a rate, not {rate:?}"));
+    assert!(per_second > 0.0, "search's rate moved: {rate}");
+    // Over one poll's calls: the median is the 10th of 20, inside the
+    // (10 ms, 25 ms] bucket; the 99th percentile inside (250 ms, 500 ms].
+    assert_eq!(
+        route_cell(&dom, "search", "latency\" data-interval=\"true"),
+        "18.3 ms"
+    );
+    let start = dom.find("<tr data-name=\"search\">").unwrap();
+    let row = &dom[start..start + dom[start..].find("</tr>").unwrap()];
+    assert!(row.contains(">475 ms<"), "p99 of the interval: {row}");
+    let timeouts: u64 = route_cell(&dom, "checkout", "timeouts").parse().unwrap();
+    assert!(timeouts >= 1, "checkout's timeouts are counted");
+    assert_eq!(route_cell(&dom, "checkout", "retries"), "7");
+    assert_eq!(route_cell(&dom, "search", "timeouts"), "0");
+}
+
 /// A small deterministic generator, for traffic that looks like traffic.
 fn noise(seed: u64) -> u64 {
     let mut x = seed
@@ -650,6 +730,10 @@ async fn a_screenshot_of_the_dashboard_after_a_minute_of_traffic() {
     let db = registry.bulkheads().get("db");
     let _permits: Vec<_> = (0..3).map(|_| db.try_acquire().unwrap()).collect();
     registry.rate_limiters().get("api");
+    let routes = [
+        registry.routes().get("GET /search"),
+        registry.routes().get("POST /checkout"),
+    ];
     let budget = registry.budgets().get("orders");
     for _ in 0..40 {
         budget.deposit();
@@ -678,9 +762,23 @@ async fn a_screenshot_of_the_dashboard_after_a_minute_of_traffic() {
             }
         }
         let _ = ledger.try_acquire();
+        for (i, route) in routes.iter().enumerate() {
+            let r = noise(poll * 17 + i as u64);
+            for call in 0..(20 + r % 20) {
+                let spread = noise(r ^ call) % 1000;
+                let (outcome, millis) = match spread {
+                    0..=4 => (RouteOutcome::Timeout, 2000),
+                    5..=20 => (RouteOutcome::Failure, 40 + spread),
+                    21..=60 => (RouteOutcome::Success, 150 + 4 * spread),
+                    _ => (RouteOutcome::Success, 8 + spread / 25 + 20 * i as u64),
+                };
+                route.record(outcome, Duration::from_millis(millis));
+            }
+        }
     });
     let server = Server {
         on_poll: Some(traffic),
+        routes: true,
         ..Server::new()
     };
     let addr = serve(service(&registry), server).await;
