@@ -148,7 +148,7 @@ async fn a_registry_breaker_opens_during_an_outage_and_closes_after_it() {
     assert_eq!(breaker.state(), State::Closed);
     assert!(!health().await.contains("DEGRADED"));
     // Every kind the gateway uses is served, its retry budget among them.
-    for section in ["breakers", "bulkheads", "budgets"] {
+    for section in ["breakers", "bulkheads", "budgets", "routes"] {
         let response = client::get(resilient.addr, &format!("/admin/health/{section}")).await;
         assert_eq!(response.status, 200);
         assert!(
@@ -157,6 +157,13 @@ async fn a_registry_breaker_opens_during_an_outage_and_closes_after_it() {
             response.body
         );
     }
+    let routes = client::get(resilient.addr, "/admin/health/routes/upstream-read").await;
+    let read: serde_json::Value = serde_json::from_str(&routes.body).unwrap();
+    assert!(
+        read["requests"].as_u64().unwrap() >= 30,
+        "the read route counted its calls: {read}"
+    );
+    assert!(read["latency"]["p50_seconds"].as_f64().unwrap() > 0.0);
 
     upstream.chaos.outage_for(Duration::from_secs(60));
     assert!(

@@ -21,7 +21,7 @@ use portcullis::bulkhead::BulkheadConfig;
 use portcullis::core::{BoxError, HttpClassifier};
 use portcullis::fallback::{FallbackCounters, FallbackLayer, StaleCache};
 use portcullis::http::ErrorMappingLayer;
-use portcullis::registry::{Overrides, Registry, RegistryService};
+use portcullis::registry::{Overrides, Registry, RegistryService, RouteStatsLayer};
 use portcullis::retry::{
     BudgetConfig, EqualJitter, ExponentialBackoff, HttpPolicy, RetryBudget, RetryConfig, RetryLayer,
 };
@@ -215,9 +215,17 @@ impl Gateway {
         let fallbacks = stale.counters().clone();
         let forward = Forward::new(upstream, "portcullis");
 
+        // Each route's calls, latencies, timeouts, retries and fallbacks,
+        // under `/admin/health/routes` and in the dashboard. Inside the
+        // fallback, so a timeout it answers for is still a timeout here.
+        let read_stats = registry.routes().get("upstream-read");
+        read_stats.attach_fallbacks(fallbacks.clone());
+        let metrics = read_retry.clone();
+        read_stats.attach_retries(move || metrics.metrics());
         let read = ServiceBuilder::new()
             .layer(ErrorMappingLayer::new())
             .fallback(stale)
+            .layer(RouteStatsLayer::new(read_stats).classifier(HttpClassifier))
             .timeout_after(READ_DEADLINE)
             .retry_with(read_retry.clone())
             .layer(
@@ -229,6 +237,10 @@ impl Gateway {
             .service(forward.clone());
         let write = ServiceBuilder::new()
             .layer(ErrorMappingLayer::new())
+            .layer(
+                RouteStatsLayer::new(registry.routes().get("upstream-write"))
+                    .classifier(HttpClassifier),
+            )
             .layer(
                 CircuitBreakerLayer::new(registry.breakers().get("upstream-write"))
                     .classifier(HttpClassifier),
