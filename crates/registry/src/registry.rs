@@ -1,5 +1,6 @@
 //! The registry: named configs, live instances, snapshots and events.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use crate::config::{Overrides, RegistryConfig};
 use crate::event::{Event, EventFeed};
 use crate::hub::{self, Hub};
 use crate::instances::Instances;
-use crate::kind::Instance;
-use crate::route::{RouteStats, RouteStatsConfig};
+use crate::kind::{Instance, InstanceKind};
+use crate::route::RouteStats;
 use crate::snapshot::{Keyed, RegistrySnapshot};
 use crate::store::{AtKeyLimit, Store, Stores};
 
@@ -83,19 +84,50 @@ pub struct Registry {
 }
 
 /// Builds a [`Registry`].
+///
+/// Each kind's default config and named configs are set with
+/// [`default_config`](Self::default_config) and
+/// [`named_config`](Self::named_config), written once for every kind;
+/// `breaker_default`, `breaker_config` and the like are their shorthands.
 #[derive(Clone, Debug)]
 pub struct RegistryBuilder {
-    breaker_default: BreakerConfig,
-    breakers: BTreeMap<String, Overrides>,
-    bulkhead_default: BulkheadConfig,
-    bulkheads: BTreeMap<String, Overrides>,
-    rate_limiter_default: RateLimitConfig,
-    rate_limiters: BTreeMap<String, Overrides>,
-    budget_default: BudgetConfig,
-    budgets: BTreeMap<String, Overrides>,
+    /// The default config of each kind given one.
+    defaults: BTreeMap<InstanceKind, AnyConfig>,
+    /// The named configs of each kind.
+    named: BTreeMap<InstanceKind, BTreeMap<String, Overrides>>,
     max_keys: usize,
     at_key_limit: AtKeyLimit,
     events: hub::Settings,
+}
+
+/// A kind's config with its type erased, as the builder keeps it.
+struct AnyConfig(Box<dyn ErasedConfig>);
+
+trait ErasedConfig: Any + Send + Sync + fmt::Debug {
+    fn clone_box(&self) -> Box<dyn ErasedConfig>;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<T: Any + Clone + Send + Sync + fmt::Debug> ErasedConfig for T {
+    fn clone_box(&self) -> Box<dyn ErasedConfig> {
+        Box::new(self.clone())
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+impl Clone for AnyConfig {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_box())
+    }
+}
+
+impl fmt::Debug for AnyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
 }
 
 /// Figures of the registry's event fan-out.
@@ -263,14 +295,8 @@ impl fmt::Debug for Registry {
 impl Default for RegistryBuilder {
     fn default() -> Self {
         Self {
-            breaker_default: BreakerConfig::default(),
-            breakers: BTreeMap::new(),
-            bulkhead_default: BulkheadConfig::default(),
-            bulkheads: BTreeMap::new(),
-            rate_limiter_default: RateLimitConfig::default(),
-            rate_limiters: BTreeMap::new(),
-            budget_default: BudgetConfig::default(),
-            budgets: BTreeMap::new(),
+            defaults: BTreeMap::new(),
+            named: BTreeMap::new(),
             max_keys: DEFAULT_MAX_KEYS,
             at_key_limit: AtKeyLimit::default(),
             events: hub::Settings::default(),
@@ -279,75 +305,115 @@ impl Default for RegistryBuilder {
 }
 
 impl RegistryBuilder {
+    /// The default config of kind `K`, which its named configs inherit
+    /// from (default: `K::Config::default()`).
+    ///
+    /// ```
+    /// use portcullis_bulkhead::{Bulkhead, BulkheadConfig};
+    /// use portcullis_registry::{Overrides, Registry};
+    ///
+    /// let registry = Registry::builder()
+    ///     .default_config::<Bulkhead>(BulkheadConfig::builder().max_concurrent_calls(4).build().unwrap())
+    ///     .named_config::<Bulkhead>("db", Overrides::new().set("max_concurrent_calls", 2))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(registry.bulkheads().get("db").snapshot().max_concurrent_calls, 2);
+    /// assert_eq!(registry.bulkheads().get("cache").snapshot().max_concurrent_calls, 4);
+    /// ```
+    pub fn default_config<K: Instance>(mut self, config: K::Config) -> Self {
+        self.defaults.insert(K::KIND, AnyConfig(Box::new(config)));
+        self
+    }
+
+    /// A named config of kind `K`: `overrides` laid over the default. The
+    /// name `default` lays them over the default itself.
+    pub fn named_config<K: Instance>(
+        mut self,
+        name: impl Into<String>,
+        overrides: Overrides,
+    ) -> Self {
+        self.named
+            .entry(K::KIND)
+            .or_default()
+            .insert(name.into(), overrides);
+        self
+    }
+
+    /// The store of kind `K`, from its configs.
+    fn store<K: Instance>(&mut self) -> Result<Store<K>, ConfigError> {
+        let default = match self.defaults.remove(&K::KIND) {
+            Some(config) => *config
+                .0
+                .into_any()
+                .downcast::<K::Config>()
+                .expect("a kind's default is its own config type"),
+            None => K::Config::default(),
+        };
+        let named = self.named.remove(&K::KIND).unwrap_or_default();
+        Store::new(default, named, self.max_keys, self.at_key_limit)
+    }
+
     /// The default breaker config, which named configs inherit from
     /// (default: [`BreakerConfig::default`]).
-    pub fn breaker_default(mut self, config: BreakerConfig) -> Self {
-        self.breaker_default = config;
-        self
+    pub fn breaker_default(self, config: BreakerConfig) -> Self {
+        self.default_config::<Breaker>(config)
     }
 
     /// A named breaker config: `overrides` laid over the default. The name
     /// `default` lays them over the default itself.
-    pub fn breaker_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
-        self.breakers.insert(name.into(), overrides);
-        self
+    pub fn breaker_config(self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.named_config::<Breaker>(name, overrides)
     }
 
     /// The default bulkhead config, which named configs inherit from
     /// (default: [`BulkheadConfig::default`]).
-    pub fn bulkhead_default(mut self, config: BulkheadConfig) -> Self {
-        self.bulkhead_default = config;
-        self
+    pub fn bulkhead_default(self, config: BulkheadConfig) -> Self {
+        self.default_config::<Bulkhead>(config)
     }
 
     /// A named bulkhead config: `overrides` laid over the default. The name
     /// `default` lays them over the default itself.
-    pub fn bulkhead_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
-        self.bulkheads.insert(name.into(), overrides);
-        self
+    pub fn bulkhead_config(self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.named_config::<Bulkhead>(name, overrides)
     }
 
     /// The default rate-limit config, which named configs inherit from
     /// (default: [`RateLimitConfig::default`], 100 calls per second with a
     /// burst of 100).
-    pub fn rate_limiter_default(mut self, config: RateLimitConfig) -> Self {
-        self.rate_limiter_default = config;
-        self
+    pub fn rate_limiter_default(self, config: RateLimitConfig) -> Self {
+        self.default_config::<RateLimiter>(config)
     }
 
     /// A named rate-limit config: `overrides` laid over the default. The
     /// name `default` lays them over the default itself.
-    pub fn rate_limiter_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
-        self.rate_limiters.insert(name.into(), overrides);
-        self
+    pub fn rate_limiter_config(self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.named_config::<RateLimiter>(name, overrides)
     }
 
     /// The default retry-budget config, which named configs inherit from
     /// (default: [`BudgetConfig::default`], 20 % of the requests plus 10
     /// retries a second, over 10 s).
-    pub fn budget_default(mut self, config: BudgetConfig) -> Self {
-        self.budget_default = config;
-        self
+    pub fn budget_default(self, config: BudgetConfig) -> Self {
+        self.default_config::<RetryBudget>(config)
     }
 
     /// A named retry-budget config: `overrides` laid over the default. The
     /// name `default` lays them over the default itself.
-    pub fn budget_config(mut self, name: impl Into<String>, overrides: Overrides) -> Self {
-        self.budgets.insert(name.into(), overrides);
-        self
+    pub fn budget_config(self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.named_config::<RetryBudget>(name, overrides)
     }
 
     /// Every section of a config file's data (replacing named configs of
     /// the same names given before).
     pub fn config(mut self, config: &RegistryConfig) -> Self {
         let sections = [
-            (&mut self.breakers, &config.breakers),
-            (&mut self.bulkheads, &config.bulkheads),
-            (&mut self.rate_limiters, &config.ratelimiters),
-            (&mut self.budgets, &config.budgets),
+            (InstanceKind::Breaker, &config.breakers),
+            (InstanceKind::Bulkhead, &config.bulkheads),
+            (InstanceKind::RateLimiter, &config.ratelimiters),
+            (InstanceKind::Budget, &config.budgets),
         ];
-        for (ours, theirs) in sections {
-            ours.extend(
+        for (kind, theirs) in sections {
+            self.named.entry(kind).or_default().extend(
                 theirs
                     .iter()
                     .map(|(name, overrides)| (name.clone(), overrides.clone())),
@@ -408,7 +474,7 @@ impl RegistryBuilder {
     }
 
     /// The registry, with every config validated.
-    pub fn build(self) -> Result<Registry, ConfigError> {
+    pub fn build(mut self) -> Result<Registry, ConfigError> {
         in_range("max_keys", self.max_keys, 1, 1_000_000)?;
         in_range("event_buffer", self.events.buffer, 1, 1_000_000)?;
         in_range("recent_events", self.events.recent, 0, 100_000)?;
@@ -418,40 +484,16 @@ impl RegistryBuilder {
             Duration::ZERO,
             MAX_REJECTION_INTERVAL,
         )?;
+        let stores = Stores {
+            breakers: self.store()?,
+            bulkheads: self.store()?,
+            rate_limiters: self.store()?,
+            budgets: self.store()?,
+            routes: self.store()?,
+        };
         Ok(Registry {
             shared: Arc::new(Shared {
-                stores: Stores {
-                    breakers: Store::new(
-                        self.breaker_default,
-                        self.breakers,
-                        self.max_keys,
-                        self.at_key_limit,
-                    )?,
-                    bulkheads: Store::new(
-                        self.bulkhead_default,
-                        self.bulkheads,
-                        self.max_keys,
-                        self.at_key_limit,
-                    )?,
-                    rate_limiters: Store::new(
-                        self.rate_limiter_default,
-                        self.rate_limiters,
-                        self.max_keys,
-                        self.at_key_limit,
-                    )?,
-                    budgets: Store::new(
-                        self.budget_default,
-                        self.budgets,
-                        self.max_keys,
-                        self.at_key_limit,
-                    )?,
-                    routes: Store::new(
-                        RouteStatsConfig::default(),
-                        BTreeMap::new(),
-                        self.max_keys,
-                        self.at_key_limit,
-                    )?,
-                },
+                stores,
                 hub: Hub::new(self.events),
             }),
         })
