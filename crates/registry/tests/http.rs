@@ -734,6 +734,13 @@ fn limited_registry() -> Registry {
     registry
 }
 
+/// The `name` and `key` of each instance of a listing.
+fn names_and_keys(list: &[serde_json::Value]) -> Vec<(serde_json::Value, serde_json::Value)> {
+    list.iter()
+        .map(|r| (r["name"].clone(), r["key"].clone()))
+        .collect()
+}
+
 #[tokio::test]
 async fn rate_limiters_and_budgets_are_served_with_their_figures() {
     let registry = limited_registry();
@@ -742,12 +749,8 @@ async fn rate_limiters_and_budgets_are_served_with_their_figures() {
     let all = get(addr, "/health/ratelimiters").await;
     assert_eq!(all.status, 200);
     let list = all.json()["ratelimiters"].as_array().unwrap().clone();
-    let names: Vec<_> = list
-        .iter()
-        .map(|r| (r["name"].clone(), r["key"].clone()))
-        .collect();
     assert_eq!(
-        names,
+        names_and_keys(&list),
         [
             ("api".into(), serde_json::Value::Null),
             ("clients".into(), "10.0.0.1/32".into()),
@@ -826,12 +829,8 @@ async fn route_statistics_are_served_with_their_figures() {
     let all = get(addr, "/health/routes").await;
     assert_eq!(all.status, 200);
     let list = all.json()["routes"].as_array().unwrap().clone();
-    let names: Vec<_> = list
-        .iter()
-        .map(|r| (r["name"].clone(), r["key"].clone()))
-        .collect();
     assert_eq!(
-        names,
+        names_and_keys(&list),
         [
             ("checkout".into(), serde_json::Value::Null),
             ("upstream".into(), "db:5432".into()),
