@@ -29,7 +29,7 @@ use crate::{Rejection, find_rejection};
 ///
 /// [`ErrorKind::of`] finds it from the first Portcullis rejection in the
 /// error's `source()` chain, the error itself included, as
-/// [`find_rejection`](crate::find_rejection) does. So a rejection
+/// [`find_rejection`] does. So a rejection
 /// wrapped in an error of your own, or the last error of a retry that gave
 /// up (`RetriesExhausted`, whose `source()` is that error), is recognised.
 /// Any other error is [`Upstream`](Self::Upstream).

@@ -52,6 +52,8 @@
 
 pub mod backoff;
 mod classify;
+#[cfg(feature = "clock")]
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod error;

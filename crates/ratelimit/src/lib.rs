@@ -106,6 +106,13 @@
 //! `String`). A call that waits allocates its waiting state and the guard
 //! that gives its slot back if it is dropped.
 //!
+//! The clock read is one atomic load in a running runtime: the coarse time
+//! of [`portcullis_core::clock`], which lags the real time by about a
+//! millisecond and never runs ahead, so a limiter admits no more than it
+//! would on the exact time (capacity comes back up to the lag late). A
+//! limiter made where tokio's time is paused reads tokio's clock instead,
+//! and every verdict under paused time is exact.
+//!
 //! # Features
 //!
 //! | feature | what it adds |

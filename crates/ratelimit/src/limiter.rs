@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use portcullis_core::clock::Clock;
 use portcullis_core::{ConfigError, RateLimited};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{RateLimitConfig, nanos};
+use crate::config::RateLimitConfig;
 use crate::gcra::{Cell, Decision, Gcra};
 
 /// A rate limiter: a cheap, cloneable handle to one shared limit.
@@ -71,7 +72,8 @@ pub(crate) struct Common {
     /// `reconfigure()`, never on the call path (which reads `limit`).
     config: Mutex<RateLimitConfig>,
     limit: Limit,
-    pub(crate) epoch: Instant,
+    /// The time of the limiter's calls, in nanoseconds since it was made.
+    clock: Clock,
     pub(crate) rejected: AtomicU64,
 }
 
@@ -300,7 +302,7 @@ impl Common {
             },
             name,
             config: Mutex::new(config),
-            epoch: Instant::now(),
+            clock: Clock::new(),
             rejected: AtomicU64::new(0),
         }
     }
@@ -349,14 +351,15 @@ impl Common {
         self.limit.burst.load(Ordering::Relaxed)
     }
 
-    /// Nanoseconds since the epoch: the one clock read of a call.
+    /// Nanoseconds since the limiter was made: the one clock read of a
+    /// call (the coarse time in a running runtime, see [`Clock`]).
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        self.clock.now()
     }
 
     pub(crate) fn instant(&self, nanos: u64) -> Instant {
-        self.epoch + Duration::from_nanos(nanos)
+        self.clock.instant(nanos)
     }
 
     /// Counts a rejection and makes its error.

@@ -27,6 +27,11 @@
 //! bucket (once per bucket span, not per call) writes the marks. A
 //! withdrawal that races a bucket change may see the newer window a moment
 //! early: it may be refused, never over-allowed. Checked with `loom`.
+//!
+//! The clock read is the coarse time of [`portcullis_core::clock`] in a
+//! running runtime (one atomic load; buckets start up to about a
+//! millisecond late), and tokio's clock where time is paused, so paused
+//! tests see the buckets to the nanosecond.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
@@ -34,10 +39,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
+use portcullis_core::clock::Clock;
 use portcullis_core::duration;
 use portcullis_core::sync::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 /// A retry budget: a cheap, cloneable handle to one shared balance.
 ///
@@ -107,7 +112,10 @@ struct Shared {
     /// `reconfigure()`, never on the call path (which reads `core`).
     config: Mutex<BudgetConfig>,
     core: Core,
-    epoch: Instant,
+    /// The time of deposits and withdrawals, in nanoseconds since the
+    /// budget was made (the coarse time in a running runtime:
+    /// [`Clock`]).
+    clock: Clock,
     deposits: StdAtomicU64,
     withdrawals: StdAtomicU64,
     refused: StdAtomicU64,
@@ -162,7 +170,7 @@ impl RetryBudget {
                 name: name.into(),
                 core: Core::new(&config),
                 config: Mutex::new(config),
-                epoch: Instant::now(),
+                clock: Clock::new(),
                 deposits: StdAtomicU64::new(0),
                 withdrawals: StdAtomicU64::new(0),
                 refused: StdAtomicU64::new(0),
@@ -269,8 +277,7 @@ impl RetryBudget {
     }
 
     fn now(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.shared.epoch);
-        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        self.shared.clock.now()
     }
 }
 
