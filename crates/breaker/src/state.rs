@@ -291,7 +291,7 @@ pub(crate) fn micros(duration: Duration) -> u64 {
 
 impl Core {
     pub(crate) fn new(profile: Arc<Profile>, window: Window, seed: u64) -> Self {
-        Self {
+        let core = Self {
             profile,
             own: OnceLock::new(),
             window,
@@ -301,7 +301,14 @@ impl Core {
             tally: Tally::default(),
             rare: OnceLock::new(),
             rng: SplitMix64::new(seed),
-        }
+        };
+        // Loom does not see the ordering a std `OnceLock` gives (made in
+        // one thread, used in another): under loom the rare part is made
+        // at once, as if before the first transition, and the models check
+        // the protocol on it. Its lazy making is `OnceLock`'s own.
+        #[cfg(loom)]
+        core.rare();
+        core
     }
 
     /// The profile the breaker runs on: its own copy if it has one, else

@@ -704,3 +704,75 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const S: u8 = RECORDED;
+    const F: u8 = RECORDED | FAILED;
+
+    /// Two outcomes written at once into neighbouring slots of one word:
+    /// neither write is lost, whatever the interleaving of their
+    /// compare-and-swaps, and evicting them later takes exactly what they
+    /// added.
+    #[test]
+    fn neighbouring_slots_keep_both_outcomes() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(4));
+            let handles: Vec<_> = [F, F | SLOW]
+                .into_iter()
+                .map(|outcome| {
+                    let window = window.clone();
+                    thread::spawn(move || {
+                        window.record(outcome, 0, 0);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            let counts = window.counts();
+            assert_eq!((counts.calls, counts.failures, counts.slow), (2, 2, 1));
+            for _ in 0..4 {
+                window.record(S, 0, 0);
+            }
+            assert_eq!(window.counts().failures, 0);
+            assert_eq!(window.counts().slow, 0);
+        });
+    }
+
+    /// Two recorders race on the one slot of a window of one: the slot
+    /// ends up holding one of their outcomes and the failure count agrees
+    /// with it, so that the next outcome evicts it exactly.
+    #[test]
+    fn racing_writers_of_one_slot_keep_the_count_exact() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(1));
+            window.record(F, 0, 0);
+            let handles: Vec<_> = [S, F | SLOW]
+                .into_iter()
+                .map(|outcome| {
+                    let window = window.clone();
+                    thread::spawn(move || {
+                        window.record(outcome, 0, 0);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            let counts = window.counts();
+            assert!(
+                (counts.failures, counts.slow) == (0, 0)
+                    || (counts.failures, counts.slow) == (1, 1),
+                "{counts:?}"
+            );
+            window.record(S, 0, 0);
+            assert_eq!(window.counts().failures, 0);
+            assert_eq!(window.counts().slow, 0);
+        });
+    }
+}

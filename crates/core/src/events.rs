@@ -32,7 +32,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::broadcast;
@@ -204,9 +204,12 @@ pub struct Hooks<T> {
 }
 
 struct HookList<T> {
-    next: u64,
     hooks: Attached<T>,
 }
+
+/// The next [`HookId`]: unique in the process, so that a list of hooks
+/// needs no counter of its own.
+static NEXT_HOOK: AtomicU64 = AtomicU64::new(0);
 
 /// The attached hooks: none and one are kept without an allocation of
 /// their own (a registry attaches one hook to each of its instances).
@@ -253,9 +256,8 @@ impl<T> Hooks<T> {
 
     /// Attaches `hook`; it is called with every event from now on.
     pub fn attach(&self, hook: Hook<T>) -> HookId {
+        let id = HookId(NEXT_HOOK.fetch_add(1, Ordering::Relaxed));
         let mut list = self.lock();
-        let id = HookId(list.next);
-        list.next += 1;
         list.hooks = match &list.hooks {
             Attached::None => Attached::One((id, hook)),
             attached => {
@@ -309,7 +311,6 @@ impl<T> Default for Hooks<T> {
         Self {
             count: AtomicUsize::new(0),
             list: Mutex::new(HookList {
-                next: 0,
                 hooks: Attached::None,
             }),
         }

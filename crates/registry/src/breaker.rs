@@ -35,12 +35,17 @@ impl Instance for Breaker {
 
     /// The keyed breakers of a name are siblings: one configuration for
     /// all of them, however many keys there are.
+    /// (A sibling takes the configuration its siblings share, which the
+    /// registry keeps up to date; it is checked all the same, in case a
+    /// handle was given another one.)
     fn build_keyed(name: &Arc<str>, config: BreakerConfig, like: Option<&Self>) -> Self {
-        match like {
-            Some(like) if like.config() == config => like.sibling(),
-            _ => Breaker::from_config(name.clone(), config)
-                .expect("the registry validates every config it keeps"),
+        if let Some(sibling) = like.map(Breaker::sibling)
+            && sibling.config() == config
+        {
+            return sibling;
         }
+        Breaker::from_config(name.clone(), config)
+            .expect("the registry validates every config it keeps")
     }
 
     fn name(&self) -> &str {
