@@ -1019,4 +1019,85 @@ mod tests {
         let _again = breaker.subscribe_with_calls();
         assert!(breaker.try_acquire().unwrap().report);
     }
+
+    fn config(minimum_calls: u32) -> BreakerConfig {
+        BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(minimum_calls)
+            .build()
+            .unwrap()
+    }
+
+    /// Siblings share one configuration: `reconfigure_siblings` changes it
+    /// for all of them in one write, `reconfigure` changes one breaker only
+    /// (which then keeps a copy of its own, still reached by a later
+    /// `reconfigure_siblings` called on it).
+    #[tokio::test(start_paused = true)]
+    async fn siblings_share_their_configuration_until_one_is_reconfigured_alone() {
+        let first = Breaker::from_config("upstream", config(10)).unwrap();
+        let second = first.sibling();
+        let third = second.sibling();
+        assert_eq!(third.name(), "upstream");
+        assert!(Arc::ptr_eq(
+            first.shared.core.shared_profile(),
+            third.shared.core.shared_profile()
+        ));
+
+        first.reconfigure_siblings(config(5)).unwrap();
+        for breaker in [&first, &second, &third] {
+            assert_eq!(breaker.config(), config(5));
+            assert_eq!(breaker.snapshot().minimum_calls, 5);
+        }
+
+        second.reconfigure(config(3)).unwrap();
+        assert_eq!(second.config(), config(3));
+        assert_eq!((first.config(), third.config()), (config(5), config(5)));
+
+        third.reconfigure_siblings(config(4)).unwrap();
+        assert_eq!(first.config(), config(4));
+        assert_eq!(second.config(), config(3), "its own copy is its own");
+        second.reconfigure_siblings(config(2)).unwrap();
+        assert_eq!(
+            [first.config(), second.config(), third.config()],
+            [config(2), config(2), config(2)]
+        );
+
+        let time = BreakerConfig::builder()
+            .time_window(Duration::from_secs(10), 10)
+            .build()
+            .unwrap();
+        let refused = first.reconfigure_siblings(time.clone()).unwrap_err();
+        assert_eq!(refused.field(), "sliding_window");
+        assert!(third.reconfigure(time).is_err());
+        assert_eq!(third.config(), config(2));
+    }
+
+    /// A breaker alone reconfigures its profile in place; a sibling has a
+    /// state of its own, its own window, and starts in the configured
+    /// initial state for the whole wait although its clock is shared.
+    #[tokio::test(start_paused = true)]
+    async fn a_sibling_has_a_state_of_its_own() {
+        let alone = Breaker::from_config("alone", config(10)).unwrap();
+        alone.reconfigure(config(5)).unwrap();
+        assert!(alone.shared.core.own_copy().is_none());
+
+        let open = BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(1)
+            .wait_in_open(Duration::from_secs(30))
+            .initial_state(State::Open)
+            .build()
+            .unwrap();
+        let first = Breaker::from_config("db", open).unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let second = first.sibling();
+        assert_eq!(second.state(), State::Open);
+        let rejected = second.try_acquire().unwrap_err();
+        assert_eq!(rejected.retry_after(), Some(Duration::from_secs(30)));
+        // The first one's wait is long over: it probes.
+        first.try_acquire().unwrap().record(Outcome::Failure);
+        assert_eq!(first.state(), State::HalfOpen);
+        assert_eq!(second.snapshot().counters.failed_calls, 0);
+        assert_eq!(first.snapshot().counters.failed_calls, 1);
+    }
 }
