@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use portcullis_core::{BreakerOpen, ConfigError, Outcome};
@@ -14,7 +14,7 @@ use crate::config::BreakerConfig;
 use crate::counters::BreakerCounters;
 use crate::error::IllegalTransition;
 use crate::event::{BreakerEvent, EventHook, EventStream, Events, Hooks};
-use crate::settings::{CALL_EVENTS, Settings};
+use crate::settings::{CALL_EVENTS, Profile};
 use crate::state::{Core, Reading, Signal, State, Ticket, micros};
 use crate::window::{FAILED, RECORDED, SLOW, TIMED};
 
@@ -153,17 +153,23 @@ pub struct BreakerSnapshot {
 }
 
 pub(crate) struct Shared {
-    name: Arc<str>,
-    /// The configuration as given; read by `config()` and replaced by
-    /// `reconfigure()`, never on the call path (which reads `core.settings`).
-    config: Mutex<BreakerConfig>,
+    /// The state machine, with the profile (name, clock, configuration)
+    /// it shares with the breaker's siblings.
     core: Core,
-    epoch: Instant,
+    /// Functions called with every event but the per-call ones.
+    hooks: Hooks,
+    /// The event streams and what delivers to them, made at the first
+    /// subscription or the first event a hook is sent: a keyed breaker
+    /// nobody subscribes to keeps none.
+    listeners: OnceLock<Box<Listeners>>,
+}
+
+/// Event delivery: what a breaker nobody listens to does without.
+#[derive(Debug)]
+struct Listeners {
     events: Events,
     /// Every event and the per-call ones, for those who asked.
     with_calls: Events,
-    /// Functions called with every event but the per-call ones.
-    hooks: Hooks,
     /// Events waiting for the thread that delivers.
     outbox: Mutex<Outbox>,
     /// Rejections not reported yet, and when the last report was sent.
@@ -207,6 +213,27 @@ impl Drop for Unwind<'_> {
     }
 }
 
+impl Shared {
+    fn name(&self) -> &Arc<str> {
+        &self.core.profile().name
+    }
+
+    fn epoch(&self) -> Instant {
+        self.core.profile().epoch
+    }
+
+    fn listeners(&self) -> &Listeners {
+        self.listeners.get_or_init(|| {
+            Box::new(Listeners {
+                events: Events::new(crate::event::CAPACITY),
+                with_calls: Events::new(crate::event::CALLS_CAPACITY),
+                outbox: Mutex::default(),
+                rejections: Rejections::default(),
+            })
+        })
+    }
+}
+
 /// The shortest span between two rejection reports: 10 ms.
 const REJECTION_REPORT_MICROS: u64 = 10_000;
 const NO_WAIT: u64 = u64::MAX;
@@ -227,35 +254,78 @@ impl Breaker {
     }
 
     fn build(name: Arc<str>, config: BreakerConfig) -> Self {
-        let core = Core::new(Settings::new(&config), config.window(), config.seed())
-            .start_in(config.initial_state(), 0);
+        let window = config.window();
+        let (seed, initial) = (config.seed(), config.initial_state());
+        let profile = Arc::new(Profile::new(name, config));
+        Self::with_profile(profile, window, seed, initial, 0)
+    }
+
+    fn with_profile(
+        profile: Arc<Profile>,
+        window: crate::window::Window,
+        seed: u64,
+        initial: State,
+        now: u64,
+    ) -> Self {
+        let core = Core::new(profile, window, seed).start_in(initial, now);
         Self {
             shared: Arc::new(Shared {
-                name,
-                config: Mutex::new(config),
                 core,
-                epoch: Instant::now(),
-                events: Events::new(crate::event::CAPACITY),
-                with_calls: Events::new(crate::event::CALLS_CAPACITY),
                 hooks: Hooks::default(),
-                outbox: Mutex::default(),
-                rejections: Rejections::default(),
+                listeners: OnceLock::new(),
             }),
         }
     }
 
+    /// A new breaker with this one's name and configuration, and a state of
+    /// its own: an empty window, in the configured initial state, no
+    /// subscriber, no hook.
+    ///
+    /// Siblings share one copy of their configuration instead of keeping
+    /// one each, which is what makes many small breakers cheap (a
+    /// registry's keyed breakers of one name are siblings):
+    /// [`reconfigure_siblings`](Self::reconfigure_siblings) on any of them
+    /// changes it for all, while [`reconfigure`](Self::reconfigure) still
+    /// changes the one breaker it is called on (which then keeps a copy of
+    /// its own). The sibling is made with the shared configuration, not
+    /// with one given to this breaker alone.
+    ///
+    /// ```
+    /// use portcullis_breaker::{Breaker, BreakerConfig, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let config = BreakerConfig::builder().count_window(100).build().unwrap();
+    /// let first = Breaker::from_config("upstream", config).unwrap();
+    /// let second = first.sibling();
+    /// first.force_open();
+    /// assert_eq!(second.state(), State::Closed, "a state of its own");
+    ///
+    /// let wider = BreakerConfig::builder().count_window(100).minimum_calls(5).build().unwrap();
+    /// first.reconfigure_siblings(wider.clone()).unwrap();
+    /// assert_eq!(second.config(), wider, "one configuration for both");
+    /// # }
+    /// ```
+    pub fn sibling(&self) -> Breaker {
+        let profile = self.shared.core.shared_profile().clone();
+        let config = profile.config();
+        let now = micros(Instant::now().saturating_duration_since(profile.epoch));
+        Self::with_profile(
+            profile,
+            config.window(),
+            config.seed(),
+            config.initial_state(),
+            now,
+        )
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.core.profile().name
     }
 
     /// Its configuration.
     pub fn config(&self) -> BreakerConfig {
-        self.shared
-            .config
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.core.profile().config()
     }
 
     /// Changes the configuration of this live breaker, keeping its window,
@@ -265,6 +335,8 @@ impl Breaker {
     /// The window's shape cannot change under live traffic: a `config` with
     /// another [`SlidingWindow`](crate::SlidingWindow) is refused with an
     /// error on `sliding_window` (make a new breaker instead).
+    ///
+    /// It changes this breaker only, not its [siblings](Self::sibling).
     ///
     /// ```
     /// use portcullis_breaker::{Breaker, BreakerConfig, State};
@@ -285,24 +357,25 @@ impl Breaker {
     /// ```
     pub fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let mut current = self
-            .shared
-            .config
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if config.sliding_window() != current.sliding_window() {
-            return Err(ConfigError::new(
-                "sliding_window",
-                format!(
-                    "cannot change on a live breaker (from {:?} to {:?}); make a new breaker instead",
-                    current.sliding_window(),
-                    config.sliding_window()
-                ),
-            ));
+        let core = &self.shared.core;
+        // Checked first, so that a refused change makes no copy.
+        core.profile().check(&config)?;
+        core.own_profile().reconfigure(config)
+    }
+
+    /// Like [`reconfigure`](Self::reconfigure), for this breaker and every
+    /// [sibling](Self::sibling) that shares its configuration, in one
+    /// write however many they are. A sibling that was reconfigured on its
+    /// own keeps its own configuration (until this is called on it).
+    pub fn reconfigure_siblings(&self, config: BreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let core = &self.shared.core;
+        core.profile().check(&config)?;
+        core.shared_profile().check(&config)?;
+        if let Some(own) = core.own_copy() {
+            own.reconfigure(config.clone())?;
         }
-        self.shared.core.settings.update(&config);
-        *current = config;
-        Ok(())
+        core.shared_profile().reconfigure(config)
     }
 
     /// Its current state. An open breaker whose wait is over still reads
@@ -327,7 +400,7 @@ impl Breaker {
     /// A permit for `ticket`, timed if a slow-call rule is configured.
     #[inline]
     fn permit(&self, ticket: Ticket) -> Permit {
-        let timing = self.shared.core.settings.timing();
+        let timing = self.shared.core.timing();
         Permit {
             breaker: self.clone(),
             ticket: Some(ticket),
@@ -344,11 +417,11 @@ impl Breaker {
             Ok(ticket) => Ok(self.permit(ticket)),
             Err(retry_micros) => {
                 let retry_after = retry_micros.map(Duration::from_micros);
-                tracing::debug!(breaker = %shared.name, ?retry_after, "call rejected");
+                tracing::debug!(breaker = %shared.name(), ?retry_after, "call rejected");
                 if self.listened() {
                     self.count_rejection(retry_micros);
                 }
-                Err(BreakerOpen::new(shared.name.clone(), retry_after))
+                Err(BreakerOpen::new(shared.name().clone(), retry_after))
             }
         }
     }
@@ -356,7 +429,7 @@ impl Breaker {
     /// Subscribes to this breaker's events (bounded: a subscriber that falls
     /// more than 256 events behind loses the oldest).
     pub fn subscribe(&self) -> EventStream {
-        self.shared.events.subscribe()
+        self.shared.listeners().events.subscribe()
     }
 
     /// Subscribes to this breaker's events and, besides, to every call's
@@ -389,8 +462,8 @@ impl Breaker {
     /// # }
     /// ```
     pub fn subscribe_with_calls(&self) -> EventStream {
-        let stream = self.shared.with_calls.subscribe();
-        self.shared.core.settings.time_for_call_events();
+        let stream = self.shared.listeners().with_calls.subscribe();
+        self.shared.core.time_for_call_events();
         stream
     }
 
@@ -445,7 +518,11 @@ impl Breaker {
     #[inline]
     fn listened(&self) -> bool {
         let shared = &*self.shared;
-        shared.events.wanted() || shared.with_calls.wanted() || shared.hooks.attached()
+        shared.hooks.attached()
+            || shared
+                .listeners
+                .get()
+                .is_some_and(|l| l.events.wanted() || l.with_calls.wanted())
     }
 
     /// Sends `event` to the hooks and the subscribers of either stream.
@@ -454,7 +531,7 @@ impl Breaker {
     /// events in one order: an event sent while another thread (or a hook
     /// of this one) delivers is queued, and delivered by it next.
     fn send(&self, event: BreakerEvent) {
-        let outbox = &self.shared.outbox;
+        let outbox = &self.shared.listeners().outbox;
         {
             let mut outbox = outbox.lock().unwrap_or_else(PoisonError::into_inner);
             if outbox.delivering {
@@ -480,13 +557,14 @@ impl Breaker {
     fn deliver(&self, event: BreakerEvent) {
         let shared = &*self.shared;
         shared.hooks.call(&event);
-        if shared.with_calls.wanted() {
-            if shared.events.wanted() {
-                shared.events.send(event.clone());
+        let listeners = shared.listeners();
+        if listeners.with_calls.wanted() {
+            if listeners.events.wanted() {
+                listeners.events.send(event.clone());
             }
-            shared.with_calls.send(event);
+            listeners.with_calls.send(event);
         } else {
-            shared.events.send(event);
+            listeners.events.send(event);
         }
     }
 
@@ -496,18 +574,21 @@ impl Breaker {
     #[inline(never)]
     fn report_call(&self, outcome: Outcome, duration: Duration, slow: bool) {
         let shared = &*self.shared;
-        if shared.with_calls.wanted() {
-            shared.with_calls.send(BreakerEvent::Call {
-                name: shared.name.clone(),
+        let wanted = || {
+            shared
+                .listeners
+                .get()
+                .is_some_and(|listeners| listeners.with_calls.wanted())
+        };
+        if wanted() {
+            shared.listeners().with_calls.send(BreakerEvent::Call {
+                name: shared.name().clone(),
                 outcome,
                 duration,
                 slow,
             });
         } else {
-            shared
-                .core
-                .settings
-                .stop_timing_for_call_events(|| shared.with_calls.wanted());
+            shared.core.stop_timing_for_call_events(wanted);
         }
     }
 
@@ -525,12 +606,12 @@ impl Breaker {
             since_reset,
             counters,
         } = shared.core.read(|| self.now());
-        let settings = &shared.core.settings;
+        let settings = shared.core.settings();
         let counts = figures.counts;
         let defined = figures.defined();
         let rate = |part: u64| defined.then(|| (part as f64 * 100.0 / counts.calls as f64) as f32);
         BreakerSnapshot {
-            name: shared.name.to_string(),
+            name: shared.name().to_string(),
             state,
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
@@ -669,19 +750,19 @@ impl Breaker {
         self.shared
             .core
             .force(to, open_for, || self.now(), &mut |s| self.emit(s))
-            .map_err(|illegal| IllegalTransition::new(self.shared.name.clone(), illegal.from, to))
+            .map_err(|illegal| IllegalTransition::new(self.shared.name().clone(), illegal.from, to))
     }
 
     #[inline]
     fn now(&self) -> u64 {
-        micros(Instant::now().saturating_duration_since(self.shared.epoch))
+        micros(Instant::now().saturating_duration_since(self.shared.epoch()))
     }
 
     /// Counts a rejection, and reports the pending ones unless a report
     /// went out less than [`REJECTION_REPORT_MICROS`] ago. The ones left
     /// pending go with the next report, or before the next other event.
     fn count_rejection(&self, retry_after: Option<u64>) {
-        let rejections = &self.shared.rejections;
+        let rejections = &self.shared.listeners().rejections;
         rejections.pending.fetch_add(1, Ordering::Relaxed);
         rejections
             .retry_after
@@ -712,11 +793,12 @@ impl Breaker {
         if !self.listened() {
             return;
         }
-        let count = shared.rejections.pending.swap(0, Ordering::Relaxed);
+        let rejections = &shared.listeners().rejections;
+        let count = rejections.pending.swap(0, Ordering::Relaxed);
         if count > 0 {
-            let retry_after = shared.rejections.retry_after.load(Ordering::Relaxed);
+            let retry_after = rejections.retry_after.load(Ordering::Relaxed);
             self.send(BreakerEvent::Rejected {
-                name: shared.name.clone(),
+                name: shared.name().clone(),
                 retry_after: (retry_after != NO_WAIT).then(|| Duration::from_micros(retry_after)),
                 count,
             });
@@ -727,25 +809,25 @@ impl Breaker {
         let shared = &*self.shared;
         let event = match signal {
             Signal::Transition { from, to, reason } => {
-                tracing::info!(breaker = %shared.name, ?from, ?to, %reason, "circuit breaker state changed");
+                tracing::info!(breaker = %shared.name(), ?from, ?to, %reason, "circuit breaker state changed");
                 BreakerEvent::Transition {
-                    name: shared.name.clone(),
+                    name: shared.name().clone(),
                     from,
                     to,
                     reason,
                 }
             }
             Signal::Crossed(threshold) => {
-                tracing::info!(breaker = %shared.name, ?threshold, "circuit breaker threshold reached");
+                tracing::info!(breaker = %shared.name(), ?threshold, "circuit breaker threshold reached");
                 BreakerEvent::ThresholdCrossed {
-                    name: shared.name.clone(),
+                    name: shared.name().clone(),
                     threshold,
                 }
             }
             Signal::Reset => {
-                tracing::info!(breaker = %shared.name, "circuit breaker reset");
+                tracing::info!(breaker = %shared.name(), "circuit breaker reset");
                 BreakerEvent::Reset {
-                    name: shared.name.clone(),
+                    name: shared.name().clone(),
                 }
             }
         };
@@ -803,7 +885,7 @@ impl Permit {
                 let took = now.saturating_duration_since(started);
                 bits |= TIMED;
                 took_micros = micros(took);
-                if let Some(slow) = shared.core.settings.slow_call_duration()
+                if let Some(slow) = shared.core.settings().slow_call_duration()
                     && took > slow
                 {
                     bits |= SLOW;
@@ -812,7 +894,7 @@ impl Permit {
                     breaker.report_call(outcome, took, bits & SLOW != 0);
                 }
             }
-            let now = micros(now.saturating_duration_since(shared.epoch));
+            let now = micros(now.saturating_duration_since(shared.epoch()));
             shared.core.record(
                 ticket,
                 bits,
@@ -851,7 +933,7 @@ impl Permit {
         self.breaker
             .shared
             .core
-            .settings
+            .settings()
             .max_retry_after()
             .is_some()
     }
@@ -869,10 +951,10 @@ impl Drop for Permit {
 impl fmt::Debug for Breaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.name())
             .field("state", &self.state())
             .field("config", &self.config())
-            .field("events", &self.shared.events)
+            .field("listeners", &self.shared.listeners.get())
             .field("hooks", &self.shared.hooks)
             .finish()
     }
@@ -894,7 +976,7 @@ impl WeakBreaker {
 impl fmt::Debug for WeakBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.shared.upgrade() {
-            Some(shared) => f.debug_tuple("WeakBreaker").field(&shared.name).finish(),
+            Some(shared) => f.debug_tuple("WeakBreaker").field(&shared.name()).finish(),
             None => f.write_str("WeakBreaker(gone)"),
         }
     }
@@ -910,7 +992,7 @@ pub(crate) fn detach(breaker: &Weak<Shared>, id: portcullis_core::events::HookId
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("breaker", &self.breaker.shared.name)
+            .field("breaker", &self.breaker.shared.name())
             .field("ticket", &self.ticket)
             .finish_non_exhaustive()
     }
@@ -936,5 +1018,86 @@ mod tests {
         permit.success();
         let _again = breaker.subscribe_with_calls();
         assert!(breaker.try_acquire().unwrap().report);
+    }
+
+    fn config(minimum_calls: u32) -> BreakerConfig {
+        BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(minimum_calls)
+            .build()
+            .unwrap()
+    }
+
+    /// Siblings share one configuration: `reconfigure_siblings` changes it
+    /// for all of them in one write, `reconfigure` changes one breaker only
+    /// (which then keeps a copy of its own, still reached by a later
+    /// `reconfigure_siblings` called on it).
+    #[tokio::test(start_paused = true)]
+    async fn siblings_share_their_configuration_until_one_is_reconfigured_alone() {
+        let first = Breaker::from_config("upstream", config(10)).unwrap();
+        let second = first.sibling();
+        let third = second.sibling();
+        assert_eq!(third.name(), "upstream");
+        assert!(Arc::ptr_eq(
+            first.shared.core.shared_profile(),
+            third.shared.core.shared_profile()
+        ));
+
+        first.reconfigure_siblings(config(5)).unwrap();
+        for breaker in [&first, &second, &third] {
+            assert_eq!(breaker.config(), config(5));
+            assert_eq!(breaker.snapshot().minimum_calls, 5);
+        }
+
+        second.reconfigure(config(3)).unwrap();
+        assert_eq!(second.config(), config(3));
+        assert_eq!((first.config(), third.config()), (config(5), config(5)));
+
+        third.reconfigure_siblings(config(4)).unwrap();
+        assert_eq!(first.config(), config(4));
+        assert_eq!(second.config(), config(3), "its own copy is its own");
+        second.reconfigure_siblings(config(2)).unwrap();
+        assert_eq!(
+            [first.config(), second.config(), third.config()],
+            [config(2), config(2), config(2)]
+        );
+
+        let time = BreakerConfig::builder()
+            .time_window(Duration::from_secs(10), 10)
+            .build()
+            .unwrap();
+        let refused = first.reconfigure_siblings(time.clone()).unwrap_err();
+        assert_eq!(refused.field(), "sliding_window");
+        assert!(third.reconfigure(time).is_err());
+        assert_eq!(third.config(), config(2));
+    }
+
+    /// A breaker alone reconfigures its profile in place; a sibling has a
+    /// state of its own, its own window, and starts in the configured
+    /// initial state for the whole wait although its clock is shared.
+    #[tokio::test(start_paused = true)]
+    async fn a_sibling_has_a_state_of_its_own() {
+        let alone = Breaker::from_config("alone", config(10)).unwrap();
+        alone.reconfigure(config(5)).unwrap();
+        assert!(alone.shared.core.own_copy().is_none());
+
+        let open = BreakerConfig::builder()
+            .count_window(10)
+            .minimum_calls(1)
+            .wait_in_open(Duration::from_secs(30))
+            .initial_state(State::Open)
+            .build()
+            .unwrap();
+        let first = Breaker::from_config("db", open).unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let second = first.sibling();
+        assert_eq!(second.state(), State::Open);
+        let rejected = second.try_acquire().unwrap_err();
+        assert_eq!(rejected.retry_after(), Some(Duration::from_secs(30)));
+        // The first one's wait is long over: it probes.
+        first.try_acquire().unwrap().record(Outcome::Failure);
+        assert_eq!(first.state(), State::HalfOpen);
+        assert_eq!(second.snapshot().counters.failed_calls, 0);
+        assert_eq!(first.snapshot().counters.failed_calls, 1);
     }
 }

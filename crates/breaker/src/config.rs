@@ -354,9 +354,10 @@ impl BreakerConfig {
     pub(crate) fn window(&self) -> Window {
         match self.sliding_window {
             SlidingWindow::Count { size } => Window::Count(CountWindow::new(size)),
-            SlidingWindow::Time { span, buckets } => {
-                Window::Time(TimeWindow::new(micros(span) / u64::from(buckets), buckets))
-            }
+            SlidingWindow::Time { span, buckets } => Window::Time(Box::new(TimeWindow::new(
+                micros(span) / u64::from(buckets),
+                buckets,
+            ))),
         }
     }
 

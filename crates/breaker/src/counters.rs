@@ -11,7 +11,6 @@
 //! the failures recorded in it. These counts are plain `std` atomics even
 //! under loom: they are figures, not part of the protocol the models check.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -87,7 +86,8 @@ pub(crate) struct Totals {
     pub(crate) not_permitted: u64,
 }
 
-/// The cumulative counts a breaker keeps besides its window and rejections.
+/// The cumulative counts of the calls recorded in the window, which every
+/// breaker keeps.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     /// Failures recorded in the window, counted before the window counts
@@ -97,12 +97,18 @@ pub(crate) struct Tally {
     /// The most window successes ever read, so that a reading taken while
     /// a failure is half counted cannot go back.
     window_successes: AtomicU64,
+}
+
+/// The other cumulative counts, made with the rest of what a breaker
+/// rarely needs (at its first transition, or slow or ignored call): a
+/// breaker that has none of these reads zeros.
+#[derive(Debug, Default)]
+pub(crate) struct Counted {
     probe_successes: AtomicU64,
     probe_failures: AtomicU64,
     slow: AtomicU64,
     ignored: AtomicU64,
-    /// Made at the first transition: most keyed breakers never make one.
-    transitions: OnceLock<Box<Matrix>>,
+    transitions: Matrix,
     /// The totals when the current state was entered, and when the breaker
     /// was last reset.
     state_marks: Marks,
@@ -174,13 +180,7 @@ impl Marks {
     }
 }
 
-impl Tally {
-    /// A failure about to be recorded in the window.
-    #[inline]
-    pub(crate) fn window_failure(&self) {
-        self.window_failures.fetch_add(1, Relaxed);
-    }
-
+impl Counted {
     /// A probe's outcome, counted once it is in.
     pub(crate) fn probe(&self, failed: bool) {
         match failed {
@@ -198,58 +198,81 @@ impl Tally {
     }
 
     pub(crate) fn transition(&self, from: State, to: State) {
-        let transitions = self.transitions.get_or_init(Box::default);
-        transitions[index_of(from)][index_of(to)].fetch_add(1, Relaxed);
+        self.transitions[index_of(from)][index_of(to)].fetch_add(1, Relaxed);
+    }
+}
+
+impl Tally {
+    /// A failure about to be recorded in the window.
+    #[inline]
+    pub(crate) fn window_failure(&self) {
+        self.window_failures.fetch_add(1, Relaxed);
     }
 
     /// The successes so far, given the window's recorded calls (read
     /// before this call).
-    fn successes(&self, recorded: u64) -> u64 {
+    fn successes(&self, counted: Option<&Counted>, recorded: u64) -> u64 {
         let window = recorded.saturating_sub(self.window_failures.load(Relaxed));
         let window = self.window_successes.fetch_max(window, Relaxed).max(window);
-        window + self.probe_successes.load(Relaxed)
+        window + counted.map_or(0, |counted| counted.probe_successes.load(Relaxed))
     }
 
-    fn totals(&self, recorded: u64, not_permitted: u64) -> Totals {
+    fn totals(&self, counted: Option<&Counted>, recorded: u64, not_permitted: u64) -> Totals {
         Totals {
-            successes: self.successes(recorded),
-            ignored: self.ignored.load(Relaxed),
+            successes: self.successes(counted, recorded),
+            ignored: counted.map_or(0, |counted| counted.ignored.load(Relaxed)),
             not_permitted,
         }
     }
 
     /// Marks the start of a new state (and, with `reset`, of a reset).
-    pub(crate) fn mark(&self, recorded: u64, not_permitted: u64, reset: bool) {
-        let totals = self.totals(recorded, not_permitted);
-        self.state_marks.store(totals);
+    pub(crate) fn mark(&self, counted: &Counted, recorded: u64, not_permitted: u64, reset: bool) {
+        let totals = self.totals(Some(counted), recorded, not_permitted);
+        counted.state_marks.store(totals);
         if reset {
-            self.reset_marks.store(totals);
+            counted.reset_marks.store(totals);
         }
     }
 
     /// The totals since the current state was entered and since the last
     /// reset.
-    pub(crate) fn read(&self, recorded: u64, not_permitted: u64) -> (Totals, Totals) {
-        let totals = self.totals(recorded, not_permitted);
-        (
-            self.state_marks.since(totals),
-            self.reset_marks.since(totals),
-        )
+    pub(crate) fn read(
+        &self,
+        counted: Option<&Counted>,
+        recorded: u64,
+        not_permitted: u64,
+    ) -> (Totals, Totals) {
+        let totals = self.totals(counted, recorded, not_permitted);
+        match counted {
+            Some(counted) => (
+                counted.state_marks.since(totals),
+                counted.reset_marks.since(totals),
+            ),
+            None => (totals, totals),
+        }
     }
 
-    pub(crate) fn counters(&self, recorded: u64, not_permitted: u64) -> BreakerCounters {
+    pub(crate) fn counters(
+        &self,
+        counted: Option<&Counted>,
+        recorded: u64,
+        not_permitted: u64,
+    ) -> BreakerCounters {
         let mut transitions = [[0; STATES.len()]; STATES.len()];
-        let made = self.transitions.get().map(|made| &**made);
+        let made = counted.map(|counted| &counted.transitions);
         for (counts, atomics) in transitions.iter_mut().zip(made.into_iter().flatten()) {
             for (count, atomic) in counts.iter_mut().zip(atomics) {
                 *count = atomic.load(Relaxed);
             }
         }
+        let load = |field: fn(&Counted) -> &AtomicU64| {
+            counted.map_or(0, |counted| field(counted).load(Relaxed))
+        };
         BreakerCounters {
-            successful_calls: self.successes(recorded),
-            failed_calls: self.window_failures.load(Relaxed) + self.probe_failures.load(Relaxed),
-            slow_calls: self.slow.load(Relaxed),
-            ignored_calls: self.ignored.load(Relaxed),
+            successful_calls: self.successes(counted, recorded),
+            failed_calls: self.window_failures.load(Relaxed) + load(|c| &c.probe_failures),
+            slow_calls: load(|c| &c.slow),
+            ignored_calls: load(|c| &c.ignored),
             not_permitted_calls: not_permitted,
             transitions,
         }

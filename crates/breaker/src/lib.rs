@@ -48,6 +48,14 @@
 //!   calls, or the calls of the last span of time in buckets (calls leave a
 //!   bucket at a time). Both cost O(1) per call and O(window) memory whatever
 //!   the traffic: a million calls in a time window cost what a thousand do.
+//!   A count window keeps three bits per call.
+//! - **Memory.** A breaker holds a few words of state and its window; what
+//!   it rarely needs (event channels and their delivery, the open and
+//!   half-open bookkeeping, the rarer counts, a timed call's durations) is
+//!   made on first need. Breakers made with [`Breaker::sibling`] (a
+//!   registry's keyed breakers of one name) share one copy of their name
+//!   and configuration: a closed sibling with a 100-call window and no
+//!   subscriber is about 280 bytes.
 //! - **Trip rules**, any of which opens the breaker: the failure rate is at
 //!   or above its threshold; the slow-call rate is at or above its threshold,
 //!   a call being slow when it takes *longer* than the slow-call duration;

@@ -4,12 +4,40 @@
 //!
 //! They are plain `std` atomics even under loom: they are not part of the
 //! protocol the models check, only its parameters.
+//!
+//! A [`Profile`] holds them with the configuration they come from, the
+//! breaker's name and the epoch its clock counts from: everything a
+//! breaker is made with and nothing it changes by itself. Breakers made
+//! with [`Breaker::sibling`](crate::Breaker::sibling) (the keyed breakers
+//! of one name in a registry) share one profile behind an `Arc` rather
+//! than each keep a copy: a hundred thousand keys cost one configuration.
+//! [`Breaker::reconfigure_siblings`](crate::Breaker::reconfigure_siblings)
+//! writes the shared atomics once for all of them; a plain
+//! [`Breaker::reconfigure`](crate::Breaker::reconfigure) of a breaker that
+//! shares its profile first gives it a copy of its own (once, kept for the
+//! rest of its life), so that it changes that breaker alone.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use portcullis_core::ConfigError;
+use tokio::time::Instant;
 
 use crate::BreakerConfig;
 use crate::state::micros;
+
+/// What a breaker is made with: shared by siblings.
+#[derive(Debug)]
+pub(crate) struct Profile {
+    pub(crate) name: Arc<str>,
+    /// Time zero of the breaker's clock (and of its siblings').
+    pub(crate) epoch: Instant,
+    /// The configuration as given; read by `config()` and replaced by
+    /// `reconfigure()`, never on the call path (which reads `settings`).
+    config: Mutex<BreakerConfig>,
+    pub(crate) settings: Settings,
+}
 
 /// `None` in an optional field.
 const NONE: u64 = u64::MAX;
@@ -37,8 +65,8 @@ pub(crate) struct Settings {
     slow_call_nanos: AtomicU64,
     /// Half-open closes, rather than opens, when its wait runs out.
     closes_after_half_open_wait: AtomicBool,
-    /// Why calls are timed: `SLOW_RULE`, `CALL_EVENTS`, `DURATIONS`; 0:
-    /// they are not.
+    /// Why calls are timed by the configuration: `SLOW_RULE`, `DURATIONS`;
+    /// 0: they are not. (`CALL_EVENTS` is the breaker's own.)
     timing: AtomicU8,
 }
 
@@ -51,6 +79,69 @@ pub(crate) const DURATIONS: u8 = 4;
 
 fn optional(value: u64) -> Option<u64> {
     (value != NONE).then_some(value)
+}
+
+impl Profile {
+    /// A profile of `config` (already validated), whose clock starts now.
+    pub(crate) fn new(name: Arc<str>, config: BreakerConfig) -> Self {
+        Self {
+            name,
+            epoch: Instant::now(),
+            settings: Settings::new(&config),
+            config: Mutex::new(config),
+        }
+    }
+
+    /// A copy of this profile, the same clock included, to be changed on
+    /// its own.
+    pub(crate) fn copy(&self) -> Self {
+        let config = self.config();
+        Self {
+            name: self.name.clone(),
+            epoch: self.epoch,
+            settings: Settings::new(&config),
+            config: Mutex::new(config),
+        }
+    }
+
+    pub(crate) fn config(&self) -> BreakerConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Refuses a `config` (already validated) with another window shape.
+    pub(crate) fn check(&self, config: &BreakerConfig) -> Result<(), ConfigError> {
+        let current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        check_window(&current, config)
+    }
+
+    /// Takes `config` (already validated), unless its window has another
+    /// shape.
+    pub(crate) fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
+        let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        check_window(&current, &config)?;
+        if *current != config {
+            self.settings.update(&config);
+            *current = config;
+        }
+        Ok(())
+    }
+}
+
+fn check_window(current: &BreakerConfig, config: &BreakerConfig) -> Result<(), ConfigError> {
+    if config.sliding_window() != current.sliding_window() {
+        return Err(ConfigError::new(
+            "sliding_window",
+            format!(
+                "cannot change on a live breaker (from {:?} to {:?}); make a new breaker instead",
+                current.sliding_window(),
+                config.sliding_window()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -177,27 +268,11 @@ impl Settings {
         optional(self.max_retry_after.load(Relaxed))
     }
 
-    /// Why calls are timed (`SLOW_RULE`, `CALL_EVENTS`, `DURATIONS`), 0
-    /// when they are not.
+    /// Why the configuration has calls timed (`SLOW_RULE`, `DURATIONS`), 0
+    /// when it does not.
     #[inline]
     pub(crate) fn timing(&self) -> u8 {
         self.timing.load(Relaxed)
-    }
-
-    /// Calls are timed for per-call events, for a subscriber that just
-    /// subscribed.
-    pub(crate) fn time_for_call_events(&self) {
-        self.timing.fetch_or(CALL_EVENTS, AcqRel);
-    }
-
-    /// Calls are no longer timed for per-call events, unless a subscriber
-    /// came meanwhile (`listening` is asked after the flag is cleared: a
-    /// subscriber counts itself before it sets the flag).
-    pub(crate) fn stop_timing_for_call_events(&self, listening: impl Fn() -> bool) {
-        self.timing.fetch_and(!CALL_EVENTS, AcqRel);
-        if listening() {
-            self.timing.fetch_or(CALL_EVENTS, AcqRel);
-        }
     }
 
     #[inline]

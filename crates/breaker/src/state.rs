@@ -12,20 +12,30 @@
 //!   failures and slow calls among them), tagged the same way; and
 //!   `probe_time`, the timed probes and the sum of their durations.
 //!
-//! Time is a plain `u64` of microseconds since the breaker was made, passed
-//! in by the caller, and read only when the state needs it: the closed path
-//! of a count window never reads the clock.
+//! Only `state`, the run of failures and the window are needed by a breaker
+//! that never left `Closed`; the open and half-open words and the rarer
+//! counts live in a box made at the first transition (or slow, ignored or
+//! rejected call), before the transition's compare-and-swap, so that a
+//! keyed breaker that never trips costs the few words it uses.
+//!
+//! Time is a plain `u64` of microseconds since the breaker's profile was
+//! made (its siblings count from the same epoch), passed in by the caller,
+//! and read only when the state needs it: the closed path of a count window
+//! never reads the clock.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use portcullis_core::backoff::{Exponential, JitterKind};
 use portcullis_core::rng::SplitMix64;
+
 use portcullis_core::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
-use crate::counters::{BreakerCounters, Tally, Totals};
+use crate::counters::{BreakerCounters, Counted, Tally, Totals};
 use crate::event::{Threshold, TransitionReason};
-use crate::settings::Settings;
+use crate::settings::{CALL_EVENTS, Profile, Settings};
 use crate::window::{Counts, Durations, FAILED, RECORDED, SLOW, TIMED, Window};
 
 /// The state of a circuit breaker.
@@ -117,13 +127,35 @@ pub(crate) struct Illegal {
 
 #[derive(Debug)]
 pub(crate) struct Core {
-    pub(crate) settings: Settings,
+    /// The configuration, shared with the breaker's siblings.
+    profile: Arc<Profile>,
+    /// A copy of `profile` of this breaker's own, made when it is
+    /// reconfigured on its own while it shares `profile`.
+    own: OnceLock<Box<Profile>>,
     pub(crate) window: Window,
     state: AtomicU64,
+    consecutive: AtomicU32,
+    /// Calls are timed for per-call events (set while somebody may listen).
+    /// A plain `std` atomic even under loom, like the settings.
+    call_events: AtomicBool,
+    /// The cumulative counts of the window's calls.
+    tally: Tally,
+    /// What only a breaker that left `Closed`, or saw a slow or ignored
+    /// call, needs: made then, so that most keyed breakers never make it.
+    rare: OnceLock<Box<Rare>>,
+    /// The open wait's jitter.
+    rng: SplitMix64,
+}
+
+/// The part of [`Core`] made at the first transition (or slow, ignored or
+/// rejected call): the open and half-open bookkeeping and the rarer
+/// cumulative counts. A transition makes it before its compare-and-swap,
+/// so whoever sees a state other than the first finds it made.
+#[derive(Debug, Default)]
+struct Rare {
     deadline: AtomicU64,
     probes: AtomicU64,
     reopens: AtomicU32,
-    consecutive: AtomicU32,
     /// Rejected calls since the breaker was made: never reset.
     not_permitted: AtomicU64,
     /// The timed probes of a half-open episode and the sum of their
@@ -131,8 +163,6 @@ pub(crate) struct Core {
     probe_time: AtomicU64,
     /// `probe_time` of the half-open episode that re-opened the breaker.
     opened_on_time: AtomicU64,
-    /// The other cumulative counts, and the marks they start again from.
-    tally: Tally,
     /// The thresholds (`*_EPISODE` bits) whose crossing was reported in
     /// their current metrics-only episode.
     crossed: AtomicU8,
@@ -140,8 +170,8 @@ pub(crate) struct Core {
     /// `FROM_PROBES` with the low 48 bits of the probes word of the
     /// half-open episode that re-opened it.
     opened_on: AtomicU64,
-    /// The open wait's jitter.
-    rng: SplitMix64,
+    /// The other cumulative counts, and the marks they start again from.
+    counts: Counted,
 }
 
 /// What the handle reads for a snapshot.
@@ -260,23 +290,95 @@ pub(crate) fn micros(duration: Duration) -> u64 {
 }
 
 impl Core {
-    pub(crate) fn new(settings: Settings, window: Window, seed: u64) -> Self {
-        Self {
-            settings,
+    pub(crate) fn new(profile: Arc<Profile>, window: Window, seed: u64) -> Self {
+        let core = Self {
+            profile,
+            own: OnceLock::new(),
             window,
             state: AtomicU64::new(word(0, CLOSED)),
-            deadline: AtomicU64::new(0),
-            probes: AtomicU64::new(0),
-            reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
-            not_permitted: AtomicU64::new(0),
-            probe_time: AtomicU64::new(0),
-            opened_on_time: AtomicU64::new(0),
+            call_events: AtomicBool::new(false),
             tally: Tally::default(),
-            crossed: AtomicU8::new(0),
-            opened_on: AtomicU64::new(0),
+            rare: OnceLock::new(),
             rng: SplitMix64::new(seed),
+        };
+        // Loom does not see the ordering a std `OnceLock` gives (made in
+        // one thread, used in another): under loom the rare part is made
+        // at once, as if before the first transition, and the models check
+        // the protocol on it. Its lazy making is `OnceLock`'s own.
+        #[cfg(loom)]
+        core.rare();
+        core
+    }
+
+    /// The profile the breaker runs on: its own copy if it has one, else
+    /// the one it shares.
+    #[inline]
+    pub(crate) fn profile(&self) -> &Profile {
+        match self.own.get() {
+            Some(own) => own,
+            None => &self.profile,
         }
+    }
+
+    /// The profile it shares with its siblings.
+    pub(crate) fn shared_profile(&self) -> &Arc<Profile> {
+        &self.profile
+    }
+
+    /// The profile that [`Breaker::reconfigure`](crate::Breaker::reconfigure)
+    /// changes: the breaker's own, made first if it shares its profile.
+    pub(crate) fn own_profile(&self) -> &Profile {
+        if let Some(own) = self.own.get() {
+            return own;
+        }
+        if Arc::strong_count(&self.profile) == 1 {
+            return &self.profile;
+        }
+        self.own.get_or_init(|| Box::new(self.profile.copy()))
+    }
+
+    /// Its own copy of the profile, if it has one.
+    pub(crate) fn own_copy(&self) -> Option<&Profile> {
+        self.own.get().map(|own| &**own)
+    }
+
+    #[inline]
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.profile().settings
+    }
+
+    /// Why calls are timed (`SLOW_RULE`, `CALL_EVENTS`, `DURATIONS`), 0
+    /// when they are not.
+    #[inline]
+    pub(crate) fn timing(&self) -> u8 {
+        let events = if self.call_events.load(Ordering::Relaxed) {
+            CALL_EVENTS
+        } else {
+            0
+        };
+        self.settings().timing() | events
+    }
+
+    /// Calls are timed for per-call events, for a subscriber that just
+    /// subscribed.
+    pub(crate) fn time_for_call_events(&self) {
+        self.call_events.fetch_or(true, Ordering::AcqRel);
+    }
+
+    /// Calls are no longer timed for per-call events, unless a subscriber
+    /// came meanwhile (`listening` is asked after the flag is cleared: a
+    /// subscriber counts itself before it sets the flag).
+    pub(crate) fn stop_timing_for_call_events(&self, listening: impl Fn() -> bool) {
+        self.call_events.fetch_and(false, Ordering::AcqRel);
+        if listening() {
+            self.call_events.fetch_or(true, Ordering::AcqRel);
+        }
+    }
+
+    #[inline]
+    fn rare(&self) -> &Rare {
+        self.rare.get_or_init(Box::default)
     }
 
     /// Starts a breaker that nobody uses yet in `state` (not `HalfOpen`),
@@ -284,9 +386,13 @@ impl Core {
     pub(crate) fn start_in(self, state: State, now: u64) -> Self {
         let kind = kind_of(state);
         self.state.store(word(0, kind), Ordering::Release);
+        if kind != CLOSED {
+            self.rare();
+        }
         if kind == OPEN {
             let until = now.saturating_add(self.open_wait(0));
-            self.deadline
+            self.rare()
+                .deadline
                 .store(tag(0) | until.min(LOW_48), Ordering::Release);
         }
         self
@@ -324,7 +430,7 @@ impl Core {
                     match self.deadline_of(generation) {
                         Some(until) if now >= until => {
                             let deadline = self
-                                .settings
+                                .settings()
                                 .max_wait_in_half_open()
                                 .map_or(LOW_48, |wait| now.saturating_add(wait));
                             self.transition(
@@ -340,7 +446,7 @@ impl Core {
                         // again), or this transition is a moment old and its
                         // deadline not written yet.
                         None if self.state.load(Ordering::Acquire) != current => continue,
-                        None => return Err(self.reject(Some(self.settings.wait_in_open()))),
+                        None => return Err(self.reject(Some(self.settings().wait_in_open()))),
                     }
                 }
                 _ => {
@@ -348,7 +454,7 @@ impl Core {
                     if let Some(until) = self.deadline_of(generation)
                         && now >= until
                     {
-                        if self.settings.closes_after_half_open_wait() {
+                        if self.settings().closes_after_half_open_wait() {
                             self.transition(
                                 current,
                                 CLOSED,
@@ -358,7 +464,7 @@ impl Core {
                             );
                             continue;
                         }
-                        let wait = self.open_wait(self.reopens.load(Ordering::Acquire) + 1);
+                        let wait = self.open_wait(self.rare().reopens.load(Ordering::Acquire) + 1);
                         if self.transition(
                             current,
                             OPEN,
@@ -366,7 +472,7 @@ impl Core {
                             Some(now.saturating_add(wait)),
                             signal,
                         ) {
-                            self.reopens.fetch_add(1, Ordering::AcqRel);
+                            self.rare().reopens.fetch_add(1, Ordering::AcqRel);
                             // Rejected for the new wait, without looking
                             // again: once the clock is past the 48 bits a
                             // deadline holds (8.9 years after the breaker
@@ -386,30 +492,32 @@ impl Core {
     }
 
     fn reject(&self, retry_after: Option<u64>) -> Option<u64> {
-        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+        self.rare().not_permitted.fetch_add(1, Ordering::Relaxed);
         retry_after
     }
 
     fn deadline_of(&self, generation: u64) -> Option<u64> {
-        let deadline = self.deadline.load(Ordering::Acquire);
+        let deadline = self.rare().deadline.load(Ordering::Acquire);
         (deadline & !LOW_48 == tag(generation)).then_some(deadline & LOW_48)
     }
 
     fn admit_probe(&self, generation: u64) -> bool {
-        let mut probes = self.probes.load(Ordering::Acquire);
+        let mut probes = self.rare().probes.load(Ordering::Acquire);
         loop {
             let next = if probes & !LOW_48 != tag(generation) {
                 // The first probe of this half-open episode starts the count.
                 tag(generation) | ADMITTED_ONE
-            } else if (probes >> 36) & FIELD_12 < self.settings.permitted_in_half_open() {
+            } else if (probes >> 36) & FIELD_12 < self.settings().permitted_in_half_open() {
                 probes + ADMITTED_ONE
             } else {
                 return false;
             };
-            match self
-                .probes
-                .compare_exchange(probes, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.rare().probes.compare_exchange(
+                probes,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return true,
                 Err(actual) => probes = actual,
             }
@@ -426,7 +534,7 @@ impl Core {
             Ticket::Metrics(generation) => word(generation, METRICS_ONLY),
         };
         if self.state.load(Ordering::Acquire) == current {
-            self.tally.ignored();
+            self.rare().counts.ignored();
         }
         self.release(ticket);
     }
@@ -437,9 +545,9 @@ impl Core {
         let Ticket::Probe(generation) = ticket else {
             return;
         };
-        let mut probes = self.probes.load(Ordering::Acquire);
+        let mut probes = self.rare().probes.load(Ordering::Acquire);
         while probes & !LOW_48 == tag(generation) && (probes >> 36) & FIELD_12 > 0 {
-            match self.probes.compare_exchange(
+            match self.rare().probes.compare_exchange(
                 probes,
                 probes - ADMITTED_ONE,
                 Ordering::AcqRel,
@@ -482,7 +590,7 @@ impl Core {
         }
         let counts = self
             .window
-            .record(outcome, micros, &now, self.settings.minimum_calls());
+            .record(outcome, micros, &now, self.settings().minimum_calls());
         if outcome & !TIMED == RECORDED && recording == CLOSED {
             // The common case, kept short: a success while closed.
             if self.consecutive.load(Ordering::Relaxed) != 0 {
@@ -520,7 +628,7 @@ impl Core {
     ) {
         let mut run = 0;
         if outcome & SLOW != 0 {
-            self.tally.slow();
+            self.rare().counts.slow();
         }
         if outcome & FAILED != 0 {
             run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
@@ -542,7 +650,7 @@ impl Core {
             let counts = counts.unwrap_or_else(|| self.window.counts(&now));
             return self.report_crossings(counts, run, signal);
         }
-        let limit = self.settings.consecutive_failures();
+        let limit = self.settings().consecutive_failures();
         let crossed = if limit > 0 && run >= limit {
             Some(Threshold::ConsecutiveFailures { count: run })
         } else {
@@ -550,7 +658,7 @@ impl Core {
         };
         if let Some(threshold) = crossed {
             self.trip_now(current, threshold, now, signal);
-        } else if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
+        } else if let (Some(wait), Some(cap)) = (retry_after, self.settings().max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
         {
@@ -612,7 +720,7 @@ impl Core {
             failures,
             slow,
         } = counts;
-        let settings = &self.settings;
+        let settings = &self.settings();
         let defined = calls >= settings.minimum_calls() && calls > 0;
         let limit = settings.consecutive_failures();
         let thresholds = [
@@ -638,11 +746,11 @@ impl Core {
         ];
         for (bit, reached, threshold) in thresholds {
             if reached {
-                if self.crossed.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+                if self.rare().crossed.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
                     signal(Signal::Crossed(threshold));
                 }
-            } else if self.crossed.load(Ordering::Acquire) & bit != 0 {
-                self.crossed.fetch_and(!bit, Ordering::AcqRel);
+            } else if self.rare().crossed.load(Ordering::Acquire) & bit != 0 {
+                self.rare().crossed.fetch_and(!bit, Ordering::AcqRel);
             }
         }
     }
@@ -655,15 +763,15 @@ impl Core {
             failures,
             slow,
         } = counts;
-        if calls < self.settings.minimum_calls() || calls == 0 {
+        if calls < self.settings().minimum_calls() || calls == 0 {
             return None;
         }
-        if failures * 10_000 >= self.settings.failure_bp() * calls {
+        if failures * 10_000 >= self.settings().failure_bp() * calls {
             return Some(Threshold::FailureRate {
                 rate: rate(failures, calls),
             });
         }
-        if slow * 10_000 >= self.settings.slow_bp() * calls {
+        if slow * 10_000 >= self.settings().slow_bp() * calls {
             return Some(Threshold::SlowCallRate {
                 rate: rate(slow, calls),
             });
@@ -689,12 +797,12 @@ impl Core {
         let add = DONE_ONE
             + if outcome & FAILED != 0 { FAILED_ONE } else { 0 }
             + if outcome & SLOW != 0 { SLOW_ONE } else { 0 };
-        let mut probes = self.probes.load(Ordering::Acquire);
+        let mut probes = self.rare().probes.load(Ordering::Acquire);
         let done = loop {
             if probes & !LOW_48 != tag(generation) {
                 return; // stale
             }
-            match self.probes.compare_exchange(
+            match self.rare().probes.compare_exchange(
                 probes,
                 probes + add,
                 Ordering::AcqRel,
@@ -704,9 +812,9 @@ impl Core {
                 Err(actual) => probes = actual,
             }
         };
-        self.tally.probe(outcome & FAILED != 0);
+        self.rare().counts.probe(outcome & FAILED != 0);
         if outcome & SLOW != 0 {
-            self.tally.slow();
+            self.rare().counts.slow();
         }
         // The run of failures among the probes, for the snapshot (probes
         // are judged on their rates, not on the run).
@@ -716,7 +824,7 @@ impl Core {
             self.consecutive.store(0, Ordering::Release);
         }
         let current = word(generation, HALF_OPEN);
-        if let (Some(wait), Some(cap)) = (retry_after, self.settings.max_retry_after())
+        if let (Some(wait), Some(cap)) = (retry_after, self.settings().max_retry_after())
             && outcome & FAILED != 0
             && wait > 0
         {
@@ -731,27 +839,27 @@ impl Core {
                 Some(now().saturating_add(wait)),
                 signal,
             ) {
-                self.reopens.fetch_add(1, Ordering::AcqRel);
+                self.rare().reopens.fetch_add(1, Ordering::AcqRel);
             }
             return;
         }
-        let permitted = self.settings.permitted_in_half_open();
+        let permitted = self.settings().permitted_in_half_open();
         if (done >> 24) & FIELD_12 < permitted {
             return;
         }
         let failed = (done >> 12) & FIELD_12;
         let slow = done & FIELD_12;
-        if failed * 10_000 >= self.settings.failure_bp() * permitted
-            || slow * 10_000 >= self.settings.slow_bp() * permitted
+        if failed * 10_000 >= self.settings().failure_bp() * permitted
+            || slow * 10_000 >= self.settings().slow_bp() * permitted
         {
-            let reopens = self.reopens.load(Ordering::Acquire) + 1;
+            let reopens = self.rare().reopens.load(Ordering::Acquire) + 1;
             let reason = TransitionReason::ProbesFailed {
                 failure_rate: rate(failed, permitted),
                 slow_call_rate: rate(slow, permitted),
             };
             let until = now().saturating_add(self.open_wait(reopens));
             if self.transition(current, OPEN, reason, Some(until), signal) {
-                self.reopens.store(reopens, Ordering::Release);
+                self.rare().reopens.store(reopens, Ordering::Release);
             }
         } else {
             self.transition(
@@ -767,7 +875,7 @@ impl Core {
     /// Adds a probe's duration to `probe_time`; the first of an episode
     /// starts it again, unless the episode is over (a stale probe).
     fn add_probe_time(&self, generation: u64, micros: u64) {
-        let mut time = self.probe_time.load(Ordering::Acquire);
+        let mut time = self.rare().probe_time.load(Ordering::Acquire);
         loop {
             let next = if time & !LOW_48 == tag(generation) {
                 let timed = ((time >> 36) & FIELD_12) + 1;
@@ -779,10 +887,12 @@ impl Core {
             } else {
                 return;
             };
-            match self
-                .probe_time
-                .compare_exchange(time, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.rare().probe_time.compare_exchange(
+                time,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return,
                 Err(actual) => time = actual,
             }
@@ -801,10 +911,12 @@ impl Core {
         deadline: Option<u64>,
         signal: &mut impl FnMut(Signal),
     ) -> bool {
+        // Made before the state moves: see `Rare`.
+        let rare = self.rare();
         let entering_recording = matches!(to, CLOSED | METRICS_ONLY);
         if entering_recording {
             self.window.reset();
-            self.crossed.store(0, Ordering::Release);
+            self.rare().crossed.store(0, Ordering::Release);
         }
         if to != OPEN {
             self.consecutive.store(0, Ordering::Release);
@@ -823,46 +935,50 @@ impl Core {
             return false;
         }
         if let Some(deadline) = deadline {
-            self.deadline.store(
+            self.rare().deadline.store(
                 tag(next_generation) | deadline.min(LOW_48),
                 Ordering::Release,
             );
         }
         if to == CLOSED {
-            self.reopens.store(0, Ordering::Release);
+            self.rare().reopens.store(0, Ordering::Release);
         }
         if to == OPEN {
             match kind(current) {
                 // The probes that re-opened it are all in: their outcomes
                 // were added before the transition.
                 HALF_OPEN => {
-                    let probes = self.probes.load(Ordering::Acquire);
+                    let probes = self.rare().probes.load(Ordering::Acquire);
                     let probes = if probes & !LOW_48 == tag(generation(current)) {
                         probes & LOW_48
                     } else {
                         0
                     };
-                    self.opened_on
+                    self.rare()
+                        .opened_on
                         .store(FROM_PROBES | probes, Ordering::Release);
-                    let time = self.probe_time.load(Ordering::Acquire);
+                    let time = self.rare().probe_time.load(Ordering::Acquire);
                     let time = if time & !LOW_48 == tag(generation(current)) {
                         time & LOW_48
                     } else {
                         0
                     };
-                    self.opened_on_time.store(time, Ordering::Release);
+                    self.rare().opened_on_time.store(time, Ordering::Release);
                 }
                 OPEN => {}
-                _ => self.opened_on.store(0, Ordering::Release),
+                _ => self.rare().opened_on.store(0, Ordering::Release),
             }
         }
         self.tally.mark(
+            &rare.counts,
             self.window.recorded(),
-            self.not_permitted.load(Ordering::Relaxed),
+            rare.not_permitted.load(Ordering::Relaxed),
             false,
         );
         if kind(current) != to {
-            self.tally.transition(state_of(kind(current)), state_of(to));
+            self.rare()
+                .counts
+                .transition(state_of(kind(current)), state_of(to));
             signal(Signal::Transition {
                 from: state_of(kind(current)),
                 to: state_of(to),
@@ -876,7 +992,7 @@ impl Core {
     /// times `multiplier^reopens` (at most 64 growths), capped, with
     /// proportional jitter — the exponential backoff of `portcullis-core`.
     fn open_wait(&self, reopens: u32) -> u64 {
-        let settings = &self.settings;
+        let settings = &self.settings();
         let max = Duration::from_micros(settings.max_wait_in_open());
         let backoff = Exponential::new(
             Duration::from_micros(settings.wait_in_open()),
@@ -928,14 +1044,14 @@ impl Core {
             // `HalfOpen`.
             let reopens = match from {
                 CLOSED => 0,
-                _ => self.reopens.load(Ordering::Acquire) + 1,
+                _ => self.rare().reopens.load(Ordering::Acquire) + 1,
             };
             let deadline = match to {
                 OPEN => {
                     Some(now().saturating_add(open_for.unwrap_or_else(|| self.open_wait(reopens))))
                 }
                 HALF_OPEN => Some(
-                    self.settings
+                    self.settings()
                         .max_wait_in_half_open()
                         .map_or(LOW_48, |wait| now().saturating_add(wait)),
                 ),
@@ -943,7 +1059,7 @@ impl Core {
             };
             if self.transition(current, to, TransitionReason::Manual, deadline, signal) {
                 if to == OPEN && open_for.is_none() {
-                    self.reopens.store(reopens, Ordering::Release);
+                    self.rare().reopens.store(reopens, Ordering::Release);
                 }
                 return Ok(());
             }
@@ -955,9 +1071,11 @@ impl Core {
         loop {
             let current = self.state.load(Ordering::Acquire);
             if self.transition(current, CLOSED, TransitionReason::Manual, None, signal) {
+                let rare = self.rare();
                 self.tally.mark(
+                    &rare.counts,
                     self.window.recorded(),
-                    self.not_permitted.load(Ordering::Relaxed),
+                    rare.not_permitted.load(Ordering::Relaxed),
                     true,
                 );
                 signal(Signal::Reset);
@@ -977,17 +1095,17 @@ impl Core {
         };
         let window = || Figures {
             counts: self.window.counts(&now),
-            minimum: self.settings.minimum_calls(),
+            minimum: self.settings().minimum_calls(),
         };
         let durations = match kind(current) {
             CLOSED | METRICS_ONLY => self.window.durations(&now),
-            HALF_OPEN => match self.probe_time.load(Ordering::Acquire) {
+            HALF_OPEN => match self.rare().probe_time.load(Ordering::Acquire) {
                 time if time & !LOW_48 == tag(generation) => of_probe_time(time),
                 _ => Durations::default(),
             },
-            OPEN => match self.opened_on.load(Ordering::Acquire) {
+            OPEN => match self.rare().opened_on.load(Ordering::Acquire) {
                 0 => self.window.durations(&now),
-                _ => of_probe_time(self.opened_on_time.load(Ordering::Acquire)),
+                _ => of_probe_time(self.rare().opened_on_time.load(Ordering::Acquire)),
             },
             _ => Durations::default(),
         };
@@ -1004,7 +1122,7 @@ impl Core {
         let figures = match kind(current) {
             CLOSED | METRICS_ONLY => window(),
             HALF_OPEN => {
-                let probes = self.probes.load(Ordering::Acquire);
+                let probes = self.rare().probes.load(Ordering::Acquire);
                 if probes & !LOW_48 == tag(generation) {
                     let figures = Figures::of_probes(probes);
                     let admitted = (probes >> 36) & FIELD_12;
@@ -1015,7 +1133,7 @@ impl Core {
                     Figures::of_probes(0)
                 }
             }
-            OPEN => match self.opened_on.load(Ordering::Acquire) {
+            OPEN => match self.rare().opened_on.load(Ordering::Acquire) {
                 0 => window(),
                 probes => Figures::of_probes(probes & LOW_48),
             },
@@ -1023,8 +1141,10 @@ impl Core {
             _ => Figures::default(),
         };
         let recorded = self.window.recorded();
-        let not_permitted = self.not_permitted.load(Ordering::Relaxed);
-        let (in_state, since_reset) = self.tally.read(recorded, not_permitted);
+        let rare = self.rare.get().map(|rare| &**rare);
+        let not_permitted = rare.map_or(0, |rare| rare.not_permitted.load(Ordering::Relaxed));
+        let counts = rare.map(|rare| &rare.counts);
+        let (in_state, since_reset) = self.tally.read(counts, recorded, not_permitted);
         Reading {
             state: state_of(kind(current)),
             figures,
@@ -1034,15 +1154,17 @@ impl Core {
             durations,
             in_state,
             since_reset,
-            counters: self.tally.counters(recorded, not_permitted),
+            counters: self.tally.counters(counts, recorded, not_permitted),
         }
     }
 
     /// The cumulative counts now.
     pub(crate) fn counters(&self) -> BreakerCounters {
+        let rare = self.rare.get().map(|rare| &**rare);
         self.tally.counters(
+            rare.map(|rare| &rare.counts),
             self.window.recorded(),
-            self.not_permitted.load(Ordering::Relaxed),
+            rare.map_or(0, |rare| rare.not_permitted.load(Ordering::Relaxed)),
         )
     }
 
@@ -1078,8 +1200,8 @@ mod tests {
                 .open_wait_jitter(jitter)
                 .build()
                 .unwrap();
-            let settings = Settings::new(&config);
-            let core = Core::new(settings, Window::Count(CountWindow::new(4)), seed);
+            let profile = Arc::new(Profile::new("test".into(), config));
+            let core = Core::new(profile, Window::Count(CountWindow::new(4)), seed);
             let (base, max) = (base_ms as f64 * 1000.0, (base_ms * cap) as f64 * 1000.0);
             let mut former = (base * multiplier.powi(reopens.min(64) as i32)).min(max);
             if jitter > 0.0 {
@@ -1109,8 +1231,8 @@ mod loom_models {
             .wait_in_open(std::time::Duration::from_millis(1))
             .build()
             .unwrap();
-        let settings = Settings::new(&config);
-        Core::new(settings, Window::Count(CountWindow::new(4)), 1)
+        let profile = std::sync::Arc::new(Profile::new("model".into(), config));
+        Core::new(profile, Window::Count(CountWindow::new(4)), 1)
     }
 
     fn transitions(signals: &[Signal]) -> usize {
@@ -1220,7 +1342,7 @@ mod loom_models {
             };
             let second = core.acquire(|| 100, &mut |_| {});
             canceller.join().unwrap();
-            let admitted = (core.probes.load(Ordering::Acquire) >> 36) & FIELD_12;
+            let admitted = (core.rare().probes.load(Ordering::Acquire) >> 36) & FIELD_12;
             assert_eq!(admitted, u64::from(second.is_ok()));
         });
     }

@@ -1,11 +1,17 @@
 //! Sliding windows of call outcomes, lock-free, O(1) per call and O(window)
 //! memory whatever the traffic.
 //!
-//! - [`CountWindow`] keeps the last `size` outcomes in a ring of one byte per
-//!   slot. Recording claims the next slot with one `fetch_add`, swaps the new
-//!   outcome in (or skips the write when the slot already holds the same
-//!   outcome, the common all-success case) and adjusts the failure and slow
-//!   totals by the difference between the new outcome and the evicted one.
+//! - [`CountWindow`] keeps the last `size` outcomes in a ring of three bits
+//!   per slot (failed, slow, timed), 21 slots to a 64-bit word: 40 bytes for
+//!   the default 100 calls. Recording claims the next slot with one
+//!   `fetch_add`, swaps the new outcome into its three bits (a
+//!   compare-and-swap of the word, which only the neighbours of the slot
+//!   being written at that moment can make it try again; none is done when
+//!   the slot already holds the same outcome, the common all-success case)
+//!   and adjusts the failure and slow totals by the difference between the
+//!   new outcome and the evicted one. The swap is of the slot's own bits,
+//!   as exact as a swap of a byte: the window counts exactly its last
+//!   `size` outcomes.
 //! - [`TimeWindow`] keeps monotonic cumulative counters and, per bucket, a
 //!   mark of the counters at the bucket's start. The calls in the window are
 //!   the counters now minus the mark of the oldest bucket still in the window,
@@ -25,7 +31,7 @@
 
 use std::sync::OnceLock;
 
-use portcullis_core::sync::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use portcullis_core::sync::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// An outcome as stored in a window slot.
 pub(crate) const RECORDED: u8 = 1;
@@ -57,7 +63,9 @@ pub(crate) struct Durations {
 #[derive(Debug)]
 pub(crate) enum Window {
     Count(CountWindow),
-    Time(TimeWindow),
+    /// Boxed: a breaker with a count window (the default, and what keyed
+    /// breakers mostly have) does not pay for the larger time window.
+    Time(Box<TimeWindow>),
 }
 
 /// The last `size` outcomes.
@@ -70,19 +78,34 @@ pub(crate) struct CountWindow {
     head: AtomicU64,
     /// `head` at the last reset.
     start: AtomicU64,
-    slots: Box<[AtomicU8]>,
+    /// The outcomes, [`SLOT_BITS`] per slot, [`PER_WORD`] slots per word.
+    slots: Box<[AtomicU64]>,
     /// May dip below zero for an instant while two recorders race on one
     /// slot; readers clamp.
     failures: AtomicI64,
     slow: AtomicI64,
+    /// The durations of the timed calls, made at the first timed call: a
+    /// breaker that times nothing keeps three bits per slot.
+    timing: OnceLock<Box<Timing>>,
+}
+
+/// What a count window keeps of the timed calls in it.
+#[derive(Debug)]
+struct Timing {
     /// Timed calls in the window and the sum of their durations (micros).
     timed: AtomicI64,
     micros: AtomicI64,
     /// Per slot, the duration of a timed call (micros, saturated); 0 for an
-    /// untimed one. Made at the first timed call: a breaker that times
-    /// nothing keeps one byte per slot.
-    durations: OnceLock<Box<[AtomicU32]>>,
+    /// untimed one.
+    durations: Box<[AtomicU32]>,
 }
+
+/// Bits per slot of a count window: an outcome without `RECORDED` (which
+/// every stored outcome has, and an empty slot needs not), shifted down.
+const SLOT_BITS: u32 = 3;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+/// Slots per word.
+const PER_WORD: usize = (u64::BITS / SLOT_BITS) as usize;
 
 /// The outcomes of the last `buckets` spans of `bucket_micros`.
 #[derive(Debug)]
@@ -198,17 +221,16 @@ impl CountWindow {
     /// A window of the last `size` outcomes (`size >= 1`).
     pub(crate) fn new(size: u32) -> Self {
         assert!(size > 0, "a count window holds at least one call");
+        let words = (size as usize).div_ceil(PER_WORD);
         Self {
             size,
             fastmod: (u64::MAX / u64::from(size)).wrapping_add(1),
             head: AtomicU64::new(0),
             start: AtomicU64::new(0),
-            slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            slots: (0..words).map(|_| AtomicU64::new(0)).collect(),
             failures: AtomicI64::new(0),
             slow: AtomicI64::new(0),
-            timed: AtomicI64::new(0),
-            micros: AtomicI64::new(0),
-            durations: OnceLock::new(),
+            timing: OnceLock::new(),
         }
     }
 
@@ -219,16 +241,32 @@ impl CountWindow {
         ((u128::from(low) * u128::from(self.size)) >> 64) as usize
     }
 
+    /// Puts `outcome` in slot `at` and returns the outcome it held (with
+    /// `FAILED`, `SLOW` and `TIMED` as they were; 0 for an empty slot).
+    #[inline]
+    fn swap(&self, at: usize, outcome: u8) -> u8 {
+        let word = &self.slots[at / PER_WORD];
+        let shift = (at % PER_WORD) as u32 * SLOT_BITS;
+        let new = u64::from(outcome >> 1) & SLOT_MASK;
+        let mut current = word.load(Ordering::Relaxed);
+        loop {
+            let old = (current >> shift) & SLOT_MASK;
+            if old == new {
+                return (old as u8) << 1;
+            }
+            let next = current & !(SLOT_MASK << shift) | new << shift;
+            match word.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return (old as u8) << 1,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     #[inline]
     fn record(&self, outcome: u8, micros: u64, minimum_calls: u64) -> Option<Counts> {
         let index = self.head.fetch_add(1, Ordering::SeqCst);
         let at = self.slot(index);
-        let slot = &self.slots[at];
-        let evicted = if slot.load(Ordering::Relaxed) == outcome {
-            outcome
-        } else {
-            slot.swap(outcome, Ordering::Relaxed)
-        };
+        let evicted = self.swap(at, outcome);
         let failures = failed(outcome) - failed(evicted);
         if failures != 0 {
             self.failures.fetch_add(failures, Ordering::SeqCst);
@@ -258,28 +296,36 @@ impl CountWindow {
         } else {
             0
         };
-        let durations = self
-            .durations
-            .get_or_init(|| (0..self.size).map(|_| AtomicU32::new(0)).collect());
-        let old = durations[at].swap(new, Ordering::Relaxed);
+        let timing = self.timing.get_or_init(|| {
+            Box::new(Timing {
+                timed: AtomicI64::new(0),
+                micros: AtomicI64::new(0),
+                durations: (0..self.size).map(|_| AtomicU32::new(0)).collect(),
+            })
+        });
+        let old = timing.durations[at].swap(new, Ordering::Relaxed);
         let old = if evicted & TIMED != 0 { old } else { 0 };
         let timed = timed(outcome) - timed(evicted);
         if timed != 0 {
-            self.timed.fetch_add(timed, Ordering::Relaxed);
+            timing.timed.fetch_add(timed, Ordering::Relaxed);
         }
-        self.micros
+        timing
+            .micros
             .fetch_add(i64::from(new) - i64::from(old), Ordering::Relaxed);
     }
 
     fn durations(&self) -> Durations {
+        let Some(timing) = self.timing.get() else {
+            return Durations::default();
+        };
         let calls = self.counts().calls;
-        let timed = (self.timed.load(Ordering::Relaxed).max(0) as u64).min(calls);
+        let timed = (timing.timed.load(Ordering::Relaxed).max(0) as u64).min(calls);
         Durations {
             calls: timed,
             micros: if timed == 0 {
                 0
             } else {
-                self.micros.load(Ordering::Relaxed).max(0) as u64
+                timing.micros.load(Ordering::Relaxed).max(0) as u64
             },
         }
     }
@@ -303,16 +349,18 @@ impl CountWindow {
     fn reset(&self) {
         self.start
             .store(self.head.load(Ordering::SeqCst), Ordering::SeqCst);
-        for slot in self.slots.iter() {
-            slot.store(0, Ordering::Relaxed);
+        for word in self.slots.iter() {
+            word.store(0, Ordering::Relaxed);
         }
-        for duration in self.durations.get().into_iter().flatten() {
-            duration.store(0, Ordering::Relaxed);
+        if let Some(timing) = self.timing.get() {
+            for duration in timing.durations.iter() {
+                duration.store(0, Ordering::Relaxed);
+            }
+            timing.timed.store(0, Ordering::Relaxed);
+            timing.micros.store(0, Ordering::Relaxed);
         }
         self.failures.store(0, Ordering::SeqCst);
         self.slow.store(0, Ordering::SeqCst);
-        self.timed.store(0, Ordering::Relaxed);
-        self.micros.store(0, Ordering::Relaxed);
     }
 }
 
@@ -654,5 +702,77 @@ mod tests {
                 assert_eq!(window.slot(index), (index as u32 % window.size) as usize);
             }
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const S: u8 = RECORDED;
+    const F: u8 = RECORDED | FAILED;
+
+    /// Two outcomes written at once into neighbouring slots of one word:
+    /// neither write is lost, whatever the interleaving of their
+    /// compare-and-swaps, and evicting them later takes exactly what they
+    /// added.
+    #[test]
+    fn neighbouring_slots_keep_both_outcomes() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(4));
+            let handles: Vec<_> = [F, F | SLOW]
+                .into_iter()
+                .map(|outcome| {
+                    let window = window.clone();
+                    thread::spawn(move || {
+                        window.record(outcome, 0, 0);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            let counts = window.counts();
+            assert_eq!((counts.calls, counts.failures, counts.slow), (2, 2, 1));
+            for _ in 0..4 {
+                window.record(S, 0, 0);
+            }
+            assert_eq!(window.counts().failures, 0);
+            assert_eq!(window.counts().slow, 0);
+        });
+    }
+
+    /// Two recorders race on the one slot of a window of one: the slot
+    /// ends up holding one of their outcomes and the failure count agrees
+    /// with it, so that the next outcome evicts it exactly.
+    #[test]
+    fn racing_writers_of_one_slot_keep_the_count_exact() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(1));
+            window.record(F, 0, 0);
+            let handles: Vec<_> = [S, F | SLOW]
+                .into_iter()
+                .map(|outcome| {
+                    let window = window.clone();
+                    thread::spawn(move || {
+                        window.record(outcome, 0, 0);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            let counts = window.counts();
+            assert!(
+                (counts.failures, counts.slow) == (0, 0)
+                    || (counts.failures, counts.slow) == (1, 1),
+                "{counts:?}"
+            );
+            window.record(S, 0, 0);
+            assert_eq!(window.counts().failures, 0);
+            assert_eq!(window.counts().slow, 0);
+        });
     }
 }

@@ -32,7 +32,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::broadcast;
@@ -204,12 +204,48 @@ pub struct Hooks<T> {
 }
 
 struct HookList<T> {
-    next: u64,
-    /// `None` when empty, so that no hook costs no allocation.
-    hooks: Option<Attached<T>>,
+    hooks: Attached<T>,
 }
 
-type Attached<T> = Arc<[(HookId, Hook<T>)]>;
+/// The next [`HookId`]: unique in the process, so that a list of hooks
+/// needs no counter of its own.
+static NEXT_HOOK: AtomicU64 = AtomicU64::new(0);
+
+/// The attached hooks: none and one are kept without an allocation of
+/// their own (a registry attaches one hook to each of its instances).
+enum Attached<T> {
+    None,
+    One((HookId, Hook<T>)),
+    Many(Arc<[(HookId, Hook<T>)]>),
+}
+
+impl<T> Clone for Attached<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::None => Self::None,
+            Self::One(one) => Self::One(one.clone()),
+            Self::Many(hooks) => Self::Many(hooks.clone()),
+        }
+    }
+}
+
+impl<T> Attached<T> {
+    fn as_slice(&self) -> &[(HookId, Hook<T>)] {
+        match self {
+            Self::None => &[],
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(hooks) => hooks,
+        }
+    }
+
+    fn from_vec(mut hooks: Vec<(HookId, Hook<T>)>) -> Self {
+        match hooks.len() {
+            0 => Self::None,
+            1 => Self::One(hooks.pop().expect("one hook")),
+            _ => Self::Many(hooks.into()),
+        }
+    }
+}
 
 impl<T> Hooks<T> {
     /// Whether any hook is attached; when not, build no event.
@@ -220,17 +256,17 @@ impl<T> Hooks<T> {
 
     /// Attaches `hook`; it is called with every event from now on.
     pub fn attach(&self, hook: Hook<T>) -> HookId {
+        let id = HookId(NEXT_HOOK.fetch_add(1, Ordering::Relaxed));
         let mut list = self.lock();
-        let id = HookId(list.next);
-        list.next += 1;
-        let hooks: Vec<_> = list
-            .hooks
-            .iter()
-            .flat_map(|hooks| hooks.iter().cloned())
-            .chain([(id, hook)])
-            .collect();
-        self.count.store(hooks.len(), Ordering::Relaxed);
-        list.hooks = Some(hooks.into());
+        list.hooks = match &list.hooks {
+            Attached::None => Attached::One((id, hook)),
+            attached => {
+                let hooks = attached.as_slice().iter().cloned().chain([(id, hook)]);
+                Attached::from_vec(hooks.collect())
+            }
+        };
+        self.count
+            .store(list.hooks.as_slice().len(), Ordering::Relaxed);
         id
     }
 
@@ -238,9 +274,7 @@ impl<T> Hooks<T> {
     /// hooks already under way may still call it once.
     pub fn detach(&self, id: HookId) -> bool {
         let mut list = self.lock();
-        let Some(hooks) = list.hooks.as_deref() else {
-            return false;
-        };
+        let hooks = list.hooks.as_slice();
         if !hooks.iter().any(|(attached, _)| *attached == id) {
             return false;
         }
@@ -250,7 +284,7 @@ impl<T> Hooks<T> {
             .cloned()
             .collect();
         self.count.store(kept.len(), Ordering::Relaxed);
-        list.hooks = (!kept.is_empty()).then(|| kept.into());
+        list.hooks = Attached::from_vec(kept);
         true
     }
 
@@ -259,10 +293,8 @@ impl<T> Hooks<T> {
         if !self.attached() {
             return;
         }
-        let Some(hooks) = self.lock().hooks.clone() else {
-            return;
-        };
-        for (_, hook) in hooks.iter() {
+        let hooks = self.lock().hooks.clone();
+        for (_, hook) in hooks.as_slice() {
             hook(event);
         }
     }
@@ -279,8 +311,7 @@ impl<T> Default for Hooks<T> {
         Self {
             count: AtomicUsize::new(0),
             list: Mutex::new(HookList {
-                next: 0,
-                hooks: None,
+                hooks: Attached::None,
             }),
         }
     }

@@ -2,18 +2,22 @@
 
 use std::sync::Arc;
 
-use portcullis_breaker::{Breaker, BreakerConfig, BreakerEvent, BreakerSnapshot, State, Threshold};
+use portcullis_breaker::{
+    Breaker, BreakerConfig, BreakerEvent, BreakerSnapshot, EventHook, State, Threshold,
+};
 use portcullis_core::{ConfigError, percent};
 
 use crate::event::EventKind;
 use crate::figures::{Family, Value, counter, gauge, optional};
 use crate::hub::{Hub, Reporter};
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
 
 impl Instance for Breaker {
     type Config = BreakerConfig;
     type Snapshot = BreakerSnapshot;
+
+    type Attachment = EventHook;
 
     const KIND: InstanceKind = InstanceKind::Breaker;
 
@@ -27,6 +31,21 @@ impl Instance for Breaker {
 
     fn build(name: &str, config: BreakerConfig) -> Self {
         Breaker::from_config(name, config).expect("the registry validates every config it keeps")
+    }
+
+    /// The keyed breakers of a name are siblings: one configuration for
+    /// all of them, however many keys there are.
+    /// (A sibling takes the configuration its siblings share, which the
+    /// registry keeps up to date; it is checked all the same, in case a
+    /// handle was given another one.)
+    fn build_keyed(name: &Arc<str>, config: BreakerConfig, like: Option<&Self>) -> Self {
+        if let Some(sibling) = like.map(Breaker::sibling)
+            && sibling.config() == config
+        {
+            return sibling;
+        }
+        Breaker::from_config(name.clone(), config)
+            .expect("the registry validates every config it keeps")
     }
 
     fn name(&self) -> &str {
@@ -47,8 +66,11 @@ impl Instance for Breaker {
         Ok(())
     }
 
+    /// The registry reconfigures every keyed breaker of a name with it:
+    /// the siblings' shared configuration is written once, and each later
+    /// call finds it up to date.
     fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
-        Breaker::reconfigure(self, config)
+        Breaker::reconfigure_siblings(self, config)
     }
 
     fn snapshot(&self) -> BreakerSnapshot {
@@ -70,7 +92,7 @@ impl Instance for Breaker {
         &FAMILIES
     }
 
-    fn attach(&self, source: Source, hub: Hub) -> Option<Attachment> {
+    fn attach(&self, source: Source, hub: Hub) -> Option<EventHook> {
         let breaker = self.downgrade();
         // The reporter is made when a rejection first waits for the ticker:
         // a breaker that never rejects costs no allocation for it.
@@ -92,7 +114,7 @@ impl Instance for Breaker {
                 }
             }
         });
-        Some(Box::new(hook))
+        Some(hook)
     }
 }
 

@@ -6,18 +6,22 @@
 //! `budgets.<name>.ttl`, and changes nothing. Without a live budget of
 //! that name the update is simply the config of the next one made.
 
+use std::convert::Infallible;
+
 use portcullis_core::ConfigError;
 use portcullis_core::duration;
 use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
 
 impl Instance for RetryBudget {
     type Config = BudgetConfig;
     type Snapshot = BudgetSnapshot;
+
+    type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::Budget;
 
@@ -72,7 +76,7 @@ impl Instance for RetryBudget {
         &FAMILIES
     }
 
-    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Infallible> {
         None
     }
 }

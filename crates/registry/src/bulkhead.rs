@@ -4,18 +4,22 @@
 //! when it is made. A config update that would change a live bulkhead is
 //! refused, naming the field; the same config again is fine.
 
+use std::convert::Infallible;
+
 use portcullis_bulkhead::{Bulkhead, BulkheadConfig, BulkheadSnapshot};
 use portcullis_core::ConfigError;
 use portcullis_core::duration;
 
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
 
 impl Instance for Bulkhead {
     type Config = BulkheadConfig;
     type Snapshot = BulkheadSnapshot;
+
+    type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::Bulkhead;
 
@@ -63,7 +67,7 @@ impl Instance for Bulkhead {
         &FAMILIES
     }
 
-    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Infallible> {
         None
     }
 }

@@ -50,10 +50,6 @@ pub struct Source {
     pub(crate) key: Option<Arc<str>>,
 }
 
-/// What keeps an instance's hook attached: dropping it detaches the hook.
-#[allow(unreachable_pub)] // named by the sealed `Instance` trait
-pub type Attachment = Box<dyn Send + Sync>;
-
 /// A kind of instance the registry keeps: implemented by
 /// [`Breaker`](portcullis_breaker::Breaker),
 /// [`Bulkhead`](portcullis_bulkhead::Bulkhead),
@@ -81,6 +77,12 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     /// Its figures at one moment.
     type Snapshot: Clone + fmt::Debug + Serialize;
 
+    /// What keeps its hook attached (dropping it detaches the hook), kept
+    /// unboxed in the instance's slot; `Infallible` for a kind without
+    /// events.
+    #[doc(hidden)]
+    type Attachment: Send + Sync;
+
     /// Which kind this is.
     const KIND: InstanceKind;
 
@@ -95,6 +97,15 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     /// A new instance from a configuration that passed [`Self::validate`].
     #[doc(hidden)]
     fn build(name: &str, config: Self::Config) -> Self;
+
+    /// A new keyed instance of `name`, `like` another keyed instance of the
+    /// same name if there is one: a kind whose instances can share their
+    /// configuration makes it share `like`'s (when it is `config`).
+    #[doc(hidden)]
+    fn build_keyed(name: &Arc<str>, config: Self::Config, like: Option<&Self>) -> Self {
+        let _ = like;
+        Self::build(name, config)
+    }
 
     /// The instance's own name.
     #[doc(hidden)]
@@ -125,7 +136,7 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     /// Attaches a hook that pushes the instance's events, if it has any,
     /// to `hub` as `source`, until the returned attachment is dropped.
     #[doc(hidden)]
-    fn attach(&self, source: Source, hub: Hub) -> Option<Attachment>;
+    fn attach(&self, source: Source, hub: Hub) -> Option<Self::Attachment>;
 }
 
 impl InstanceKind {

@@ -6,17 +6,21 @@
 //! single limiter does not use; the registry bounds its keyed rate
 //! limiters with its own [`max_keys`](crate::RegistryBuilder::max_keys).
 
+use std::convert::Infallible;
+
 use portcullis_core::ConfigError;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
 
 impl Instance for RateLimiter {
     type Config = RateLimitConfig;
     type Snapshot = RateLimiterSnapshot;
+
+    type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::RateLimiter;
 
@@ -59,7 +63,7 @@ impl Instance for RateLimiter {
         &FAMILIES
     }
 
-    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Infallible> {
         None
     }
 }

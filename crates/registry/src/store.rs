@@ -23,7 +23,7 @@ use crate::error::{AlreadyRegistered, KeyLimitReached};
 use crate::event::EventKind;
 use crate::figures::{Taken, TakenOf};
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::snapshot::Keyed;
 
 /// The key under which a name's overflow instance is served: the one
@@ -159,20 +159,20 @@ struct Inner<K: Instance> {
 
 /// The instances of one name: the plain one, the keyed ones, and the one
 /// that keys past the bound share.
-struct Named<K> {
+struct Named<K: Instance> {
     plain: Option<Slot<K>>,
     keyed: Ring<K>,
     overflow: Option<Slot<K>>,
 }
 
 /// Keyed slots in a CLOCK ring, with an index by key.
-struct Ring<K> {
+struct Ring<K: Instance> {
     index: HashMap<Arc<str>, usize>,
     slots: Vec<(Arc<str>, Slot<K>)>,
     hand: usize,
 }
 
-struct Slot<K> {
+struct Slot<K: Instance> {
     instance: K,
     /// Made by the registry from its configs (so updated with them), as
     /// opposed to registered ready-made.
@@ -180,7 +180,7 @@ struct Slot<K> {
     /// Looked up since the hand last passed.
     referenced: AtomicBool,
     /// Keeps the hook that pushes the instance's events to the hub.
-    _hook: Option<Attachment>,
+    _hook: Option<K::Attachment>,
 }
 
 impl<K: Instance> Store<K> {
@@ -240,7 +240,7 @@ impl<K: Instance> Store<K> {
             return instance;
         }
         let mut inner = self.write();
-        let name: Arc<str> = name.into();
+        let name = inner.name(name);
         if let Some(slot) = inner
             .instances
             .get(&*name)
@@ -274,7 +274,7 @@ impl<K: Instance> Store<K> {
         }
         let max_keys = self.max_keys;
         let mut inner = self.write();
-        let name: Arc<str> = name.into();
+        let name = inner.name(name);
         if let Some(slot) = inner.instances.get(&*name).and_then(|named| {
             if key == OVERFLOW_KEY {
                 named.overflow.as_ref()
@@ -295,7 +295,7 @@ impl<K: Instance> Store<K> {
         };
         let (instance, event) = if let Some(at) = place {
             let key: Arc<str> = key.into();
-            let instance = K::build(&name, config);
+            let instance = K::build_keyed(&name, config, named.keyed.any());
             let source = Source::new(K::KIND, name.clone(), Some(key.clone()));
             let slot = Slot::new(instance.clone(), true, &source, hub);
             let what = match at {
@@ -337,7 +337,7 @@ impl<K: Instance> Store<K> {
     /// serves it but does not change its config.
     pub(crate) fn register(&self, instance: K, hub: &Hub) -> Result<(), AlreadyRegistered> {
         let mut inner = self.write();
-        let name: Arc<str> = instance.name().into();
+        let name = inner.name(instance.name());
         let named = inner.named(name.clone());
         if named.plain.is_some() {
             return Err(AlreadyRegistered::new(K::KIND, &name, None));
@@ -555,6 +555,15 @@ impl<K: Instance> Inner<K> {
         self.effective.get(name).unwrap_or(&self.default)
     }
 
+    /// `name` as kept in the index if it has instances already (so that
+    /// each key does not hold a copy of its name), else a new one.
+    fn name(&self, name: &str) -> Arc<str> {
+        match self.instances.get_key_value(name) {
+            Some((name, _)) => name.clone(),
+            None => name.into(),
+        }
+    }
+
     fn named(&mut self, name: Arc<str>) -> &mut Named<K> {
         self.instances.entry(name).or_insert_with(Named::new)
     }
@@ -595,7 +604,7 @@ impl<K: Instance> Inner<K> {
     }
 }
 
-impl<K> Named<K> {
+impl<K: Instance> Named<K> {
     fn new() -> Self {
         Self {
             plain: None,
@@ -609,7 +618,7 @@ impl<K> Named<K> {
     }
 }
 
-impl<K> Ring<K> {
+impl<K: Instance> Ring<K> {
     fn new() -> Self {
         Self {
             index: HashMap::new(),
@@ -624,6 +633,11 @@ impl<K> Ring<K> {
 
     fn get(&self, key: &str) -> Option<&Slot<K>> {
         self.index.get(key).map(|&at| &self.slots[at].1)
+    }
+
+    /// Some keyed instance, for a new key to be made like it.
+    fn any(&self) -> Option<&K> {
+        self.slots.first().map(|(_, slot)| &slot.instance)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Slot<K>)> {
