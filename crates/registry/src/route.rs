@@ -48,6 +48,7 @@
 //! histogram itself is always whole: its `count` is its +Inf bucket.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -67,7 +68,7 @@ use tower_service::Service;
 
 use crate::figures::{Family, Value, counter, histogram};
 use crate::hub::Hub;
-use crate::kind::{Attachment, Instance, InstanceKind, Source};
+use crate::kind::{Instance, InstanceKind, Source};
 use crate::store::{Store, Stores};
 
 /// The statistics of one route or upstream: a cheap, cloneable handle
@@ -665,6 +666,7 @@ where
 }
 
 impl Instance for RouteStats {
+    type Attachment = Infallible;
     type Config = RouteStatsConfig;
     type Snapshot = RouteSnapshot;
 
@@ -710,7 +712,7 @@ impl Instance for RouteStats {
         &FAMILIES
     }
 
-    fn attach(&self, _source: Source, _hub: Hub) -> Option<Attachment> {
+    fn attach(&self, _source: Source, _hub: Hub) -> Option<Infallible> {
         None
     }
 }
