@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use portcullis_core::clock::Clock;
 use portcullis_core::{BreakerOpen, ConfigError, Outcome};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -218,8 +219,8 @@ impl Shared {
         &self.core.profile().name
     }
 
-    fn epoch(&self) -> Instant {
-        self.core.profile().epoch
+    fn clock(&self) -> Clock {
+        self.core.profile().clock
     }
 
     fn listeners(&self) -> &Listeners {
@@ -308,7 +309,7 @@ impl Breaker {
     pub fn sibling(&self) -> Breaker {
         let profile = self.shared.core.shared_profile().clone();
         let config = profile.config();
-        let now = micros(Instant::now().saturating_duration_since(profile.epoch));
+        let now = profile.clock.now() / 1_000;
         Self::with_profile(
             profile,
             config.window(),
@@ -753,9 +754,10 @@ impl Breaker {
             .map_err(|illegal| IllegalTransition::new(self.shared.name().clone(), illegal.from, to))
     }
 
+    /// Microseconds on the breaker's clock.
     #[inline]
     fn now(&self) -> u64 {
-        micros(Instant::now().saturating_duration_since(self.shared.epoch()))
+        self.shared.clock().now() / 1_000
     }
 
     /// Counts a rejection, and reports the pending ones unless a report
@@ -877,12 +879,11 @@ impl Permit {
             Outcome::Success => {}
         }
         if shared.core.window.needs_clock() || self.started.is_some() {
-            // One clock read serves the slow-call rule, the per-call event
-            // and the time window.
-            let now = Instant::now();
+            // The slow-call rule and the per-call event time the call on
+            // tokio's clock, exactly; the time window reads the breaker's.
             let mut took_micros = 0;
             if let Some(started) = self.started {
-                let took = now.saturating_duration_since(started);
+                let took = started.elapsed();
                 bits |= TIMED;
                 took_micros = micros(took);
                 if let Some(slow) = shared.core.settings().slow_call_duration()
@@ -894,7 +895,7 @@ impl Permit {
                     breaker.report_call(outcome, took, bits & SLOW != 0);
                 }
             }
-            let now = micros(now.saturating_duration_since(shared.epoch()));
+            let now = breaker.now();
             shared.core.record(
                 ticket,
                 bits,

@@ -197,8 +197,14 @@
 //! The counters add nothing to it: the successes recorded in the window are
 //! its recorded calls, which it counts anyway, minus the failures.
 //! The clock is read once per call only for a time window or a slow-call
-//! rule. The state machine is checked with `loom` (run with
-//! `RUSTFLAGS="--cfg loom"`).
+//! rule. A time window's buckets and the open wait read the breaker's
+//! clock: in a running runtime the coarse time of
+//! [`portcullis_core::clock`], one atomic load, which lags the real time by
+//! about a millisecond (a bucket starts, and an open breaker lets its first
+//! probe through, up to that much late; never early); where tokio's time is
+//! paused, tokio's clock, so paused-time tests are exact. A slow-call rule
+//! times the call itself on tokio's clock, exactly. The state machine is
+//! checked with `loom` (run with `RUSTFLAGS="--cfg loom"`).
 //!
 //! # Features
 //!

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_core::ConfigError;
-use tokio::time::Instant;
+use portcullis_core::clock::Clock;
 
 use crate::BreakerConfig;
 use crate::state::micros;
@@ -31,8 +31,10 @@ use crate::state::micros;
 #[derive(Debug)]
 pub(crate) struct Profile {
     pub(crate) name: Arc<str>,
-    /// Time zero of the breaker's clock (and of its siblings').
-    pub(crate) epoch: Instant,
+    /// The breaker's clock (and its siblings'), from when the profile was
+    /// made: the coarse time in a running runtime, tokio's where time is
+    /// paused ([`Clock`]).
+    pub(crate) clock: Clock,
     /// The configuration as given; read by `config()` and replaced by
     /// `reconfigure()`, never on the call path (which reads `settings`).
     config: Mutex<BreakerConfig>,
@@ -86,7 +88,7 @@ impl Profile {
     pub(crate) fn new(name: Arc<str>, config: BreakerConfig) -> Self {
         Self {
             name,
-            epoch: Instant::now(),
+            clock: Clock::new(),
             settings: Settings::new(&config),
             config: Mutex::new(config),
         }
@@ -98,7 +100,7 @@ impl Profile {
         let config = self.config();
         Self {
             name: self.name.clone(),
-            epoch: self.epoch,
+            clock: self.clock,
             settings: Settings::new(&config),
             config: Mutex::new(config),
         }
