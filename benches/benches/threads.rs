@@ -11,6 +11,10 @@
 //!   timeout, retry, breaker, bulkhead), one instance cloned per thread:
 //!   Portcullis and tower-resilience.
 //!
+//! A response future is polled until it is ready (a peer's may wait for
+//! a lock under contention), with a no-op waker: a spin, as a busy server
+//! would re-poll.
+//!
 //! Each measurement starts `n` threads, holds them at a barrier, then has
 //! each make the same number of calls; the time reported per iteration is
 //! the wall time from the barrier to the last thread's end divided by the
@@ -28,7 +32,7 @@ use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
 use governor::{Quota, RateLimiter as Governor};
-use portcullis_benches::{breaker, call_ready, count_config, inner, runtime};
+use portcullis_benches::{breaker, call, count_config, inner, runtime};
 use portcullis_breaker::CircuitBreakerLayer;
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
 use tokio::runtime::Handle;
@@ -86,8 +90,10 @@ where
             b.iter_custom(|iters| {
                 contend(handle, threads, iters, || {
                     let mut service = service.clone();
+                    // Polled until ready: under contention a peer's future
+                    // may wait for a lock (tower-resilience's does).
                     move || {
-                        black_box(call_ready(&mut service, black_box(1)));
+                        black_box(call(&mut service, black_box(1), usize::MAX));
                     }
                 })
             })
