@@ -11,7 +11,6 @@ use crate::event::EventKind;
 use crate::figures::{Family, Value, counter, gauge, optional};
 use crate::hub::{Hub, Reporter};
 use crate::kind::{Instance, InstanceKind, Source};
-use crate::store::{Store, Stores};
 
 impl Instance for Breaker {
     type Config = BreakerConfig;
@@ -20,10 +19,6 @@ impl Instance for Breaker {
     type Attachment = EventHook;
 
     const KIND: InstanceKind = InstanceKind::Breaker;
-
-    fn store(stores: &Stores) -> &Store<Self> {
-        &stores.breakers
-    }
 
     fn validate(config: &BreakerConfig) -> Result<(), ConfigError> {
         config.validate()

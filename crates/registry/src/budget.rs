@@ -15,7 +15,6 @@ use portcullis_retry::{BudgetConfig, BudgetSnapshot, RetryBudget};
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Instance, InstanceKind, Source};
-use crate::store::{Store, Stores};
 
 impl Instance for RetryBudget {
     type Config = BudgetConfig;
@@ -24,10 +23,6 @@ impl Instance for RetryBudget {
     type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::Budget;
-
-    fn store(stores: &Stores) -> &Store<Self> {
-        &stores.budgets
-    }
 
     fn validate(config: &BudgetConfig) -> Result<(), ConfigError> {
         config.validate()

@@ -13,7 +13,6 @@ use portcullis_core::duration;
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Instance, InstanceKind, Source};
-use crate::store::{Store, Stores};
 
 impl Instance for Bulkhead {
     type Config = BulkheadConfig;
@@ -22,10 +21,6 @@ impl Instance for Bulkhead {
     type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::Bulkhead;
-
-    fn store(stores: &Stores) -> &Store<Self> {
-        &stores.bulkheads
-    }
 
     fn validate(config: &BulkheadConfig) -> Result<(), ConfigError> {
         config.validate()

@@ -1,9 +1,11 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
 //! Each kind (circuit breaker, bulkhead, rate limiter, retry budget, route
-//! statistics) implements [`Instance`] once; the generic store does the rest: named configs with
-//! inheritance, get-or-create, keys, live updates, snapshots and the hooks
-//! that push an instance's events to the hub.
+//! statistics) implements [`Instance`] once, in a file of its own, and has
+//! one line in the `kinds!` list below; the generic store does the rest:
+//! named configs with inheritance, get-or-create, keys, live updates,
+//! snapshots, metric families, the HTTP routes and the hooks that push an
+//! instance's events to the hub.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,31 +16,105 @@ use serde::{Serialize, Serializer};
 
 use crate::figures::Family;
 use crate::hub::Hub;
-use crate::store::{Store, Stores};
+use crate::store::{AnyStore, Store};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for portcullis_breaker::Breaker {}
-    impl Sealed for portcullis_bulkhead::Bulkhead {}
-    impl Sealed for portcullis_ratelimit::RateLimiter {}
-    impl Sealed for portcullis_retry::RetryBudget {}
-    impl Sealed for crate::RouteStats {}
+/// The one list of the kinds a registry keeps: each line names the
+/// kind's [`InstanceKind`] variant, its type, the field of its store, its
+/// name in snapshots and events, its section in config files and HTTP
+/// paths, and its name in prose. The enum, the seal, the stores and their
+/// construction are made from it, so adding a kind is its [`Instance`]
+/// impl (in a file of its own) and one line here.
+macro_rules! kinds {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($ty:ty) in $field:ident, $name:literal, $section:literal, $display:literal;
+    )*) => {
+        mod sealed {
+            use crate::store::{Store, Stores};
+
+            /// Sealed, and the way from the registry's stores to a kind's.
+            pub trait Sealed {
+                /// The store of this kind among the registry's.
+                fn store(stores: &Stores) -> &Store<Self>
+                where
+                    Self: super::Instance;
+            }
+            $(
+                impl Sealed for $ty {
+                    fn store(stores: &Stores) -> &Store<Self> {
+                        &stores.$field
+                    }
+                }
+            )*
+        }
+
+        /// The kinds of instance a registry keeps.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum InstanceKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl InstanceKind {
+            #[doc = concat!("The kind as written in snapshots and events: ", $("`\"", $name, "\"` "),*, ".")]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            #[doc = concat!("The section of a config file, and of the HTTP paths, that holds this kind: ", $("`\"", $section, "\"` "),*, ".")]
+            pub fn section(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $section,)*
+                }
+            }
+
+            fn display(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $display,)*
+                }
+            }
+        }
+
+        /// The store of each kind.
+        #[derive(Debug)]
+        #[allow(unreachable_pub)] // named by the sealed `Instance` trait
+        pub struct Stores {
+            $(pub(crate) $field: Store<$ty>,)*
+        }
+
+        impl Stores {
+            /// Every kind's store: the one list of kinds that the
+            /// kind-blind parts of the registry (its HTTP routes, its
+            /// counts, its metrics) go through.
+            pub(crate) fn all(&self) -> [&dyn AnyStore; [$(stringify!($field)),*].len()] {
+                [$(&self.$field),*]
+            }
+
+            /// Every kind's store, made by `make` from its configs.
+            pub(crate) fn build(
+                builder: &mut crate::registry::RegistryBuilder,
+            ) -> Result<Self, ConfigError> {
+                Ok(Self {
+                    $($field: builder.store::<$ty>()?,)*
+                })
+            }
+        }
+    };
 }
 
-/// The kinds of instance a registry keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum InstanceKind {
+kinds! {
     /// A circuit breaker (`portcullis_breaker::Breaker`).
-    Breaker,
+    Breaker(portcullis_breaker::Breaker) in breakers, "breaker", "breakers", "circuit breaker";
     /// A bulkhead (`portcullis_bulkhead::Bulkhead`).
-    Bulkhead,
+    Bulkhead(portcullis_bulkhead::Bulkhead) in bulkheads, "bulkhead", "bulkheads", "bulkhead";
     /// A rate limiter (`portcullis_ratelimit::RateLimiter`).
-    RateLimiter,
+    RateLimiter(portcullis_ratelimit::RateLimiter) in rate_limiters, "ratelimiter", "ratelimiters", "rate limiter";
     /// A retry budget (`portcullis_retry::RetryBudget`).
-    Budget,
+    Budget(portcullis_retry::RetryBudget) in budgets, "budget", "budgets", "retry budget";
     /// The statistics of a route or upstream ([`RouteStats`](crate::RouteStats)).
-    Route,
+    Route(crate::RouteStats) in routes, "route", "routes", "route";
 }
 
 /// Which instance an event or a figure belongs to.
@@ -85,10 +161,6 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
 
     /// Which kind this is.
     const KIND: InstanceKind;
-
-    #[doc(hidden)]
-    /// The store of this kind among the registry's.
-    fn store(stores: &Stores) -> &Store<Self>;
 
     /// Checks a configuration; the error names the field.
     #[doc(hidden)]
@@ -139,42 +211,9 @@ pub trait Instance: Clone + Send + Sync + 'static + sealed::Sealed {
     fn attach(&self, source: Source, hub: Hub) -> Option<Self::Attachment>;
 }
 
-impl InstanceKind {
-    /// The kind as written in snapshots and events: `"breaker"`,
-    /// `"bulkhead"`, `"ratelimiter"`, `"budget"`, `"route"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Breaker => "breaker",
-            Self::Bulkhead => "bulkhead",
-            Self::RateLimiter => "ratelimiter",
-            Self::Budget => "budget",
-            Self::Route => "route",
-        }
-    }
-
-    /// The section of a config file, and of the HTTP paths, that holds this
-    /// kind: `"breakers"`, `"bulkheads"`, `"ratelimiters"`, `"budgets"`,
-    /// `"routes"`.
-    pub fn section(self) -> &'static str {
-        match self {
-            Self::Breaker => "breakers",
-            Self::Bulkhead => "bulkheads",
-            Self::RateLimiter => "ratelimiters",
-            Self::Budget => "budgets",
-            Self::Route => "routes",
-        }
-    }
-}
-
 impl fmt::Display for InstanceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Breaker => "circuit breaker",
-            Self::Bulkhead => "bulkhead",
-            Self::RateLimiter => "rate limiter",
-            Self::Budget => "retry budget",
-            Self::Route => "route",
-        })
+        f.write_str(self.display())
     }
 }
 

@@ -14,7 +14,6 @@ use portcullis_ratelimit::{RateLimitConfig, RateLimiter, RateLimiterSnapshot};
 use crate::figures::{Family, Value, counter, gauge};
 use crate::hub::Hub;
 use crate::kind::{Instance, InstanceKind, Source};
-use crate::store::{Store, Stores};
 
 impl Instance for RateLimiter {
     type Config = RateLimitConfig;
@@ -23,10 +22,6 @@ impl Instance for RateLimiter {
     type Attachment = Infallible;
 
     const KIND: InstanceKind = InstanceKind::RateLimiter;
-
-    fn store(stores: &Stores) -> &Store<Self> {
-        &stores.rate_limiters
-    }
 
     fn validate(config: &RateLimitConfig) -> Result<(), ConfigError> {
         config.validate()

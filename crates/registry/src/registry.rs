@@ -340,7 +340,7 @@ impl RegistryBuilder {
     }
 
     /// The store of kind `K`, from its configs.
-    fn store<K: Instance>(&mut self) -> Result<Store<K>, ConfigError> {
+    pub(crate) fn store<K: Instance>(&mut self) -> Result<Store<K>, ConfigError> {
         let default = match self.defaults.remove(&K::KIND) {
             Some(config) => *config
                 .0
@@ -484,13 +484,7 @@ impl RegistryBuilder {
             Duration::ZERO,
             MAX_REJECTION_INTERVAL,
         )?;
-        let stores = Stores {
-            breakers: self.store()?,
-            bulkheads: self.store()?,
-            rate_limiters: self.store()?,
-            budgets: self.store()?,
-            routes: self.store()?,
-        };
+        let stores = Stores::build(&mut self)?;
         Ok(Registry {
             shared: Arc::new(Shared {
                 stores,

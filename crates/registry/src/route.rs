@@ -69,7 +69,6 @@ use tower_service::Service;
 use crate::figures::{Family, Value, counter, histogram};
 use crate::hub::Hub;
 use crate::kind::{Instance, InstanceKind, Source};
-use crate::store::{Store, Stores};
 
 /// The statistics of one route or upstream: a cheap, cloneable handle
 /// (clones share the counts).
@@ -671,10 +670,6 @@ impl Instance for RouteStats {
     type Snapshot = RouteSnapshot;
 
     const KIND: InstanceKind = InstanceKind::Route;
-
-    fn store(stores: &Stores) -> &Store<Self> {
-        &stores.routes
-    }
 
     fn validate(_config: &RouteStatsConfig) -> Result<(), ConfigError> {
         Ok(())

@@ -63,30 +63,9 @@ pub enum AtKeyLimit {
 /// The most slots the hand looks at for one new key.
 const SCAN: usize = 64;
 
-/// The store of each kind.
-#[derive(Debug)]
-#[allow(unreachable_pub)] // named by the sealed `Instance` trait
-pub struct Stores {
-    pub(crate) breakers: Store<portcullis_breaker::Breaker>,
-    pub(crate) bulkheads: Store<portcullis_bulkhead::Bulkhead>,
-    pub(crate) rate_limiters: Store<portcullis_ratelimit::RateLimiter>,
-    pub(crate) budgets: Store<portcullis_retry::RetryBudget>,
-    pub(crate) routes: Store<crate::RouteStats>,
-}
+pub(crate) use crate::kind::Stores;
 
 impl Stores {
-    /// Every kind's store: the one list of kinds that the kind-blind parts
-    /// of the registry (its HTTP routes, its counts) go through.
-    pub(crate) fn all(&self) -> [&dyn AnyStore; 5] {
-        [
-            &self.breakers,
-            &self.bulkheads,
-            &self.rate_limiters,
-            &self.budgets,
-            &self.routes,
-        ]
-    }
-
     /// The store whose kind is served under `section` (`"breakers"`, ...).
     pub(crate) fn by_section(&self, section: &str) -> Option<&dyn AnyStore> {
         self.all()
