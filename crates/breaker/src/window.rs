@@ -714,6 +714,22 @@ mod loom_models {
     const S: u8 = RECORDED;
     const F: u8 = RECORDED | FAILED;
 
+    /// Records each of `outcomes` from a thread of its own, all at once.
+    fn record_at_once(window: &Arc<CountWindow>, outcomes: [u8; 2]) {
+        let handles: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let window = window.clone();
+                thread::spawn(move || {
+                    window.record(outcome, 0, 0);
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    }
+
     /// Two outcomes written at once into neighbouring slots of one word:
     /// neither write is lost, whatever the interleaving of their
     /// compare-and-swaps, and evicting them later takes exactly what they
@@ -722,18 +738,7 @@ mod loom_models {
     fn neighbouring_slots_keep_both_outcomes() {
         loom::model(|| {
             let window = Arc::new(CountWindow::new(4));
-            let handles: Vec<_> = [F, F | SLOW]
-                .into_iter()
-                .map(|outcome| {
-                    let window = window.clone();
-                    thread::spawn(move || {
-                        window.record(outcome, 0, 0);
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap();
-            }
+            record_at_once(&window, [F, F | SLOW]);
             let counts = window.counts();
             assert_eq!((counts.calls, counts.failures, counts.slow), (2, 2, 1));
             for _ in 0..4 {
@@ -752,18 +757,7 @@ mod loom_models {
         loom::model(|| {
             let window = Arc::new(CountWindow::new(1));
             window.record(F, 0, 0);
-            let handles: Vec<_> = [S, F | SLOW]
-                .into_iter()
-                .map(|outcome| {
-                    let window = window.clone();
-                    thread::spawn(move || {
-                        window.record(outcome, 0, 0);
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap();
-            }
+            record_at_once(&window, [S, F | SLOW]);
             let counts = window.counts();
             assert!(
                 (counts.failures, counts.slow) == (0, 0)
