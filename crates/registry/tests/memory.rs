@@ -9,7 +9,8 @@
 //! one name share one configuration; the bound below holds that line. The
 //! breakdown printed splits the bytes between the breaker itself (as a
 //! sibling made outside the registry) and the registry's index, slot and
-//! hook.
+//! hook. Then waves of as many new keys evict the idle ones one by one,
+//! and the bytes held stop growing.
 #![cfg(not(loom))]
 
 use portcullis_breaker::Breaker;
@@ -60,8 +61,49 @@ fn main() {
     );
     drop(siblings);
 
+    // Idle keys make room: each wave of as many new keys evicts the keys
+    // before it (closed, nothing in their windows, not looked up since) one
+    // by one. The first such wave may double the index's table once (a hash
+    // table that sees as many removals as inserts grows to twice its size
+    // before it cleans up in place); after that, the bytes held stay put.
+    drop(first);
+    let mut growth = Vec::new();
+    for wave in ["next", "last"] {
+        let newcomers: Vec<String> = (0..KEYS)
+            .map(|i| format!("{wave}-{i:06}.example"))
+            .collect();
+        let region = Region::new(&GLOBAL);
+        for key in &newcomers {
+            registry.breakers().get_keyed("upstream", key).unwrap();
+        }
+        let change = region.change();
+        assert_eq!(registry.len(), KEYS, "still at most max_keys keys");
+        let breakers = registry.breakers();
+        assert!(breakers.find("upstream", Some(&keys[KEYS / 2])).is_none());
+        assert!(
+            breakers
+                .find("upstream", Some(&newcomers[KEYS - 1]))
+                .is_some()
+        );
+        growth.push(change.net_bytes() / KEYS as isize);
+    }
+    println!(
+        "two waves of {KEYS} new keys evicted the idle ones: {growth:?} bytes per key of growth"
+    );
+    assert!(
+        growth[0] <= 40,
+        "at most the index's table doubled: {growth:?}"
+    );
+    assert!(
+        growth[1].abs() < 4,
+        "the evicted breakers are freed: {growth:?}"
+    );
+
     // A subscriber costs its buffer, on that breaker only.
-    let breaker = registry.breakers().get_keyed("upstream", &keys[7]).unwrap();
+    let breaker = registry
+        .breakers()
+        .get_keyed("upstream", "last-000007.example")
+        .unwrap();
     let region = Region::new(&GLOBAL);
     let stream = breaker.subscribe();
     let change = region.change();
