@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
-use http::{Response, StatusCode};
-use portcullis_core::{BoxError, ConfigError, HttpClassifier, find_rejection};
-use portcullis_retry::{HttpPredicate, HttpReplay, Policy, RetryPredicate};
+#[cfg(feature = "grpc")]
+use http::Response;
+#[cfg(feature = "grpc")]
+use portcullis_core::BoxError;
+use portcullis_core::{ConfigError, HttpClassifier};
+#[cfg(feature = "grpc")]
+use portcullis_retry::RetryPredicate;
+use portcullis_retry::{HttpPredicate, HttpReplay, Policy};
 
 use crate::{HedgeConfig, HedgeLayer};
 
@@ -40,12 +45,14 @@ pub type GrpcPolicy = Policy<portcullis_core::GrpcClassifier, NonFatalCodes, Htt
 /// assert!(codes.is_retryable(Ok(&unavailable)));
 /// assert!(!codes.is_retryable(Ok(&internal)));
 /// ```
+#[cfg(feature = "grpc")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NonFatalCodes {
     /// Bit `c` for code `c`.
     mask: u32,
 }
 
+#[cfg(feature = "grpc")]
 impl NonFatalCodes {
     /// The codes in `codes` (codes above 31 are ignored).
     pub fn new(codes: impl IntoIterator<Item = u32>) -> Self {
@@ -62,23 +69,10 @@ impl NonFatalCodes {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl<B> RetryPredicate<Response<B>> for NonFatalCodes {
     fn is_retryable(&self, result: Result<&Response<B>, &BoxError>) -> bool {
-        let response = match result {
-            Ok(response) => response,
-            Err(error) => {
-                return !find_rejection(error.as_ref()).is_some_and(|r| r.never_sent());
-            }
-        };
-        if response.status() != StatusCode::OK {
-            return HttpPredicate::is_retryable_status(response.status());
-        }
-        response
-            .headers()
-            .get("grpc-status")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse().ok())
-            .is_some_and(|code| self.contains(code))
+        portcullis_retry::GrpcPredicate::is_retryable_with(result, |code| self.contains(code))
     }
 }
 

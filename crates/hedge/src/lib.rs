@@ -115,8 +115,8 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `http`  | [`HedgeLayer::http`], [`HttpPolicy`], [`NonFatalCodes`] |
-//! | `grpc`  | [`HedgeLayer::grpc`], [`GrpcPolicy`] (implies `http`) |
+//! | `http`  | [`HedgeLayer::http`], [`HttpPolicy`] |
+//! | `grpc`  | [`HedgeLayer::grpc`], [`GrpcPolicy`], [`NonFatalCodes`] (implies `http`) |
 //!
 //! [`Classify`]: portcullis_core::Classify
 //! [`RetryPredicate`]: portcullis_retry::RetryPredicate
@@ -136,10 +136,10 @@ mod service;
 
 pub use config::{HedgeConfig, HedgeConfigBuilder};
 pub use delay::DelayConfig;
-#[cfg(feature = "grpc")]
-pub use http::GrpcPolicy;
 #[cfg(feature = "http")]
-pub use http::{HttpPolicy, NonFatalCodes};
+pub use http::HttpPolicy;
+#[cfg(feature = "grpc")]
+pub use http::{GrpcPolicy, NonFatalCodes};
 pub use layer::HedgeLayer;
 pub use metrics::HedgeMetrics;
 pub use portcullis_retry::{Policy, RetryBudget, ThrottleConfig};

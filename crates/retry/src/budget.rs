@@ -234,7 +234,7 @@ impl RetryBudget {
     }
 
     /// A throttling budget named `name`: gRPC's `retryThrottling` (see
-    /// the [module](self)), validated first. Its outcomes come in through
+    /// [`ThrottleConfig`]), validated first. Its outcomes come in through
     /// [`record`](Self::record); [`deposit`](Self::deposit) only counts.
     pub fn throttling(
         name: impl Into<Arc<str>>,
