@@ -309,6 +309,7 @@ async fn the_percentile_delay_after_min_data_points_and_the_fallback_before() {
     assert_eq!(layer.metrics().hedges, 1);
 }
 
+#[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn the_idempotency_gate_of_http() {
     use bytes::Bytes;
@@ -356,4 +357,42 @@ async fn the_idempotency_gate_of_http() {
     assert_eq!(response.body(), "payload");
     assert_eq!(started.elapsed(), 100 * MS, "a POST is not hedged");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[cfg(feature = "grpc")]
+#[tokio::test(start_paused = true)]
+async fn grpc_non_fatal_codes_send_the_next_hedge_at_once() {
+    use http_body_util::Empty;
+
+    let config = HedgeConfig::builder()
+        .delay(DelayConfig::fixed(Duration::from_millis(50)))
+        .max_hedges(2)
+        .hedge_non_idempotent(true)
+        .non_fatal_status_codes([14])
+        .build()
+        .unwrap();
+    let layer = HedgeLayer::grpc("t", config).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |_: http::Request<_>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(2 * MS).await;
+            // UNAVAILABLE (non-fatal), then INTERNAL (fatal), then OK.
+            let code = ["14", "13", "0"][n];
+            let response = http::Response::builder().header("grpc-status", code);
+            Ok::<_, BoxError>(response.body(()).unwrap())
+        }
+    });
+    let mut service = layer.layer(inner);
+    let request = http::Request::post("/lookup.v1.Directory/Find")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let started = Instant::now();
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    // 14 at 2 ms: a hedge at once; 13 at 4 ms is fatal: no third attempt,
+    // and with nothing left in flight the last failure is the answer.
+    assert_eq!(response.headers()["grpc-status"], "13");
+    assert_eq!(started.elapsed(), 4 * MS);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
