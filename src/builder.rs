@@ -7,6 +7,7 @@ use tower::ServiceBuilder;
 #[cfg(any(
     feature = "breaker",
     feature = "retry",
+    feature = "hedge",
     feature = "timeout",
     feature = "bulkhead",
     feature = "fallback",
@@ -23,6 +24,8 @@ use crate::bulkhead::{Bulkhead, BulkheadLayer};
 use crate::chaos::{Chaos, ChaosLayer};
 #[cfg(feature = "fallback")]
 use crate::fallback::FallbackLayer;
+#[cfg(feature = "hedge")]
+use crate::hedge::HedgeLayer;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]
@@ -139,6 +142,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: FallbackLayer<T, Src>,
     ) -> ServiceBuilder<Stack<FallbackLayer<T, Src>, L>>;
 
+    /// [Hedged requests](crate::hedge) with `layer`'s policy, delay,
+    /// budget and metrics (feature `hedge`). Inside a retry, outside the
+    /// circuit breaker.
+    #[cfg(feature = "hedge")]
+    fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>>;
+
     /// [Fault injection](crate::chaos) driven by the shared `chaos` handle,
     /// injecting `ChaosError`s (feature `chaos`).
     #[cfg(feature = "chaos")]
@@ -183,6 +192,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: FallbackLayer<T, Src>,
     ) -> ServiceBuilder<Stack<FallbackLayer<T, Src>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "hedge")]
+    fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>> {
         self.layer(layer)
     }
 

@@ -13,6 +13,7 @@
 //! | `chaos` | [`chaos`] | fault injection: latency, errors, responses at seeded rates, outage windows |
 //! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
+//! | `hedge` | [`hedge`] | hedged requests: another attempt after a fixed or percentile delay, the first good answer wins, losers cancelled, a budget shared with retry |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
 //! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
@@ -101,6 +102,11 @@ pub use portcullis_bulkhead as bulkhead;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use portcullis_retry as retry;
+
+/// Hedged requests: another attempt after a fixed or percentile delay, first good answer wins (feature `hedge`).
+#[cfg(feature = "hedge")]
+#[doc(inline)]
+pub use portcullis_hedge as hedge;
 
 /// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
 #[cfg(feature = "ratelimit")]

@@ -325,6 +325,40 @@ async fn circuit_breaker_shares_the_handle_and_opens_to_503s() {
     assert_eq!(breaker.snapshot().not_permitted_calls, 1);
 }
 
+#[cfg(feature = "hedge")]
+#[tokio::test(start_paused = true)]
+async fn hedge_sends_a_second_attempt_after_the_delay() {
+    use portcullis::ServiceBuilderExt;
+    use portcullis::hedge::{DelayConfig, HedgeConfig, HedgeLayer};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let config = HedgeConfig::builder()
+        .delay(DelayConfig::fixed(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let layer = HedgeLayer::from_config("upstream", config).unwrap();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<u32, u32, _>(ServiceBuilder::new().hedge(layer.clone()));
+    assert!(service.poll_ready().is_ready());
+    let started = tokio::time::Instant::now();
+    let response = tokio::spawn(service.into_inner().oneshot(7));
+    let (_first, _pending) = handle.next_request().await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let (request, send) = handle.next_request().await.unwrap();
+    assert_eq!(request, 7);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(10),
+        "the hedge came after the delay"
+    );
+    send.send_response(14);
+    assert_eq!(response.await.unwrap().unwrap(), 14);
+    assert_eq!(
+        (layer.metrics().hedges_won, layer.metrics().cancelled),
+        (1, 1)
+    );
+}
+
 #[cfg(all(feature = "retry", feature = "timeout"))]
 #[tokio::test(start_paused = true)]
 async fn retry_with_and_timeout_after_give_up_with_a_504() {

@@ -32,16 +32,28 @@
 //! running runtime (one atomic load; buckets start up to about a
 //! millisecond late), and tokio's clock where time is paused, so paused
 //! tests see the buckets to the nanosecond.
+//!
+//! # gRPC `retryThrottling`
+//!
+//! [`RetryBudget::throttling`] makes a budget of the other kind, gRPC's
+//! (gRFC A6): a balance of tokens that starts full at `max_tokens`; each
+//! failed attempt takes one token (down to 0), each successful one gives
+//! back `token_ratio` (up to `max_tokens`), and no retry or hedge is sent
+//! while the balance is at or below `max_tokens / 2`. Tokens are counted
+//! in thousandths, as A6 counts them; a retry or a hedge spends none (it is
+//! its failure that costs). The same handle serves retries and hedges, so
+//! one balance caps both. The outcomes come in through
+//! [`RetryBudget::record`]; a windowed budget ignores them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use portcullis_core::ConfigError;
 use portcullis_core::clock::Clock;
 use portcullis_core::duration;
 use portcullis_core::sync::{AtomicBool, AtomicU64, Ordering};
+use portcullis_core::{ConfigError, Outcome};
 use serde::{Deserialize, Serialize};
 
 /// A retry budget: a cheap, cloneable handle to one shared balance.
@@ -91,6 +103,47 @@ pub struct BudgetSnapshot {
     pub withdrawals: u64,
     /// Retries refused for want of balance since the budget was made.
     pub refused: u64,
+    /// A throttling budget's tokens (gRPC `retryThrottling`); `None` for a
+    /// windowed budget, whose `ratio`, `min_per_second` and `ttl` are the
+    /// ones that apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleSnapshot>,
+}
+
+/// A throttling budget's tokens at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ThrottleSnapshot {
+    /// The most tokens the balance holds (and starts with).
+    pub max_tokens: u32,
+    /// Tokens a success gives back.
+    pub token_ratio: f64,
+    /// Tokens held now, to a thousandth.
+    pub tokens: f64,
+    /// Whether retries and hedges are allowed now (`tokens > max_tokens / 2`).
+    pub allowed: bool,
+}
+
+/// The configuration of a throttling budget, gRPC's `retryThrottling`
+/// (gRFC A6): `throttle = { max_tokens = 10, token_ratio = 0.1 }`.
+///
+/// ```
+/// use portcullis_core::Outcome;
+/// use portcullis_retry::{RetryBudget, ThrottleConfig};
+///
+/// let budget = RetryBudget::throttling("db", ThrottleConfig::new(10, 0.1)).unwrap();
+/// for _ in 0..5 {
+///     budget.record(Outcome::Failure);
+/// }
+/// assert!(!budget.try_withdraw(), "5 tokens of 10: at the threshold, no retry");
+/// budget.record(Outcome::Success);
+/// assert!(budget.try_withdraw(), "5.1 tokens: above it again");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    max_tokens: u32,
+    token_ratio: f64,
 }
 
 /// The configuration of a [`RetryBudget`].
@@ -112,6 +165,8 @@ struct Shared {
     /// `reconfigure()`, never on the call path (which reads `core`).
     config: Mutex<BudgetConfig>,
     core: Core,
+    /// Set for a throttling budget: then `core` is not used.
+    throttle: Option<(ThrottleConfig, Throttle)>,
     /// The time of deposits and withdrawals, in nanoseconds since the
     /// budget was made (the coarse time in a running runtime:
     /// [`Clock`]).
@@ -143,6 +198,16 @@ pub(crate) struct Core {
     marks: Box<[AtomicU64]>,
 }
 
+/// gRPC's token balance (gRFC A6), in thousandths of a token.
+pub(crate) struct Throttle {
+    tokens: AtomicU64,
+    max: u64,
+    ratio: u64,
+}
+
+/// A thousandth of a token is the unit of a throttling budget.
+const MILLI: u64 = 1000;
+
 /// A millionth of a retry is the unit of account.
 const UNIT: u64 = 1_000_000;
 /// Buckets per window.
@@ -165,17 +230,47 @@ impl RetryBudget {
     /// a configuration validated first.
     pub fn named(name: impl Into<Arc<str>>, config: BudgetConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self {
+        Ok(Self::make(name.into(), config, None))
+    }
+
+    /// A throttling budget named `name`: gRPC's `retryThrottling` (see
+    /// [`ThrottleConfig`]), validated first. Its outcomes come in through
+    /// [`record`](Self::record); [`deposit`](Self::deposit) only counts.
+    pub fn throttling(
+        name: impl Into<Arc<str>>,
+        config: ThrottleConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let throttle = (config, Throttle::new(&config));
+        Ok(Self::make(
+            name.into(),
+            BudgetConfig::default(),
+            Some(throttle),
+        ))
+    }
+
+    fn make(
+        name: Arc<str>,
+        window: BudgetConfig,
+        throttle: Option<(ThrottleConfig, Throttle)>,
+    ) -> Self {
+        Self {
             shared: Arc::new(Shared {
-                name: name.into(),
-                core: Core::new(&config),
-                config: Mutex::new(config),
+                name,
+                core: Core::new(&window),
+                config: Mutex::new(window),
+                throttle,
                 clock: Clock::new(),
                 deposits: StdAtomicU64::new(0),
                 withdrawals: StdAtomicU64::new(0),
                 refused: StdAtomicU64::new(0),
             }),
-        })
+        }
+    }
+
+    /// A throttling budget's configuration; `None` for a windowed one.
+    pub fn throttle(&self) -> Option<ThrottleConfig> {
+        self.shared.throttle.as_ref().map(|(config, _)| *config)
     }
 
     /// The budget's name (empty unless it was made [`named`](Self::named)).
@@ -184,6 +279,9 @@ impl RetryBudget {
     }
 
     /// Its configuration.
+    ///
+    /// A throttling budget has no window: this is then the default
+    /// configuration, which it does not use (see [`throttle`](Self::throttle)).
     pub fn config(&self) -> BudgetConfig {
         *self
             .shared
@@ -217,6 +315,12 @@ impl RetryBudget {
     /// ```
     pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
         config.validate()?;
+        if self.shared.throttle.is_some() {
+            return Err(ConfigError::new(
+                "ratio",
+                "a throttling budget has no window to reconfigure; make a new budget instead",
+            ));
+        }
         let mut current = self
             .shared
             .config
@@ -237,15 +341,38 @@ impl RetryBudget {
         Ok(())
     }
 
-    /// Records a request: adds `ratio` of a retry to the balance.
+    /// Records a request: adds `ratio` of a retry to the balance (a
+    /// throttling budget only counts it).
     pub fn deposit(&self) {
         self.shared.deposits.fetch_add(1, StdOrdering::Relaxed);
-        self.shared.core.deposit(self.now());
+        if self.shared.throttle.is_none() {
+            self.shared.core.deposit(self.now());
+        }
     }
 
-    /// Takes one retry from the balance, if there is one.
+    /// Records the outcome of one attempt (a first one, a retry or a
+    /// hedge): a throttling budget takes a token for a failure and gives
+    /// back `token_ratio` for a success; an ignored outcome, and any
+    /// outcome for a windowed budget, changes nothing.
+    #[inline]
+    pub fn record(&self, outcome: Outcome) {
+        if let Some((_, throttle)) = &self.shared.throttle {
+            match outcome {
+                Outcome::Success => throttle.success(),
+                Outcome::Failure => throttle.failure(),
+                Outcome::Ignored => {}
+            }
+        }
+    }
+
+    /// Takes one retry (or hedge) from the balance, if there is one. A
+    /// throttling budget spends nothing: it allows one while its tokens are
+    /// above half the maximum.
     pub fn try_withdraw(&self) -> bool {
-        let taken = self.shared.core.try_withdraw(self.now());
+        let taken = match &self.shared.throttle {
+            Some((_, throttle)) => throttle.allows(),
+            None => self.shared.core.try_withdraw(self.now()),
+        };
         let counter = if taken {
             &self.shared.withdrawals
         } else {
@@ -255,9 +382,13 @@ impl RetryBudget {
         taken
     }
 
-    /// How many whole retries the balance holds now.
+    /// How many whole retries the balance holds now (a throttling
+    /// budget: whole tokens).
     pub fn available(&self) -> u64 {
-        self.shared.core.balance(self.now()) / UNIT
+        match &self.shared.throttle {
+            Some((_, throttle)) => throttle.tokens() / MILLI,
+            None => self.shared.core.balance(self.now()) / UNIT,
+        }
     }
 
     /// The budget's figures now.
@@ -273,6 +404,15 @@ impl RetryBudget {
             deposits: shared.deposits.load(StdOrdering::Relaxed),
             withdrawals: shared.withdrawals.load(StdOrdering::Relaxed),
             refused: shared.refused.load(StdOrdering::Relaxed),
+            throttle: shared
+                .throttle
+                .as_ref()
+                .map(|(config, throttle)| ThrottleSnapshot {
+                    max_tokens: config.max_tokens,
+                    token_ratio: config.token_ratio,
+                    tokens: throttle.tokens() as f64 / MILLI as f64,
+                    allowed: throttle.allows(),
+                }),
         }
     }
 
@@ -286,6 +426,7 @@ impl fmt::Debug for RetryBudget {
         f.debug_struct("RetryBudget")
             .field("name", &self.shared.name)
             .field("config", &self.config())
+            .field("throttle", &self.throttle())
             .field("available", &self.available())
             .finish()
     }
@@ -344,6 +485,96 @@ impl BudgetConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl ThrottleConfig {
+    /// A balance of `max_tokens` (at most 1000, as in gRPC) of which a
+    /// success gives back `token_ratio` (counted to a thousandth).
+    pub const fn new(max_tokens: u32, token_ratio: f64) -> Self {
+        Self {
+            max_tokens,
+            token_ratio,
+        }
+    }
+
+    /// The most tokens the balance holds, and starts with.
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens
+    }
+
+    /// Tokens a success gives back.
+    pub fn token_ratio(&self) -> f64 {
+        self.token_ratio
+    }
+
+    /// Checks every field; the error names it and the allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1000).contains(&self.max_tokens) {
+            return Err(ConfigError::new(
+                "max_tokens",
+                format!("must be in [1, 1000], got {}", self.max_tokens),
+            ));
+        }
+        crate::config::in_range_f64("token_ratio", self.token_ratio, 0.001, 1000.0)
+    }
+}
+
+impl Throttle {
+    pub(crate) fn new(config: &ThrottleConfig) -> Self {
+        Self::from_parts(
+            u64::from(config.max_tokens) * MILLI,
+            (config.token_ratio * MILLI as f64).round() as u64,
+        )
+    }
+
+    /// `max` and `ratio` in thousandths of a token; the balance starts full.
+    pub(crate) fn from_parts(max: u64, ratio: u64) -> Self {
+        Self {
+            tokens: AtomicU64::new(max),
+            max,
+            ratio,
+        }
+    }
+
+    /// The balance, in thousandths of a token.
+    pub(crate) fn tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    /// Whether a retry or a hedge may be sent: strictly above half the
+    /// maximum.
+    pub(crate) fn allows(&self) -> bool {
+        self.tokens() > self.max / 2
+    }
+
+    pub(crate) fn success(&self) {
+        self.update(|tokens| (tokens + self.ratio).min(self.max));
+    }
+
+    pub(crate) fn failure(&self) {
+        self.update(|tokens| tokens.saturating_sub(MILLI));
+    }
+
+    /// Applies `change` atomically; a balance that `change` leaves as it is
+    /// (full on a success, empty on a failure) is not written.
+    fn update(&self, change: impl Fn(u64) -> u64) {
+        let mut tokens = self.tokens.load(Ordering::Acquire);
+        loop {
+            let next = change(tokens);
+            if next == tokens {
+                return;
+            }
+            match self.tokens.compare_exchange_weak(
+                tokens,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => tokens = actual,
+            }
+        }
     }
 }
 
@@ -563,6 +794,68 @@ mod tests {
         assert_eq!(config, BudgetConfig::new(0.1, 10, Duration::from_secs(30)));
     }
 
+    /// gRFC A6: tokens start at `max_tokens`; a failure takes 1 (not below
+    /// 0), a success gives back `token_ratio` (not above the maximum); no
+    /// retry while the tokens are at or below `max_tokens / 2`.
+    #[test]
+    fn throttling_follows_grpc_a6() {
+        let budget = RetryBudget::throttling("t", ThrottleConfig::new(10, 0.1)).unwrap();
+        let tokens = |b: &RetryBudget| b.snapshot().throttle.unwrap().tokens;
+        assert_eq!(tokens(&budget), 10.0, "starts full");
+        budget.record(Outcome::Success);
+        assert_eq!(tokens(&budget), 10.0, "never above the maximum");
+        for failures in 1..=4 {
+            budget.record(Outcome::Failure);
+            assert_eq!(tokens(&budget), 10.0 - f64::from(failures));
+            assert!(budget.try_withdraw(), "{failures} failures: above half");
+        }
+        budget.record(Outcome::Failure);
+        assert_eq!(tokens(&budget), 5.0);
+        assert!(!budget.try_withdraw(), "at half the maximum: throttled");
+        budget.record(Outcome::Ignored);
+        assert_eq!(tokens(&budget), 5.0, "an ignored outcome changes nothing");
+        budget.record(Outcome::Success);
+        assert_eq!(tokens(&budget), 5.1, "a success gives back 0.1");
+        assert!(budget.try_withdraw(), "above half again");
+        assert!(budget.try_withdraw(), "a retry spends no token");
+        for _ in 0..20 {
+            budget.record(Outcome::Failure);
+        }
+        assert_eq!(tokens(&budget), 0.0, "never below 0");
+        for _ in 0..51 {
+            budget.record(Outcome::Success);
+        }
+        assert_eq!(tokens(&budget), 5.1, "51 successes of 0.1, exactly");
+        budget.deposit();
+        assert_eq!(tokens(&budget), 5.1, "a request alone changes nothing");
+        let snapshot = budget.snapshot();
+        assert_eq!((snapshot.withdrawals, snapshot.refused), (6, 1));
+        assert_eq!(budget.available(), 5);
+        assert_eq!(budget.throttle(), Some(ThrottleConfig::new(10, 0.1)));
+    }
+
+    #[test]
+    fn a_windowed_budget_ignores_outcomes_and_throttle_validates() {
+        let budget = RetryBudget::new(0.0, 0, Duration::from_secs(10)).unwrap();
+        budget.record(Outcome::Success);
+        assert!(!budget.try_withdraw());
+        assert_eq!(budget.snapshot().throttle, None);
+        let error = |c: ThrottleConfig| c.validate().unwrap_err().to_string();
+        assert_eq!(
+            error(ThrottleConfig::new(0, 0.1)),
+            "max_tokens: must be in [1, 1000], got 0"
+        );
+        assert_eq!(
+            error(ThrottleConfig::new(10, 0.0)),
+            "token_ratio: must be in [0.001, 1000], got 0"
+        );
+        let config: ThrottleConfig = toml::from_str("max_tokens = 100\ntoken_ratio = 0.5").unwrap();
+        assert_eq!(config, ThrottleConfig::new(100, 0.5));
+        let throttling = RetryBudget::throttling("t", config).unwrap();
+        let refused = throttling.reconfigure(BudgetConfig::default()).unwrap_err();
+        assert_eq!(refused.field(), "ratio");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_handle_reads_paused_time() {
         let budget = RetryBudget::new(1.0, 0, Duration::from_secs(1)).unwrap();
@@ -623,6 +916,38 @@ mod loom_models {
             assert!(first, "the deposit of bucket 0 is still in the window");
             assert!(second, "the racing deposit is counted once it is made");
             assert!(!third, "two deposits, two retries");
+        });
+    }
+
+    /// Two failures and a success race on a throttling balance: every one
+    /// of them counts, whatever the interleaving, and the bounds hold.
+    #[test]
+    fn throttle_updates_are_never_lost() {
+        loom::model(|| {
+            // 2 tokens, a success gives back half of one; one token spent.
+            let throttle = Arc::new(Throttle::from_parts(2 * MILLI, MILLI / 2));
+            throttle.failure();
+            let handles: Vec<_> = [false, false, true]
+                .into_iter()
+                .map(|success| {
+                    let throttle = throttle.clone();
+                    thread::spawn(move || {
+                        if success {
+                            throttle.success();
+                        } else {
+                            throttle.failure();
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            // 1 token, two failures and a success: 0 or 0.5, depending on
+            // whether the success came before the floor was reached.
+            let tokens = throttle.tokens();
+            assert!(tokens == 0 || tokens == MILLI / 2, "{tokens}");
+            assert!(!throttle.allows());
         });
     }
 }

@@ -117,6 +117,9 @@ where
                     let attempts = *this.attempts;
                     let (classifier, predicate, replay) = this.policy.parts();
                     let outcome = classifier.classify(result.as_ref());
+                    if let Some(budget) = &this.shared.budget {
+                        budget.record(outcome);
+                    }
                     if outcome != Outcome::Failure {
                         this.state.set(State::Done);
                         finished(this.shared, attempts, result.is_ok());

@@ -115,6 +115,20 @@ impl GrpcPredicate {
 #[cfg(feature = "grpc")]
 impl<B> RetryPredicate<Response<B>> for GrpcPredicate {
     fn is_retryable(&self, result: Result<&Response<B>, &BoxError>) -> bool {
+        Self::is_retryable_with(result, Self::is_retryable_code)
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl GrpcPredicate {
+    /// The gRPC rules with other codes: a `grpc-status` (in the headers)
+    /// for which `codes` holds, a response that is not `200 OK` whose
+    /// status [`HttpPredicate`] retries, or an error that is not a
+    /// Portcullis rejection. A hedge's non-fatal codes use it.
+    pub fn is_retryable_with<B>(
+        result: Result<&Response<B>, &BoxError>,
+        codes: impl Fn(u32) -> bool,
+    ) -> bool {
         let response = match result {
             Ok(response) => response,
             Err(error) => return !never_sent(error),
@@ -127,7 +141,7 @@ impl<B> RetryPredicate<Response<B>> for GrpcPredicate {
             .get("grpc-status")
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse().ok())
-            .is_some_and(Self::is_retryable_code)
+            .is_some_and(codes)
     }
 }
 

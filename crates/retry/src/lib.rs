@@ -80,7 +80,10 @@
 //!   retry and each retry withdraws one, over a sliding window, plus a
 //!   floor per second: when the budget is spent the last outcome is
 //!   returned. The arithmetic is exact for fractional ratios (unlike
-//!   tower's `TpsBudget`, tower#857).
+//!   tower's `TpsBudget`, tower#857). Or gRPC's `retryThrottling`
+//!   ([`RetryBudget::throttling`]): each failed attempt costs a token,
+//!   each success gives back `token_ratio`, and no retry is made at or
+//!   below half the tokens. One budget can serve a retry and a hedge.
 //! - **The end.** When no further attempt is made, the last response comes
 //!   back as it came, and the last error as it came — or, with
 //!   `fail_after_max_attempts`, wrapped in [`RetriesExhausted`] (with the
@@ -159,7 +162,7 @@ pub use backoff::{
 };
 #[cfg(feature = "http")]
 pub use body::ReplayBody;
-pub use budget::{BudgetConfig, BudgetSnapshot, RetryBudget};
+pub use budget::{BudgetConfig, BudgetSnapshot, RetryBudget, ThrottleConfig, ThrottleSnapshot};
 pub use config::{RetryConfig, RetryConfigBuilder};
 #[cfg(feature = "http")]
 pub use error::BodyNotReplayable;
