@@ -72,6 +72,11 @@
 //!   ([`HedgeLayer::with_budget`]) to cap retries and hedges together. A
 //!   throttling budget (gRPC `retryThrottling`,
 //!   [`RetryBudget::throttling`]) is told every attempt's outcome.
+//!   Stacked one inside the other on one budget, both layers deposit for
+//!   each request that reaches the hedge, and a throttling budget hears
+//!   the hedge's answer twice (from the hedge and from the retry around
+//!   it): the budget then allows up to twice its ratio, and a failure
+//!   costs two tokens. Give each layer its own budget where that matters.
 //! - **Requests.** A request is sent again by the policy's [`Replay`]:
 //!   `Clone` requests are cloned ([`CloneReplay`](portcullis_retry::CloneReplay));
 //!   `http::Request<B>`s with any body ([`HedgeLayer::http`], feature
