@@ -14,6 +14,7 @@
 //! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
+//! | `redis` | [`redis`] | a rate limit shared by the fleet, in Redis: local denial cache, leases, coalesced round trips, fail open / closed / local |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
 //! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
 //! | `registry` + `http` | [`client`] | keyed client stacks: one breaker (and bulkhead) per upstream authority, from the registry ([`client::PerAuthorityLayer`]) |
@@ -106,6 +107,11 @@ pub use portcullis_retry as retry;
 #[cfg(feature = "ratelimit")]
 #[doc(inline)]
 pub use portcullis_ratelimit as ratelimit;
+
+/// Fleet rate limiting in Redis: one limit for every replica, a local denial cache, leases, a fail policy (feature `redis`).
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use portcullis_redis as redis;
 
 /// The registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control (feature `registry`).
 #[cfg(feature = "registry")]

@@ -369,10 +369,7 @@ mod tests {
         assert_eq!(local.rate(), 66);
         assert_eq!(local.burst(), 3);
         assert_eq!(local.period(), Duration::from_secs(1));
-        let config = FleetConfig::builder(limit(5))
-            .instances(5)
-            .build()
-            .unwrap();
+        let config = FleetConfig::builder(limit(5)).instances(5).build().unwrap();
         assert_eq!(config.local_limit().rate(), 1);
         assert_eq!(config.local_limit().burst(), 1);
     }

@@ -147,7 +147,10 @@ impl KeyState {
         let pool = self.pool.load(Ordering::Relaxed);
         let leased = pool >> TOKEN_SHIFT > 0 && now / 1_000_000 < pool & EXPIRY_MASK;
         let flight = self.flight();
-        self.denied(now).is_none() && !leased && flight.sending.is_none() && flight.forming.is_none()
+        self.denied(now).is_none()
+            && !leased
+            && flight.sending.is_none()
+            && flight.forming.is_none()
     }
 
     /// Joins the round being formed, or starts one: in flight at once if

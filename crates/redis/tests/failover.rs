@@ -16,7 +16,10 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 const MARGIN: Duration = Duration::from_millis(450);
 
 fn main() {
-    support::run(&[("each_policy_holds_while_redis_is_away", each_policy_holds_while_redis_is_away)]);
+    support::run(&[(
+        "each_policy_holds_while_redis_is_away",
+        each_policy_holds_while_redis_is_away,
+    )]);
 }
 
 struct Limiters {
@@ -51,7 +54,11 @@ impl Limiters {
     }
 
     fn snapshots(&self) -> [FleetSnapshot; 3] {
-        [self.open.snapshot(), self.closed.snapshot(), self.local.snapshot()]
+        [
+            self.open.snapshot(),
+            self.closed.snapshot(),
+            self.local.snapshot(),
+        ]
     }
 }
 
@@ -79,19 +86,28 @@ fn check_policies(phase: &str, runs: &[Vec<Call>; 3], length: Duration) {
         admitted(local),
         local.len()
     );
-    assert!(slowest <= TIMEOUT + MARGIN, "{phase}: a call waited {slowest:?}");
+    assert!(
+        slowest <= TIMEOUT + MARGIN,
+        "{phase}: a call waited {slowest:?}"
+    );
     // The first calls of the phase may still be decided by Redis (the
     // breaker and the connection learn that it is away): skip 100 ms.
     let start = open[0].at + Duration::from_millis(100);
     fn late(calls: &[Call], start: tokio::time::Instant) -> Vec<&Call> {
         calls.iter().filter(|c| c.at >= start).collect()
     }
-    assert!(late(open, start).iter().all(|c| c.verdict.is_ok()), "{phase}: fail-open admits");
+    assert!(
+        late(open, start).iter().all(|c| c.verdict.is_ok()),
+        "{phase}: fail-open admits"
+    );
     for call in late(closed, start) {
         let error = call.verdict.as_ref().expect_err("fail-closed rejects");
         assert_eq!(error.retry_after(), None, "{phase}: no wait is known");
     }
-    let local_admitted = late(local, start).iter().filter(|c| c.verdict.is_ok()).count();
+    let local_admitted = late(local, start)
+        .iter()
+        .filter(|c| c.verdict.is_ok())
+        .count();
     let half = gcra_bound(50, 2, length);
     assert!(
         local_admitted <= half && local_admitted >= half / 2,
@@ -129,7 +145,10 @@ fn each_policy_holds_while_redis_is_away() {
         let runs = limiters.offer(second).await;
         check_policies("redis killed", &runs, second);
         for snapshot in limiters.snapshots() {
-            assert!(snapshot.redis_errors + snapshot.breaker_rejections > 0, "{snapshot:?}");
+            assert!(
+                snapshot.redis_errors + snapshot.breaker_rejections > 0,
+                "{snapshot:?}"
+            );
         }
 
         // Redis back: within 2 s nothing is decided locally any more, and
@@ -148,7 +167,10 @@ fn each_policy_holds_while_redis_is_away() {
                 after.decided_locally - before.decided_locally
             );
             assert_eq!(after.decided_locally, before.decided_locally, "{after:?}");
-            assert!(admitted(calls) <= gcra_bound(100, 5, second + TIMEOUT), "{after:?}");
+            assert!(
+                admitted(calls) <= gcra_bound(100, 5, second + TIMEOUT),
+                "{after:?}"
+            );
             assert!(admitted(calls) >= 80, "{after:?}");
         }
     });

@@ -37,14 +37,38 @@ fn main() {
     let server = RedisServer::start();
     SERVER.set((server.url(), server.port())).unwrap();
     support::run(&[
-        ("three_instances_share_the_fleet_limit", three_instances_share_the_fleet_limit),
-        ("leases_stay_within_their_bound", leases_stay_within_their_bound),
-        ("concurrent_calls_of_a_key_share_round_trips", concurrent_calls_of_a_key_share_round_trips),
-        ("a_denial_is_cached_until_a_token_conforms", a_denial_is_cached_until_a_token_conforms),
-        ("keys_are_written_with_a_ttl_and_keyed_limits_are_apart", keys_are_written_with_a_ttl_and_keyed_limits_are_apart),
-        ("shadow_mode_counts_and_never_rejects", shadow_mode_counts_and_never_rejects),
-        ("the_callers_time_decides_as_redis_time_does", the_callers_time_decides_as_redis_time_does),
-        ("the_layer_rejects_with_the_rate_limit_kind", the_layer_rejects_with_the_rate_limit_kind),
+        (
+            "three_instances_share_the_fleet_limit",
+            three_instances_share_the_fleet_limit,
+        ),
+        (
+            "leases_stay_within_their_bound",
+            leases_stay_within_their_bound,
+        ),
+        (
+            "concurrent_calls_of_a_key_share_round_trips",
+            concurrent_calls_of_a_key_share_round_trips,
+        ),
+        (
+            "a_denial_is_cached_until_a_token_conforms",
+            a_denial_is_cached_until_a_token_conforms,
+        ),
+        (
+            "keys_are_written_with_a_ttl_and_keyed_limits_are_apart",
+            keys_are_written_with_a_ttl_and_keyed_limits_are_apart,
+        ),
+        (
+            "shadow_mode_counts_and_never_rejects",
+            shadow_mode_counts_and_never_rejects,
+        ),
+        (
+            "the_callers_time_decides_as_redis_time_does",
+            the_callers_time_decides_as_redis_time_does,
+        ),
+        (
+            "the_layer_rejects_with_the_rate_limit_kind",
+            the_layer_rejects_with_the_rate_limit_kind,
+        ),
     ]);
     drop(server);
 }
@@ -52,7 +76,10 @@ fn main() {
 /// The fleet of the issue: 200/s with a burst of 10, shared by three
 /// instances in three runtimes, each offered 300 calls per second for 5 s.
 /// Returns every instance's calls and its limiter's snapshot.
-fn fleet(name: &'static str, leases: Option<(u32, Duration)>) -> Vec<(Vec<Call>, portcullis_redis::FleetSnapshot)> {
+fn fleet(
+    name: &'static str,
+    leases: Option<(u32, Duration)>,
+) -> Vec<(Vec<Call>, portcullis_redis::FleetSnapshot)> {
     let instances: Vec<_> = (0..3)
         .map(|_| {
             std::thread::spawn(move || {
@@ -119,7 +146,11 @@ fn leases_stay_within_their_bound() {
     // The documented bound: a token is used at most max(lifetime,
     // timeout) after its grant, plus the coarse clock's lag (10 ms here,
     // generously).
-    let bound = gcra_bound(200, 10, Duration::from_secs(1) + Duration::from_millis(100 + 10));
+    let bound = gcra_bound(
+        200,
+        10,
+        Duration::from_secs(1) + Duration::from_millis(100 + 10),
+    );
     println!(
         "  admitted {} (target 1000 ± 5 %), leased {leased}, busiest second {window} (limit's {plain}, over by {}, bound {bound}), redis calls per 1,000 calls {:.0}",
         admitted.len(),
@@ -137,8 +168,9 @@ fn leases_stay_within_their_bound() {
 
 fn concurrent_calls_of_a_key_share_round_trips() {
     runtime().block_on(async {
-        let config = FleetConfig::builder(RateLimitConfig::per_minute(1).burst(20).build().unwrap())
-            .timeout(Duration::from_millis(500));
+        let config =
+            FleetConfig::builder(RateLimitConfig::per_minute(1).burst(20).build().unwrap())
+                .timeout(Duration::from_millis(500));
         let limiter = limiter(url(), "coalesce", config);
         let calls: Vec<_> = (0..50)
             .map(|_| {
@@ -165,14 +197,18 @@ fn concurrent_calls_of_a_key_share_round_trips() {
 
 fn a_denial_is_cached_until_a_token_conforms() {
     runtime().block_on(async {
-        let config = FleetConfig::builder(RateLimitConfig::per_minute(60).burst(2).build().unwrap())
-            .timeout(Duration::from_millis(500));
+        let config =
+            FleetConfig::builder(RateLimitConfig::per_minute(60).burst(2).build().unwrap())
+                .timeout(Duration::from_millis(500));
         let limiter = limiter(url(), "cache", config);
         assert!(limiter.acquire().await.is_ok());
         assert!(limiter.acquire().await.is_ok());
         let rejected = limiter.acquire().await.unwrap_err();
         let wait = rejected.retry_after().unwrap();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         let sent = limiter.snapshot().redis_calls;
         for _ in 0..100 {
             assert!(limiter.acquire().await.is_err());
@@ -196,15 +232,28 @@ fn keys_are_written_with_a_ttl_and_keyed_limits_are_apart() {
         }
         assert!(limiter.acquire_key("alice").await.is_err());
         assert!(limiter.acquire_key("bob").await.is_ok(), "a budget per key");
-        assert!(limiter.acquire().await.is_ok(), "and one for the limit itself");
-        let ttl: i64 = command("PTTL portcullis:rl:keyed:alice")[1..].trim().parse().unwrap();
+        assert!(
+            limiter.acquire().await.is_ok(),
+            "and one for the limit itself"
+        );
+        let ttl: i64 = command("PTTL portcullis:rl:keyed:alice")[1..]
+            .trim()
+            .parse()
+            .unwrap();
         // Three tokens at 100 ms: the TAT is 300 ms ahead; the key lives
         // as long as it is ahead, and 1 ms more.
-        assert!(ttl > 0 && ttl <= 301, "the key expires with its TAT: {ttl} ms");
+        assert!(
+            ttl > 0 && ttl <= 301,
+            "the key expires with its TAT: {ttl} ms"
+        );
         let tat = command("GET portcullis:rl:keyed:bob");
         assert!(tat.starts_with('$'), "the key holds the TAT: {tat:?}");
         tokio::time::sleep(Duration::from_millis(350)).await;
-        assert_eq!(command("EXISTS portcullis:rl:keyed:alice"), ":0\r\n", "expired");
+        assert_eq!(
+            command("EXISTS portcullis:rl:keyed:alice"),
+            ":0\r\n",
+            "expired"
+        );
     });
 }
 
@@ -220,7 +269,10 @@ fn shadow_mode_counts_and_never_rejects() {
         let snapshot = limiter.snapshot();
         assert_eq!(snapshot.admitted, 20);
         assert_eq!(snapshot.rejected, 0);
-        assert_eq!(snapshot.shadow_rejections, 15, "what enforcing would have rejected");
+        assert_eq!(
+            snapshot.shadow_rejections, 15,
+            "what enforcing would have rejected"
+        );
     });
 }
 
@@ -247,7 +299,9 @@ fn the_layer_rejects_with_the_rate_limit_kind() {
         let limiter: FleetLimiter = limiter(url(), "layer", config);
         let mut service = ServiceBuilder::new()
             .layer(FleetRateLimitLayer::new(limiter))
-            .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x * 2) }));
+            .service(service_fn(|x: u32| async move {
+                Ok::<_, std::io::Error>(x * 2)
+            }));
         for x in 0..2 {
             assert_eq!(service.ready().await.unwrap().call(x).await.unwrap(), x * 2);
         }

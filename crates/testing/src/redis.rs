@@ -63,7 +63,9 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
-                panic!("cannot start redis-server ({error}): install the Debian package `{PACKAGE}`")
+                panic!(
+                    "cannot start redis-server ({error}): install the Debian package `{PACKAGE}`"
+                )
             });
         watch(child.id());
         self.child = Some(child);
