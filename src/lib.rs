@@ -15,6 +15,7 @@
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `hedge` | [`hedge`] | hedged requests: another attempt after a fixed or percentile delay, the first good answer wins, losers cancelled, a budget shared with retry |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
+//! | `redis` | [`redis`] | a rate limit shared by the fleet, in Redis: local denial cache, leases, coalesced round trips, fail open / closed / local |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
 //! | `http`    | [`http`] | every Portcullis error as its HTTP response ([`http::ErrorMappingLayer`], [`http::handle_error`]); the HTTP classifier (5xx, 408, 429 are failures; `Retry-After`) and the HTTP flavours of the layers |
 //! | `registry` + `http` | [`client`] | keyed client stacks: one breaker (and bulkhead) per upstream authority, from the registry ([`client::PerAuthorityLayer`]) |
@@ -112,6 +113,11 @@ pub use portcullis_hedge as hedge;
 #[cfg(feature = "ratelimit")]
 #[doc(inline)]
 pub use portcullis_ratelimit as ratelimit;
+
+/// Fleet rate limiting in Redis: one limit for every replica, a local denial cache, leases, a fail policy (feature `redis`).
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use portcullis_redis as redis;
 
 /// The registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control (feature `registry`).
 #[cfg(feature = "registry")]

@@ -15,6 +15,10 @@
 //!   counts allocations and bytes, and [`Region`](alloc::Region) to measure
 //!   a span: for the tests that prove a path allocates nothing, and for the
 //!   bytes a structure holds.
+//! - [`redis`]: [`RedisServer`](redis::RedisServer), a real `redis-server`
+//!   on a free loopback port for the fleet limits' tests and benchmark,
+//!   killed when its guard is dropped (and by a watchdog if the test
+//!   binary dies).
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -28,6 +32,7 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 pub mod alloc;
+pub mod redis;
 
 /// A current-thread runtime with time enabled: the layers read the tokio
 /// clock, so calls are made inside its context (`runtime.enter()`).
