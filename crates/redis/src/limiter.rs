@@ -79,7 +79,20 @@ enum Key {
 }
 
 /// One shard of the keyed states.
-type Shard = Mutex<HashMap<Arc<str>, Arc<KeyState>>>;
+type Shard = Mutex<Keys>;
+
+/// The keyed states of a shard, and when a full shard may be swept again.
+#[derive(Default)]
+struct Keys {
+    states: HashMap<Arc<str>, Arc<KeyState>>,
+    /// A full shard of busy keys is swept at most once per
+    /// [`SWEEP_EVERY`], so that a flood of new keys does not scan it on
+    /// every call.
+    next_sweep: u64,
+}
+
+/// The least time between two sweeps of a full shard, in nanoseconds.
+const SWEEP_EVERY: u64 = 1_000_000;
 
 const SHARDS: usize = 16;
 
@@ -240,23 +253,28 @@ impl Key {
 
 impl Shared {
     /// The state of `key`, made if new. A full shard forgets its idle keys
-    /// first; if none is idle, the call gets a state of its own that is not
-    /// kept (it goes to Redis, uncached).
+    /// first (at most once per [`SWEEP_EVERY`]); if none is idle, the call
+    /// gets a state of its own that is not kept (it goes to Redis,
+    /// uncached).
     fn keyed(&self, key: &str) -> Arc<KeyState> {
         let shard = &self.keys[self.hasher.hash_one(key) as usize % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = map.get(key) {
+        let mut keys = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = keys.states.get(key) {
             return state.clone();
         }
         let key: Arc<str> = key.into();
         let redis_key = format!("{}{}:{key}", self.config.key_prefix(), self.name);
         let state = Arc::new(KeyState::new(Some(key.clone()), redis_key));
-        if map.len() >= self.keys_per_shard {
+        if keys.states.len() >= self.keys_per_shard {
             let now = self.clock.now();
-            map.retain(|_, state| Arc::strong_count(state) > 1 || !state.idle(now));
+            if now >= keys.next_sweep {
+                keys.states
+                    .retain(|_, state| Arc::strong_count(state) > 1 || !state.idle(now));
+                keys.next_sweep = now + SWEEP_EVERY;
+            }
         }
-        if map.len() < self.keys_per_shard {
-            map.insert(key, state.clone());
+        if keys.states.len() < self.keys_per_shard {
+            keys.states.insert(key, state.clone());
         }
         state
     }
