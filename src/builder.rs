@@ -8,6 +8,7 @@ use tower::ServiceBuilder;
     feature = "breaker",
     feature = "retry",
     feature = "hedge",
+    feature = "outlier",
     feature = "timeout",
     feature = "bulkhead",
     feature = "fallback",
@@ -26,6 +27,8 @@ use crate::chaos::{Chaos, ChaosLayer};
 use crate::fallback::FallbackLayer;
 #[cfg(feature = "hedge")]
 use crate::hedge::HedgeLayer;
+#[cfg(feature = "outlier")]
+use crate::outlier::OutlierLayer;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]
@@ -152,6 +155,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// injecting `ChaosError`s (feature `chaos`).
     #[cfg(feature = "chaos")]
     fn chaos(self, chaos: Chaos) -> ServiceBuilder<Stack<ChaosLayer, L>>;
+
+    /// [Outlier ejection](crate::outlier) over `layer`'s endpoints (feature
+    /// `outlier`): outside per-endpoint breakers, so that each endpoint is
+    /// judged on its own.
+    #[cfg(feature = "outlier")]
+    fn outlier<R, C>(
+        self,
+        layer: OutlierLayer<R, C>,
+    ) -> ServiceBuilder<Stack<OutlierLayer<R, C>, L>>;
 }
 
 mod sealed {
@@ -203,5 +215,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "chaos")]
     fn chaos(self, chaos: Chaos) -> ServiceBuilder<Stack<ChaosLayer, L>> {
         self.layer(ChaosLayer::new(chaos))
+    }
+
+    #[cfg(feature = "outlier")]
+    fn outlier<R, C>(
+        self,
+        layer: OutlierLayer<R, C>,
+    ) -> ServiceBuilder<Stack<OutlierLayer<R, C>, L>> {
+        self.layer(layer)
     }
 }
