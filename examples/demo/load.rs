@@ -65,6 +65,9 @@ pub(crate) struct Tally {
     pub(crate) counts: [u64; 6],
     /// Their latencies, in no order.
     pub(crate) latencies: Vec<Duration>,
+    /// For each latency, when its request was due (since the start) and
+    /// whether it was a read.
+    pub(crate) requests: Vec<(Duration, bool)>,
 }
 
 /// One gateway under load.
@@ -125,14 +128,30 @@ impl Tally {
     /// The latency below which `q` (in [0, 1]) of the requests were
     /// answered.
     pub(crate) fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1]
+        quantile(self.latencies.clone(), q)
     }
+
+    /// The `q` quantile of the latencies of the reads due within `window`.
+    pub(crate) fn read_quantile(&self, q: f64, window: &std::ops::Range<Duration>) -> Duration {
+        let latencies = self
+            .latencies
+            .iter()
+            .zip(&self.requests)
+            .filter(|(_, (due, read))| *read && window.contains(due))
+            .map(|(latency, _)| *latency)
+            .collect();
+        quantile(latencies, q)
+    }
+}
+
+/// The latency below which `q` (in [0, 1]) of `latencies` are.
+fn quantile(mut sorted: Vec<Duration>, q: f64) -> Duration {
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 impl Lane {
@@ -202,10 +221,11 @@ impl Lane {
             .unwrap_or(Outcome::Lost)
     }
 
-    fn record(&self, outcome: Outcome, latency: Duration) {
+    fn record(&self, outcome: Outcome, latency: Duration, request: (Duration, bool)) {
         let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
         tally.counts[outcome as usize] += 1;
         tally.latencies.push(latency);
+        tally.requests.push(request);
         drop(tally);
         self.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -218,6 +238,7 @@ pub(crate) async fn drive(plan: Plan, lanes: &[Arc<Lane>], start: Instant) {
     for i in 0..plan.requests {
         sleep_until(start + plan.send_at(i)).await;
         let (method, path) = plan.request(i);
+        let request = (plan.send_at(i), method == Method::GET);
         for lane in lanes {
             let lane = lane.clone();
             let (method, path) = (method.clone(), path.clone());
@@ -230,7 +251,7 @@ pub(crate) async fn drive(plan: Plan, lanes: &[Arc<Lane>], start: Instant) {
                     return;
                 };
                 let outcome = lane.send(method, &path).await;
-                lane.record(outcome, due.elapsed());
+                lane.record(outcome, due.elapsed(), request);
             });
         }
         // Reap what is done, so that the set stays small.

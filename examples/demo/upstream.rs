@@ -136,13 +136,14 @@ impl Phase {
 }
 
 impl Timeline {
-    /// The demo's script: calm, latency spikes, an error burst, an outage,
-    /// recovery.
+    /// The demo's script: calm, a slow tail, latency spikes, an error
+    /// burst, an outage, recovery.
     pub(crate) fn demo() -> Self {
         let ms = Duration::from_millis;
         Self {
             phases: vec![
                 Phase::calm("calm", ms(3_000)),
+                Phase::latency("slow tail", ms(4_000), 0.05, ms(200), ms(200)),
                 Phase::latency("latency spikes", ms(4_000), 0.2, ms(200), ms(800)),
                 Phase::errors("error burst", ms(4_000), 0.3),
                 Phase::outage("outage", ms(4_000)),
@@ -155,6 +156,19 @@ impl Timeline {
     /// The length of one run of the script.
     pub(crate) fn length(&self) -> Duration {
         self.phases.iter().map(|phase| phase.length).sum()
+    }
+
+    /// When the phase named `name` starts and ends, since the start of a
+    /// run.
+    pub(crate) fn window(&self, name: &str) -> Option<std::ops::Range<Duration>> {
+        let mut start = Duration::ZERO;
+        for phase in &self.phases {
+            if phase.name == name {
+                return Some(start..start + phase.length);
+            }
+            start += phase.length;
+        }
+        None
     }
 
     /// The phase at `elapsed` since the start of a run, if still running.
