@@ -149,7 +149,10 @@
 //! with `Retry-After` over HTTP, ignored by an outer breaker, never
 //! retried.
 
+mod breaker_config;
+mod client;
 mod config;
+mod fleet_breaker;
 pub mod future;
 mod layer;
 mod limiter;
@@ -158,7 +161,9 @@ mod script;
 mod service;
 mod state;
 
+pub use breaker_config::{FleetBreakerConfig, FleetBreakerConfigBuilder, Quorum};
 pub use config::{FailPolicy, FleetConfig, FleetConfigBuilder, TimeSource};
+pub use fleet_breaker::{FleetBreaker, FleetBreakerSnapshot, FleetState, FleetView};
 pub use layer::FleetRateLimitLayer;
 pub use limiter::FleetLimiter;
 pub use metrics::FleetSnapshot;

@@ -1,4 +1,5 @@
-//! The GCRA in Lua: one round trip decides any number of calls of one key.
+//! The Lua scripts: the GCRA, where one round trip decides any number of
+//! calls of one key, and the fleet breaker's and the fleet budget's syncs.
 
 use redis::Script;
 
@@ -49,4 +50,128 @@ return {granted, wait}
 /// client when Redis answers `NOSCRIPT`, as after a restart).
 pub(crate) fn gcra() -> Script {
     Script::new(GCRA)
+}
+
+/// The fleet breaker's sync: one call per instance and period.
+///
+/// `KEYS`: the state hash, the prober key, the live set, the "sees" set.
+/// `ARGV`: the instance, the generation it knows (-1: none), its calls and
+/// failures since its last sync, whether it sees the rate (0/1), a manual
+/// state to publish (or ""), a probe report ("", "ok", "fail", "probing")
+/// and the generation it is about, the wait after a failed probe (ms), the
+/// wait after a fleet open (ms), the window (s), the threshold (hundredths
+/// of a percent), the fleet's minimum calls, the quorum (a count, or 0 and
+/// a fraction in millionths), how long an instance counts as live (ms),
+/// the prober's TTL (ms), and the prefix of the bucket keys.
+///
+/// Returns `{state, generation, open ms left, prober, elected, opened,
+/// fleet calls, fleet failures, instances seeing, live instances}`. The
+/// time is Redis's (`TIME`), in milliseconds.
+const FLEET_BREAKER: &str = r"
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local window = tonumber(ARGV[11])
+local live_ms = tonumber(ARGV[16])
+local prober_ttl = tonumber(ARGV[17])
+local buckets = ARGV[18]
+local mode = redis.call('HGET', KEYS[1], 'mode') or 'closed'
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
+local elected, opened = 0, 0
+
+redis.call('ZADD', KEYS[3], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - live_ms)
+redis.call('PEXPIRE', KEYS[3], live_ms * 2)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - live_ms)
+if tonumber(ARGV[2]) == gen then
+  local calls = tonumber(ARGV[3])
+  if calls > 0 then
+    local bucket = buckets .. sec
+    redis.call('HINCRBY', bucket, 'calls', calls)
+    redis.call('HINCRBY', bucket, 'failures', tonumber(ARGV[4]))
+    redis.call('PEXPIRE', bucket, (window + 2) * 1000)
+  end
+  if ARGV[5] == '1' then
+    redis.call('ZADD', KEYS[4], now, id)
+    redis.call('PEXPIRE', KEYS[4], live_ms * 2)
+  else
+    redis.call('ZREM', KEYS[4], id)
+  end
+else
+  redis.call('ZREM', KEYS[4], id)
+end
+
+local function enter(to, deadline)
+  gen = gen + 1
+  mode = to
+  open_until = deadline
+  redis.call('HSET', KEYS[1], 'mode', to, 'gen', gen, 'until', string.format('%.0f', deadline))
+  redis.call('DEL', KEYS[2])
+  if to == 'closed' then
+    since = sec
+    redis.call('HSET', KEYS[1], 'since', sec)
+    redis.call('DEL', KEYS[4])
+  end
+end
+
+local manual = ARGV[6]
+if manual ~= '' and manual ~= mode then
+  enter(manual, 0)
+end
+
+local probe = ARGV[7]
+if probe ~= '' and mode == 'open' and tonumber(ARGV[8]) == gen
+    and redis.call('GET', KEYS[2]) == id then
+  if probe == 'ok' then
+    enter('closed', 0)
+  elseif probe == 'fail' then
+    enter('open', now + tonumber(ARGV[9]))
+  else
+    redis.call('PEXPIRE', KEYS[2], prober_ttl)
+  end
+end
+
+local calls, failures = 0, 0
+for s = sec - window + 1, sec do
+  if s > since then
+    local bucket = redis.call('HMGET', buckets .. s, 'calls', 'failures')
+    calls = calls + tonumber(bucket[1] or '0')
+    failures = failures + tonumber(bucket[2] or '0')
+  end
+end
+local seeing = redis.call('ZCARD', KEYS[4])
+local live = redis.call('ZCARD', KEYS[3])
+if mode == 'closed' and calls >= tonumber(ARGV[13])
+    and failures * 10000 >= tonumber(ARGV[12]) * calls then
+  local needed = tonumber(ARGV[14])
+  if needed == 0 then
+    needed = math.ceil(live * tonumber(ARGV[15]) / 1000000)
+  end
+  if needed < 1 then
+    needed = 1
+  end
+  if seeing >= needed then
+    enter('open', now + tonumber(ARGV[10]))
+    opened = 1
+  end
+end
+
+local prober = 0
+if mode == 'open' and now >= open_until then
+  if redis.call('SET', KEYS[2], id, 'NX', 'PX', prober_ttl) then
+    elected = 1
+  end
+  if redis.call('GET', KEYS[2]) == id then
+    prober = 1
+  end
+end
+return {mode, gen, open_until - now, prober, elected, opened, calls, failures, seeing, live}
+";
+
+/// The fleet breaker's sync script, hashed once.
+pub(crate) fn fleet_breaker() -> Script {
+    Script::new(FLEET_BREAKER)
 }
