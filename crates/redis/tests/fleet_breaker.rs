@@ -68,7 +68,9 @@ fn local_breaker(name: &str) -> Breaker {
         .count_window(20)
         .minimum_calls(10)
         .failure_rate_threshold(50.0)
-        .wait_in_open(Duration::from_secs(1))
+        // Longer than a period or two: see "Failure cases" in the crate
+        // docs.
+        .wait_in_open(Duration::from_secs(2))
         .permitted_calls_in_half_open(1)
         .build()
         .unwrap();
@@ -246,6 +248,8 @@ fn one_prober(url: &str) {
     // Now the dependency is back: every instance calls, and only the
     // elected prober's one probe may pass before its result.
     let switched = Instant::now();
+    let half_open = |i: &Instance| i.breaker.counters().transitions(State::Open, State::HalfOpen);
+    let earlier: Vec<u64> = fleet.iter().map(half_open).collect();
     for instance in &fleet {
         instance.set(SUCCEED);
     }
@@ -254,7 +258,8 @@ fn one_prober(url: &str) {
     std::thread::sleep(Duration::from_millis(50)); // a call or two after closing
     let half_opens: Vec<u64> = fleet
         .iter()
-        .map(|i| i.breaker.counters().transitions(State::Open, State::HalfOpen))
+        .zip(&earlier)
+        .map(|(i, earlier)| half_open(i) - earlier)
         .collect();
     let admitted: Vec<_> = fleet.iter().map(|i| i.admitted_since(switched)).collect();
     let probes: usize = admitted
