@@ -2,13 +2,16 @@
 //! one script call through the breaker around the client within a
 //! deadline, and the counts of how those calls went.
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use portcullis_breaker::Breaker;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, ScriptInvocation};
-use tokio::time::{Instant, timeout_at};
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::metrics::bump;
 
@@ -74,5 +77,30 @@ pub(crate) async fn invoke<T: FromRedisValue>(
             tracing::debug!(owner, "fleet: redis timed out");
             None
         }
+    }
+}
+
+/// The sync task of a fleet handle: a `round` on the handle's shared state
+/// (upgraded from `shared` for the round only), then the `period`, or less
+/// when `wake` is notified (but no sooner than a twentieth of the period
+/// after the last round started), until the last handle is gone. `memory`
+/// goes from round to round.
+pub(crate) async fn sync_loop<T, M, Fut>(
+    shared: Weak<T>,
+    wake: Arc<Notify>,
+    period: Duration,
+    mut memory: M,
+    round: impl Fn(Arc<T>, M) -> Fut,
+) where
+    Fut: Future<Output = M>,
+{
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let started = Instant::now();
+        memory = round(strong, memory).await;
+        let _ = timeout_at(started + period, wake.notified()).await;
+        sleep_until(started + period / 20).await;
     }
 }

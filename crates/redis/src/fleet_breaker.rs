@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use portcullis_breaker::{Breaker, BreakerEvent, EventHook, State};
@@ -15,7 +15,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::Instant;
 
 use crate::breaker_config::{FleetBreakerConfig, Quorum};
 use crate::client::{self, RedisCounters};
@@ -143,7 +143,7 @@ struct Keys {
 /// the last handle gone.
 #[derive(Debug, Default)]
 struct Wake {
-    notify: Notify,
+    notify: Arc<Notify>,
     /// Set while the task applies the fleet's state, so that its own
     /// transitions do not wake it again.
     applying: AtomicBool,
@@ -282,7 +282,17 @@ impl FleetBreaker {
             wake: wake.clone(),
             _hook: hook,
         });
-        tokio::spawn(run(Arc::downgrade(&shared), wake));
+        let period = shared.config.period();
+        tokio::spawn(client::sync_loop(
+            Arc::downgrade(&shared),
+            wake.notify.clone(),
+            period,
+            Memory::default(),
+            |shared: Arc<Shared>, mut memory| async move {
+                shared.round(&mut memory).await;
+                memory
+            },
+        ));
         Ok(Self { shared })
     }
 
@@ -339,24 +349,6 @@ impl FleetBreaker {
             applied: read(&counters.applied),
             redis_breaker: shared.redis_breaker.state(),
         }
-    }
-}
-
-/// The sync task: a round, then the period (or a wake, but no sooner than
-/// a twentieth of the period after the last round), until the last handle
-/// is gone.
-async fn run(shared: Weak<Shared>, wake: Arc<Wake>) {
-    let mut memory = Memory::default();
-    loop {
-        let Some(strong) = shared.upgrade() else {
-            return;
-        };
-        let period = strong.config.period();
-        let started = Instant::now();
-        strong.round(&mut memory).await;
-        drop(strong);
-        let _ = timeout_at(started + period, wake.notify.notified()).await;
-        sleep_until(started + period / 20).await;
     }
 }
 

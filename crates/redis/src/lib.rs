@@ -150,6 +150,7 @@
 //! retried.
 
 mod breaker_config;
+mod budget;
 mod client;
 mod config;
 mod fleet_breaker;
@@ -162,6 +163,7 @@ mod service;
 mod state;
 
 pub use breaker_config::{FleetBreakerConfig, FleetBreakerConfigBuilder, Quorum};
+pub use budget::{BudgetView, FleetBudget, FleetBudgetConfig, FleetBudgetSnapshot};
 pub use config::{FailPolicy, FleetConfig, FleetConfigBuilder, TimeSource};
 pub use fleet_breaker::{FleetBreaker, FleetBreakerSnapshot, FleetState, FleetView};
 pub use layer::FleetRateLimitLayer;

@@ -175,3 +175,77 @@ return {mode, gen, open_until - now, prober, elected, opened, calls, failures, s
 pub(crate) fn fleet_breaker() -> Script {
     Script::new(FLEET_BREAKER)
 }
+
+/// The fleet budget's sync: one call per instance and period, which
+/// reports the instance's deposits and withdrawals, gives back what is
+/// left of its last grant, and grants it a share of what the fleet may
+/// still retry.
+///
+/// `KEYS[1]`: the live set. `ARGV`: the instance, its deposits and
+/// withdrawals since its last sync, the unused part of its last grant and
+/// the second that grant was made in, the window (s), the ratio in
+/// millionths, the reserve (`min_per_second × window`), how long an
+/// instance counts as live (ms), the prefix of the bucket keys, and how
+/// many of its withdrawals its local budget allowed (Redis being away):
+/// those count as granted too.
+///
+/// The fleet's allowance is `floor(ratio × deposits) + reserve − granted`
+/// over the window's per-second buckets; this instance is granted
+/// `floor(allowance × (its deposits + 1) / (deposits + live instances))`,
+/// counted as granted at once. Returns `{grant, second, deposits,
+/// withdrawals, granted, allowance, live}`.
+const FLEET_BUDGET: &str = r"
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local window = tonumber(ARGV[6])
+local live_ms = tonumber(ARGV[9])
+local buckets = ARGV[10]
+local bucket = buckets .. sec
+local ttl = (window + 2) * 1000
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - live_ms)
+redis.call('PEXPIRE', KEYS[1], live_ms * 2)
+local deposits = tonumber(ARGV[2])
+if deposits > 0 then
+  redis.call('HINCRBY', bucket, 'd', deposits)
+  redis.call('HINCRBY', bucket, 'd:' .. id, deposits)
+end
+local withdrawals = tonumber(ARGV[3])
+if withdrawals > 0 then
+  redis.call('HINCRBY', bucket, 'w', withdrawals)
+end
+local alone = tonumber(ARGV[11])
+if alone > 0 then
+  redis.call('HINCRBY', bucket, 'g', alone)
+end
+local unused = tonumber(ARGV[4])
+if unused > 0 and redis.call('EXISTS', buckets .. ARGV[5]) == 1 then
+  redis.call('HINCRBY', buckets .. ARGV[5], 'g', -unused)
+end
+local d, w, g, mine = 0, 0, 0, 0
+for s = sec - window + 1, sec do
+  local b = redis.call('HMGET', buckets .. s, 'd', 'w', 'g', 'd:' .. id)
+  d = d + tonumber(b[1] or '0')
+  w = w + tonumber(b[2] or '0')
+  g = g + tonumber(b[3] or '0')
+  mine = mine + tonumber(b[4] or '0')
+end
+local live = redis.call('ZCARD', KEYS[1])
+local allowance = math.floor(d * tonumber(ARGV[7]) / 1000000) + tonumber(ARGV[8]) - g
+local grant = 0
+if allowance > 0 then
+  grant = math.floor(allowance * (mine + 1) / (d + live))
+end
+if grant > 0 then
+  redis.call('HINCRBY', bucket, 'g', grant)
+end
+redis.call('PEXPIRE', bucket, ttl)
+return {grant, sec, d, w, g + grant, allowance, live}
+";
+
+/// The fleet budget's sync script, hashed once.
+pub(crate) fn fleet_budget() -> Script {
+    Script::new(FLEET_BUDGET)
+}
