@@ -166,22 +166,29 @@ impl FleetBreakerConfig {
     /// Checks every field; the error names the field and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ms = Duration::from_millis;
-        let within = |field: &'static str, value: Duration, min: Duration, max: Duration, why: &str| {
-            if value < min || value > max {
-                return Err(ConfigError::new(
-                    field,
-                    format!(
-                        "must be in [{}, {}]{why}, got {}",
-                        duration::format(min),
-                        duration::format(max),
-                        duration::format(value)
-                    ),
-                ));
-            }
-            Ok(())
-        };
+        let within =
+            |field: &'static str, value: Duration, min: Duration, max: Duration, why: &str| {
+                if value < min || value > max {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "must be in [{}, {}]{why}, got {}",
+                            duration::format(min),
+                            duration::format(max),
+                            duration::format(value)
+                        ),
+                    ));
+                }
+                Ok(())
+            };
         within("period", self.period, ms(10), ms(60_000), "")?;
-        within("window", self.window, self.period.max(ms(1_000)), ms(3_600_000), " (a period at least)")?;
+        within(
+            "window",
+            self.window,
+            self.period.max(ms(1_000)),
+            ms(3_600_000),
+            " (a period at least)",
+        )?;
         if self.window.subsec_nanos() != 0 {
             return Err(ConfigError::new(
                 "window",
@@ -212,12 +219,29 @@ impl FleetBreakerConfig {
             ));
         }
         check_range("minimum_calls", self.minimum_calls, 1, u32::MAX)?;
-        check_range("instance_minimum_calls", self.instance_minimum_calls, 1, u32::MAX)?;
+        check_range(
+            "instance_minimum_calls",
+            self.instance_minimum_calls,
+            1,
+            u32::MAX,
+        )?;
         if self.key_prefix.is_empty() {
             return Err(ConfigError::new("key_prefix", "must not be empty"));
         }
-        within("prober_ttl", self.prober_ttl, self.period * 2, ms(600_000), " (two periods at least)")?;
-        within("timeout", self.timeout, ms(1), self.period, " (a period at most)")?;
+        within(
+            "prober_ttl",
+            self.prober_ttl,
+            self.period * 2,
+            ms(600_000),
+            " (two periods at least)",
+        )?;
+        within(
+            "timeout",
+            self.timeout,
+            ms(1),
+            self.period,
+            " (a period at most)",
+        )?;
         self.redis_breaker
             .validate()
             .map_err(|error| error.within("redis_breaker"))
@@ -330,7 +354,10 @@ mod tests {
             error_of(b().minimum_calls(0)),
             "minimum_calls: must be in [1, 4294967295], got 0"
         );
-        assert_eq!(error_of(b().key_prefix("")), "key_prefix: must not be empty");
+        assert_eq!(
+            error_of(b().key_prefix("")),
+            "key_prefix: must not be empty"
+        );
         assert_eq!(
             error_of(b().timeout(Duration::from_secs(2))),
             "timeout: must be in [1ms, 1s] (a period at most), got 2s"
@@ -349,7 +376,12 @@ mod tests {
         assert_eq!(back, config);
         let bad: FleetBreakerConfig =
             serde_json::from_str(r#"{ "redis_breaker": { "minimum_calls": 0 } }"#).unwrap();
-        assert!(bad.validate().unwrap_err().field().starts_with("redis_breaker."));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .field()
+                .starts_with("redis_breaker.")
+        );
         assert!(serde_json::from_str::<FleetBreakerConfig>(r#"{ "quorums": 1 }"#).is_err());
     }
 }

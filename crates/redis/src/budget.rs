@@ -250,7 +250,10 @@ impl FleetBudgetConfig {
         if self.period < ms(10) || self.period > ms(60_000) {
             return Err(ConfigError::new(
                 "period",
-                format!("must be in [10ms, 1m], got {}", duration::format(self.period)),
+                format!(
+                    "must be in [10ms, 1m], got {}",
+                    duration::format(self.period)
+                ),
             ));
         }
         check_range("instances", self.instances, 1, 10_000)?;
@@ -471,8 +474,10 @@ impl Shared {
         self.grant_second.store(second, Ordering::Relaxed);
         self.grant.store(grant, Ordering::Relaxed);
         let stale_after = u64::try_from((config.period() * 2).as_nanos()).unwrap_or(u64::MAX);
-        self.fresh_until
-            .store(self.clock.now().saturating_add(stale_after), Ordering::Relaxed);
+        self.fresh_until.store(
+            self.clock.now().saturating_add(stale_after),
+            Ordering::Relaxed,
+        );
         *self.view.lock().unwrap_or_else(PoisonError::into_inner) = Some(BudgetView {
             deposits,
             withdrawals,

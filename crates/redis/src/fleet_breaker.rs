@@ -377,7 +377,9 @@ impl Shared {
         let (own_calls, own_failures) = memory
             .rounds
             .iter()
-            .fold((0, 0), |(c, f), (_, calls, failures)| (c + calls, f + failures));
+            .fold((0, 0), |(c, f), (_, calls, failures)| {
+                (c + calls, f + failures)
+            });
         let sees = own_calls >= u64::from(config.instance_minimum_calls())
             && own_failures * 10_000 >= u64::from(config.threshold_bp()) * own_calls;
 
@@ -441,8 +443,18 @@ impl Shared {
             breaker.name(),
         )
         .await;
-        let Some((state, generation, left_ms, prober, elected, opened, fleet_calls, fleet_failures, seeing, live)) =
-            reply
+        let Some((
+            state,
+            generation,
+            left_ms,
+            prober,
+            elected,
+            opened,
+            fleet_calls,
+            fleet_failures,
+            seeing,
+            live,
+        )) = reply
         else {
             // Redis away: the local breaker decides alone, as without a
             // fleet.

@@ -27,15 +27,17 @@ fn main() {
     let mut server = RedisServer::start();
     let url = server.url();
     let scenarios: [(&str, &dyn Fn()); 4] = [
-        ("two_of_three_open_all_three_one_of_three_opens_none", &|| {
-            quorum(&url)
-        }),
+        (
+            "two_of_three_open_all_three_one_of_three_opens_none",
+            &|| quorum(&url),
+        ),
         ("exactly_one_prober_then_the_fleet_closes", &|| {
             one_prober(&url)
         }),
-        ("a_manual_state_reaches_every_instance_and_so_does_clearing_it", &|| {
-            manual_states(&url)
-        }),
+        (
+            "a_manual_state_reaches_every_instance_and_so_does_clearing_it",
+            &|| manual_states(&url),
+        ),
         ("redis_killed_each_instance_runs_alone", &|| {
             redis_killed(&mut RedisServer::start())
         }),
@@ -86,8 +88,12 @@ impl Instance {
         let stop = Arc::new(AtomicBool::new(false));
         let (handles, receive) = mpsc::channel();
         let thread = std::thread::spawn({
-            let (behaviour, admitted, slowest, stop) =
-                (behaviour.clone(), admitted.clone(), slowest.clone(), stop.clone());
+            let (behaviour, admitted, slowest, stop) = (
+                behaviour.clone(),
+                admitted.clone(),
+                slowest.clone(),
+                stop.clone(),
+            );
             move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -143,7 +149,11 @@ impl Instance {
 
     fn admitted_since(&self, since: Instant) -> Vec<(Instant, State)> {
         let admitted = self.admitted.lock().unwrap();
-        admitted.iter().filter(|(at, _)| *at >= since).copied().collect()
+        admitted
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .copied()
+            .collect()
     }
 }
 
@@ -163,7 +173,7 @@ fn three(url: &str, name: &str, config: FleetBreakerConfig) -> [Instance; 3] {
 /// Polls `condition` every 2 ms for up to `limit`: how long it took to
 /// hold, if it did.
 fn wait_for(limit: Duration, condition: impl Fn() -> bool) -> Option<Duration> {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while start.elapsed() < limit {
         if condition() {
             return Some(start.elapsed());
@@ -248,13 +258,19 @@ fn one_prober(url: &str) {
     // Now the dependency is back: every instance calls, and only the
     // elected prober's one probe may pass before its result.
     let switched = Instant::now();
-    let half_open = |i: &Instance| i.breaker.counters().transitions(State::Open, State::HalfOpen);
+    let half_open = |i: &Instance| {
+        i.breaker
+            .counters()
+            .transitions(State::Open, State::HalfOpen)
+    };
     let earlier: Vec<u64> = fleet.iter().map(half_open).collect();
     for instance in &fleet {
         instance.set(SUCCEED);
     }
-    let closed = wait_for(Duration::from_secs(6), || states(&fleet) == [State::Closed; 3])
-        .expect("the fleet closes");
+    let closed = wait_for(Duration::from_secs(6), || {
+        states(&fleet) == [State::Closed; 3]
+    })
+    .expect("the fleet closes");
     std::thread::sleep(Duration::from_millis(50)); // a call or two after closing
     let half_opens: Vec<u64> = fleet
         .iter()
@@ -286,11 +302,21 @@ fn one_prober(url: &str) {
         ["a", "b", "c"][prober],
         last_close - probe_at
     );
-    assert_eq!(half_opens.iter().sum::<u64>(), 1, "one instance went half-open");
+    assert_eq!(
+        half_opens.iter().sum::<u64>(),
+        1,
+        "one instance went half-open"
+    );
     assert_eq!(probes, 1, "one probe fleet-wide");
-    assert_eq!(before_result, 1, "nothing else passed before the probe's result");
+    assert_eq!(
+        before_result, 1,
+        "nothing else passed before the probe's result"
+    );
     assert_eq!(elections, 1);
-    assert!(last_close - probe_at <= WITHIN, "closed fleet-wide within 2 s of the probe");
+    assert!(
+        last_close - probe_at <= WITHIN,
+        "closed fleet-wide within 2 s of the probe"
+    );
 }
 
 fn manual_states(url: &str) {
@@ -312,10 +338,20 @@ fn manual_states(url: &str) {
     assert!(cleared.expect("closed everywhere") <= WITHIN);
     // No instance echoes what it applied: nothing changes any more.
     std::thread::sleep(Duration::from_millis(2_500));
-    let published: Vec<u64> = fleet.iter().map(|i| i.fleet.snapshot().manual_published).collect();
-    println!("  manual states published by a, b, c: {published:?}; states {:?}", states(&fleet));
+    let published: Vec<u64> = fleet
+        .iter()
+        .map(|i| i.fleet.snapshot().manual_published)
+        .collect();
+    println!(
+        "  manual states published by a, b, c: {published:?}; states {:?}",
+        states(&fleet)
+    );
     assert_eq!(states(&fleet), [State::Closed; 3]);
-    assert_eq!(published, [1, 1, 0], "a published the force, b the reset, c nothing");
+    assert_eq!(
+        published,
+        [1, 1, 0],
+        "a published the force, b the reset, c nothing"
+    );
     // Disabled, and metrics-only, spread the same way.
     fleet[2].breaker.disable();
     assert!(wait_for(WITHIN * 2, || states(&fleet) == [State::Disabled; 3]).is_some());
@@ -345,7 +381,9 @@ fn redis_killed(server: &mut RedisServer) {
     for instance in &fleet {
         instance.set(SUCCEED);
     }
-    let closed = wait_for(Duration::from_secs(4), || states(&fleet) == [State::Closed; 3]);
+    let closed = wait_for(Duration::from_secs(4), || {
+        states(&fleet) == [State::Closed; 3]
+    });
     println!("  and closed on their own probes after {closed:?}");
     assert!(closed.is_some());
     for instance in &fleet {
@@ -364,16 +402,27 @@ fn redis_killed(server: &mut RedisServer) {
         assert!(
             snapshot.redis_errors + snapshot.redis_timeouts + snapshot.redis_breaker_rejections > 0
         );
-        assert!(slowest < Duration::from_millis(50), "a call waited: {slowest:?}");
+        assert!(
+            slowest < Duration::from_millis(50),
+            "a call waited: {slowest:?}"
+        );
     }
     // Redis back: the instances sync again.
     server.restart();
-    let before: Vec<u64> = fleet.iter().map(|i| i.fleet.snapshot().unsynced_rounds).collect();
+    let before: Vec<u64> = fleet
+        .iter()
+        .map(|i| i.fleet.snapshot().unsynced_rounds)
+        .collect();
     std::thread::sleep(Duration::from_millis(3_000));
     let resynced = wait_for(WITHIN, || {
-        fleet.iter().all(|i| i.fleet.snapshot().fleet.is_some_and(|v| v.live == 3))
+        fleet
+            .iter()
+            .all(|i| i.fleet.snapshot().fleet.is_some_and(|v| v.live == 3))
     });
-    let after: Vec<u64> = fleet.iter().map(|i| i.fleet.snapshot().unsynced_rounds).collect();
+    let after: Vec<u64> = fleet
+        .iter()
+        .map(|i| i.fleet.snapshot().unsynced_rounds)
+        .collect();
     println!("  redis back: unsynced rounds {before:?} -> {after:?}, all live again {resynced:?}");
     assert!(resynced.is_some());
 }

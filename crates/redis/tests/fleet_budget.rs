@@ -34,8 +34,8 @@ fn instance(url: String, id: &'static str, start: mpsc::Receiver<()>) -> FleetBu
     runtime.block_on(async move {
         let client = redis::Client::open(url).unwrap();
         let connection = portcullis_redis::FleetBreaker::connection(client).unwrap();
-        let config = FleetBudgetConfig::new(BudgetConfig::new(RATIO, MIN_PER_SECOND, TTL))
-            .with_instances(3);
+        let config =
+            FleetBudgetConfig::new(BudgetConfig::new(RATIO, MIN_PER_SECOND, TTL)).with_instances(3);
         let budget = FleetBudget::with_instance("orders", config, connection, id).unwrap();
         // Every instance has synced once: from now on the fleet decides.
         tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -57,7 +57,10 @@ fn three_instances_share_the_fleet_budget(url: &str) {
         .map(|id| {
             let (start, receive) = mpsc::channel();
             let url = url.to_owned();
-            (start, std::thread::spawn(move || instance(url, id, receive)))
+            (
+                start,
+                std::thread::spawn(move || instance(url, id, receive)),
+            )
         })
         .unzip();
     std::thread::sleep(Duration::from_millis(1_500));
@@ -79,7 +82,11 @@ fn three_instances_share_the_fleet_budget(url: &str) {
     for snapshot in &snapshots {
         println!(
             "  {}: deposits {}, retries {}, refused {}, fleet {:?}",
-            snapshot.instance, snapshot.deposits, snapshot.withdrawals, snapshot.refused, snapshot.fleet
+            snapshot.instance,
+            snapshot.deposits,
+            snapshot.withdrawals,
+            snapshot.refused,
+            snapshot.fleet
         );
     }
     println!(
