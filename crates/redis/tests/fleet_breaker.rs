@@ -16,7 +16,7 @@ use tokio::time::Instant;
 const IDLE: u8 = 0;
 const FAIL: u8 = 1;
 const SUCCEED: u8 = 2;
-/// Succeed, one call in a hundred ticks (every 500 ms).
+/// Succeed, one call in 200 ticks (every second).
 const SUCCEED_SLOWLY: u8 = 3;
 
 /// A wide margin over the expected times: these run over loopback on a
@@ -113,7 +113,7 @@ impl Instance {
                         ticks.tick().await;
                         tick += 1;
                         let what = behaviour.load(Ordering::Relaxed);
-                        if what == IDLE || (what == SUCCEED_SLOWLY && tick % 100 != 0) {
+                        if what == IDLE || (what == SUCCEED_SLOWLY && tick % 200 != 0) {
                             continue;
                         }
                         let started = Instant::now();
