@@ -544,21 +544,22 @@ impl Shared {
                 }
                 breaker.half_open().is_ok()
             }
-            // Held open past the fleet's open time by two periods, and
-            // again while another instance probes, so that this one never
-            // probes on its own.
+            // Held open past the fleet's open time by three periods, and
+            // again while another instance probes: extended whenever less
+            // than two periods past it are left, so that a late sync never
+            // lets this one probe on its own.
             FleetState::Open => {
                 if FleetState::manual(local).is_some() {
                     return false;
                 }
                 let period = self.config.period();
-                let needed = Duration::from_millis(left_ms.max(0) as u64) + period * 2;
+                let remaining = Duration::from_millis(left_ms.max(0) as u64);
                 let left = match local {
                     State::Open => breaker.snapshot().retry_after.unwrap_or_default(),
                     _ => Duration::ZERO,
                 };
-                if local != State::Open || left + period < needed {
-                    return breaker.open_for(needed).is_ok();
+                if local != State::Open || left < remaining + period * 2 {
+                    return breaker.open_for(remaining + period * 3).is_ok();
                 }
                 false
             }

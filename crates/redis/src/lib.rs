@@ -243,9 +243,10 @@
 //!
 //! The instance then brings its breaker to the fleet's state:
 //!
-//! - **open**, not the prober: opened (`open_for`) until the fleet's open
-//!   time is over plus two periods, and held open while another instance
-//!   probes, so that it never probes on its own;
+//! - **open**, not the prober: opened (`open_for`) until three periods
+//!   past the fleet's open time, extended whenever less than two are left,
+//!   and so held open while another instance probes: it never probes on
+//!   its own, even when a sync comes late;
 //! - **open**, the prober: made half-open; its breaker admits its
 //!   `permitted_calls_in_half_open` probes and decides as always, and the
 //!   result goes out at once (the transition wakes the task);
