@@ -10,6 +10,7 @@ use portcullis_core::config::check_range;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
+use crate::client::check_duration;
 use crate::config::default_breaker;
 
 /// How many of the live instances must see the failure rate over the
@@ -166,23 +167,8 @@ impl FleetBreakerConfig {
     /// Checks every field; the error names the field and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ms = Duration::from_millis;
-        let within =
-            |field: &'static str, value: Duration, min: Duration, max: Duration, why: &str| {
-                if value < min || value > max {
-                    return Err(ConfigError::new(
-                        field,
-                        format!(
-                            "must be in [{}, {}]{why}, got {}",
-                            duration::format(min),
-                            duration::format(max),
-                            duration::format(value)
-                        ),
-                    ));
-                }
-                Ok(())
-            };
-        within("period", self.period, ms(10), ms(60_000), "")?;
-        within(
+        check_duration("period", self.period, ms(10), ms(60_000), "")?;
+        check_duration(
             "window",
             self.window,
             self.period.max(ms(1_000)),
@@ -228,14 +214,14 @@ impl FleetBreakerConfig {
         if self.key_prefix.is_empty() {
             return Err(ConfigError::new("key_prefix", "must not be empty"));
         }
-        within(
+        check_duration(
             "prober_ttl",
             self.prober_ttl,
             self.period * 2,
             ms(600_000),
             " (two periods at least)",
         )?;
-        within(
+        check_duration(
             "timeout",
             self.timeout,
             ms(1),

@@ -3,12 +3,11 @@
 //! grant that Redis makes each instance out of the fleet's allowance.
 
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use portcullis_breaker::{Breaker, BreakerConfig, State};
+use portcullis_breaker::BreakerConfig;
 use portcullis_core::ConfigError;
 use portcullis_core::clock::Clock;
 use portcullis_core::config::check_range;
@@ -17,10 +16,8 @@ use portcullis_retry::{BudgetConfig, RetryBudget};
 use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use crate::client::{self, RedisCounters};
+use crate::client::{self, SyncClient, SyncFigures, check_duration};
 use crate::config::default_breaker;
 use crate::metrics::bump;
 use crate::script;
@@ -112,17 +109,8 @@ pub struct FleetBudgetSnapshot {
     pub decided_locally: u64,
     /// The fleet, as the last answered sync read it.
     pub fleet: Option<BudgetView>,
-    /// Syncs sent to Redis.
-    pub syncs: u64,
-    /// Syncs that came back with an error.
-    pub redis_errors: u64,
-    /// Syncs that did not come back within the timeout.
-    pub redis_timeouts: u64,
-    /// Syncs not sent because the breaker around the Redis client was
-    /// open.
-    pub redis_breaker_rejections: u64,
-    /// The state of the breaker around the Redis client.
-    pub redis_breaker: State,
+    /// How its syncs with Redis went.
+    pub redis: SyncFigures,
 }
 
 struct Shared {
@@ -142,19 +130,16 @@ struct Shared {
     grant_second: AtomicU64,
     /// Until when (clock nanoseconds) the grant stands; 0: never granted.
     fresh_until: AtomicU64,
-    redis: ConnectionManager,
-    redis_breaker: Breaker,
+    sync: SyncClient,
     script: Script,
     live_key: String,
     buckets: String,
     counters: Counters,
     view: Mutex<Option<BudgetView>>,
-    wake: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    redis: RedisCounters,
     deposits: AtomicU64,
     withdrawals: AtomicU64,
     refused: AtomicU64,
@@ -247,29 +232,18 @@ impl FleetBudgetConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.budget.validate().map_err(|e| e.within("budget"))?;
         let ms = Duration::from_millis;
-        if self.period < ms(10) || self.period > ms(60_000) {
-            return Err(ConfigError::new(
-                "period",
-                format!(
-                    "must be in [10ms, 1m], got {}",
-                    duration::format(self.period)
-                ),
-            ));
-        }
+        check_duration("period", self.period, ms(10), ms(60_000), "")?;
         check_range("instances", self.instances, 1, 10_000)?;
         if self.key_prefix.is_empty() {
             return Err(ConfigError::new("key_prefix", "must not be empty"));
         }
-        if self.timeout < ms(1) || self.timeout > self.period {
-            return Err(ConfigError::new(
-                "timeout",
-                format!(
-                    "must be in [1ms, {}] (a period at most), got {}",
-                    duration::format(self.period),
-                    duration::format(self.timeout)
-                ),
-            ));
-        }
+        check_duration(
+            "timeout",
+            self.timeout,
+            ms(1),
+            self.period,
+            " (a period at most)",
+        )?;
         self.redis_breaker
             .validate()
             .map_err(|e| e.within("redis_breaker"))
@@ -299,9 +273,7 @@ impl FleetBudget {
         config: FleetBudgetConfig,
         redis: ConnectionManager,
     ) -> Result<Self, ConfigError> {
-        let random = std::hash::RandomState::new().hash_one(std::process::id());
-        let instance = format!("{}-{random:016x}", std::process::id());
-        Self::with_instance(name, config, redis, instance)
+        Self::make(name.into(), config, redis, None)
     }
 
     /// Like [`new`](Self::new), as the instance `instance` (unique in the
@@ -312,18 +284,21 @@ impl FleetBudget {
         redis: ConnectionManager,
         instance: impl Into<Arc<str>>,
     ) -> Result<Self, ConfigError> {
+        Self::make(name.into(), config, redis, Some(instance.into()))
+    }
+
+    fn make(
+        name: Arc<str>,
+        config: FleetBudgetConfig,
+        redis: ConnectionManager,
+        instance: Option<Arc<str>>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let (name, instance) = (name.into(), instance.into());
-        if instance.is_empty() {
-            return Err(ConfigError::new("instance", "must not be empty"));
-        }
+        let instance = client::instance_id(instance)?;
         let base = format!("{}{name}:", config.key_prefix());
         let shared = Arc::new(Shared {
             local: RetryBudget::named(name.clone(), config.local())?,
-            redis_breaker: Breaker::from_config(
-                format!("{name}.redis"),
-                config.redis_breaker.clone(),
-            )?,
+            sync: SyncClient::new(&name, redis, &config.redis_breaker, config.timeout)?,
             name,
             instance,
             clock: Clock::new(),
@@ -333,22 +308,19 @@ impl FleetBudget {
             grant: AtomicU64::new(0),
             grant_second: AtomicU64::new(0),
             fresh_until: AtomicU64::new(0),
-            redis,
             script: script::fleet_budget(),
             live_key: format!("{base}live"),
             buckets: format!("{base}b:"),
             counters: Counters::default(),
             view: Mutex::new(None),
-            wake: Arc::new(Notify::new()),
             config,
         });
-        tokio::spawn(client::sync_loop(
-            Arc::downgrade(&shared),
-            shared.wake.clone(),
+        shared.sync.spawn(
+            &shared,
             shared.config.period(),
             (),
             |shared: Arc<Shared>, ()| async move { shared.round().await },
-        ));
+        );
         Ok(Self { shared })
     }
 
@@ -423,11 +395,7 @@ impl FleetBudget {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            syncs: read(&counters.redis.calls),
-            redis_errors: read(&counters.redis.errors),
-            redis_timeouts: read(&counters.redis.timeouts),
-            redis_breaker_rejections: read(&counters.redis.breaker_rejections),
-            redis_breaker: shared.redis_breaker.state(),
+            redis: shared.sync.figures(),
         }
     }
 }
@@ -448,6 +416,7 @@ impl Shared {
         let mut invocation = self.script.key(&self.live_key);
         invocation
             .arg(&*self.instance)
+            .arg(u64::try_from((config.period() * 3).as_millis()).unwrap_or(u64::MAX))
             .arg(deposits)
             .arg(withdrawals)
             .arg(unused)
@@ -455,19 +424,9 @@ impl Shared {
             .arg(window)
             .arg((budget.ratio() * 1e6).round() as u64)
             .arg(u64::from(budget.min_per_second()) * window)
-            .arg(u64::try_from((config.period() * 3).as_millis()).unwrap_or(u64::MAX))
             .arg(&self.buckets)
             .arg(alone);
-        let deadline = Instant::now() + config.timeout();
-        let reply: Option<Reply> = client::invoke(
-            &self.redis,
-            &self.redis_breaker,
-            &invocation,
-            deadline,
-            &self.counters.redis,
-            &self.name,
-        )
-        .await;
+        let reply: Option<Reply> = self.sync.call(&invocation, &self.name).await;
         let Some((grant, second, deposits, withdrawals, granted, allowance, live)) = reply else {
             return;
         };
@@ -486,12 +445,6 @@ impl Shared {
             grant,
             live,
         });
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.wake.notify_one();
     }
 }
 

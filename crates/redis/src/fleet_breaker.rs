@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,11 +13,10 @@ use portcullis_core::ConfigError;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::breaker_config::{FleetBreakerConfig, Quorum};
-use crate::client::{self, RedisCounters};
+use crate::client::{self, SyncClient, SyncFigures};
 use crate::metrics::bump;
 use crate::script;
 
@@ -91,15 +89,8 @@ pub struct FleetBreakerSnapshot {
     pub state: State,
     /// The fleet as the last answered sync read it; `None` before one.
     pub fleet: Option<FleetView>,
-    /// Syncs sent to Redis.
-    pub syncs: u64,
-    /// Syncs that came back with an error.
-    pub redis_errors: u64,
-    /// Syncs that did not come back within the timeout.
-    pub redis_timeouts: u64,
-    /// Syncs not sent because the breaker around the Redis client was
-    /// open.
-    pub redis_breaker_rejections: u64,
+    /// How its syncs with Redis went.
+    pub redis: SyncFigures,
     /// Sync rounds that Redis did not answer: the instance ran on its own.
     pub unsynced_rounds: u64,
     /// Fleet opens that this instance's sync decided.
@@ -112,21 +103,20 @@ pub struct FleetBreakerSnapshot {
     pub manual_published: u64,
     /// Fleet states it applied to its local breaker.
     pub applied: u64,
-    /// The state of the breaker around the Redis client.
-    pub redis_breaker: State,
 }
 
 struct Shared {
     instance: Arc<str>,
     config: FleetBreakerConfig,
     breaker: Breaker,
-    redis: ConnectionManager,
-    redis_breaker: Breaker,
+    sync: SyncClient,
     script: Script,
     keys: Keys,
     counters: Counters,
     view: Mutex<Option<FleetView>>,
-    wake: Arc<Wake>,
+    /// Set while the task applies the fleet's state, so that its own
+    /// transitions do not wake it again.
+    applying: Arc<AtomicBool>,
     _hook: EventHook,
 }
 
@@ -139,19 +129,8 @@ struct Keys {
     buckets: String,
 }
 
-/// How the sync task is woken before its period: a local transition, or
-/// the last handle gone.
-#[derive(Debug, Default)]
-struct Wake {
-    notify: Arc<Notify>,
-    /// Set while the task applies the fleet's state, so that its own
-    /// transitions do not wake it again.
-    applying: AtomicBool,
-}
-
 #[derive(Debug, Default)]
 struct Counters {
-    redis: RedisCounters,
     unsynced: AtomicU64,
     opens: AtomicU64,
     elections: AtomicU64,
@@ -227,9 +206,7 @@ impl FleetBreaker {
         config: FleetBreakerConfig,
         redis: ConnectionManager,
     ) -> Result<Self, ConfigError> {
-        let random = std::hash::RandomState::new().hash_one(std::process::id());
-        let instance = format!("{}-{random:016x}", std::process::id());
-        Self::with_instance(breaker, config, redis, instance)
+        Self::make(breaker, config, redis, None)
     }
 
     /// Like [`new`](Self::new), as the instance `instance` (unique in the
@@ -240,26 +217,34 @@ impl FleetBreaker {
         redis: ConnectionManager,
         instance: impl Into<Arc<str>>,
     ) -> Result<Self, ConfigError> {
+        Self::make(breaker, config, redis, Some(instance.into()))
+    }
+
+    fn make(
+        breaker: Breaker,
+        config: FleetBreakerConfig,
+        redis: ConnectionManager,
+        instance: Option<Arc<str>>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let instance = instance.into();
-        if instance.is_empty() {
-            return Err(ConfigError::new("instance", "must not be empty"));
-        }
+        let instance = client::instance_id(instance)?;
         let base = format!("{}{}:", config.key_prefix(), breaker.name());
-        let redis_breaker = Breaker::from_config(
-            format!("{}.redis", breaker.name()),
-            config.redis_breaker().clone(),
+        let sync = SyncClient::new(
+            breaker.name(),
+            redis,
+            config.redis_breaker(),
+            config.timeout(),
         )?;
-        let wake = Arc::new(Wake::default());
+        let applying = Arc::new(AtomicBool::new(false));
         let hook = breaker.on_event({
-            let wake = wake.clone();
+            let (wake, applying) = (sync.wake.clone(), applying.clone());
             move |event| {
                 if matches!(
                     event,
                     BreakerEvent::Transition { .. } | BreakerEvent::Reset { .. }
-                ) && !wake.applying.load(Ordering::Relaxed)
+                ) && !applying.load(Ordering::Relaxed)
                 {
-                    wake.notify.notify_one();
+                    wake.notify_one();
                 }
             }
         });
@@ -274,25 +259,22 @@ impl FleetBreaker {
             },
             config,
             breaker,
-            redis,
-            redis_breaker,
+            sync,
             script: script::fleet_breaker(),
             counters: Counters::default(),
             view: Mutex::new(None),
-            wake: wake.clone(),
+            applying,
             _hook: hook,
         });
-        let period = shared.config.period();
-        tokio::spawn(client::sync_loop(
-            Arc::downgrade(&shared),
-            wake.notify.clone(),
-            period,
+        shared.sync.spawn(
+            &shared,
+            shared.config.period(),
             Memory::default(),
             |shared: Arc<Shared>, mut memory| async move {
                 shared.round(&mut memory).await;
                 memory
             },
-        ));
+        );
         Ok(Self { shared })
     }
 
@@ -320,7 +302,7 @@ impl FleetBreaker {
 
     /// The breaker around the Redis client.
     pub fn redis_breaker(&self) -> &Breaker {
-        &self.shared.redis_breaker
+        self.shared.sync.breaker()
     }
 
     /// Its figures now.
@@ -337,17 +319,13 @@ impl FleetBreaker {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            syncs: read(&counters.redis.calls),
-            redis_errors: read(&counters.redis.errors),
-            redis_timeouts: read(&counters.redis.timeouts),
-            redis_breaker_rejections: read(&counters.redis.breaker_rejections),
+            redis: shared.sync.figures(),
             unsynced_rounds: read(&counters.unsynced),
             fleet_opens: read(&counters.opens),
             elections: read(&counters.elections),
             probes_published: read(&counters.probes),
             manual_published: read(&counters.manual),
             applied: read(&counters.applied),
-            redis_breaker: shared.redis_breaker.state(),
         }
     }
 }
@@ -410,12 +388,13 @@ impl Shared {
             Quorum::Instances(count) => (count, 0),
             Quorum::Fraction(fraction) => (0, (fraction * 1e6).round() as u64),
         };
-        let mut invocation = self.script.key(&self.keys.state);
+        let mut invocation = self.script.key(&self.keys.live);
         invocation
+            .key(&self.keys.state)
             .key(&self.keys.prober)
-            .key(&self.keys.live)
             .key(&self.keys.sees)
             .arg(&*self.instance)
+            .arg(millis(config.period() * 3))
             .arg(memory.known.map_or(-1, |(generation, _)| generation as i64))
             .arg(calls)
             .arg(failures)
@@ -430,19 +409,9 @@ impl Shared {
             .arg(config.minimum_calls())
             .arg(quorum_count)
             .arg(quorum_fraction)
-            .arg(millis(config.period() * 3))
             .arg(millis(config.prober_ttl()))
             .arg(&self.keys.buckets);
-        let deadline = now + config.timeout();
-        let reply: Option<Reply> = client::invoke(
-            &self.redis,
-            &self.redis_breaker,
-            &invocation,
-            deadline,
-            &self.counters.redis,
-            breaker.name(),
-        )
-        .await;
+        let reply: Option<Reply> = self.sync.call(&invocation, breaker.name()).await;
         let Some((
             state,
             generation,
@@ -498,9 +467,9 @@ impl Shared {
             // Calls of an earlier fleet state see nothing of this one.
             memory.rounds.clear();
         }
-        self.wake.applying.store(true, Ordering::Relaxed);
+        self.applying.store(true, Ordering::Relaxed);
         let applied = self.apply(memory, before, state, changed, prober == 1, left_ms);
-        self.wake.applying.store(false, Ordering::Relaxed);
+        self.applying.store(false, Ordering::Relaxed);
         if applied {
             bump(&self.counters.applied);
         }
@@ -575,13 +544,6 @@ impl Shared {
                 true
             }
         }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // The task sees the handle gone at once, not after its period.
-        self.wake.notify.notify_one();
     }
 }
 

@@ -336,6 +336,7 @@ mod state;
 
 pub use breaker_config::{FleetBreakerConfig, FleetBreakerConfigBuilder, Quorum};
 pub use budget::{BudgetView, FleetBudget, FleetBudgetConfig, FleetBudgetSnapshot};
+pub use client::SyncFigures;
 pub use config::{FailPolicy, FleetConfig, FleetConfigBuilder, TimeSource};
 pub use fleet_breaker::{FleetBreaker, FleetBreakerSnapshot, FleetState, FleetView};
 pub use layer::FleetRateLimitLayer;

@@ -52,49 +52,56 @@ pub(crate) fn gcra() -> Script {
     Script::new(GCRA)
 }
 
+/// The start of both sync scripts: Redis's time (`sec`, and `now` in
+/// milliseconds), and the instance `ARGV[1]` marked live in the sorted set
+/// `KEYS[1]`, where members older than `ARGV[2]` ms are dropped.
+const SYNC: &str = r"
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local live_ms = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - live_ms)
+redis.call('PEXPIRE', KEYS[1], live_ms * 2)
+";
+
 /// The fleet breaker's sync: one call per instance and period.
 ///
-/// `KEYS`: the state hash, the prober key, the live set, the "sees" set.
-/// `ARGV`: the instance, the generation it knows (-1: none), its calls and
+/// `KEYS`: the live set, the state hash, the prober key, the "sees" set.
+/// `ARGV`: the instance, how long an instance counts as live (ms), the
+/// generation it knows (-1: none), its calls and
 /// failures since its last sync, whether it sees the rate (0/1), a manual
 /// state to publish (or ""), a probe report ("", "ok", "fail", "probing")
 /// and the generation it is about, the wait after a failed probe (ms), the
 /// wait after a fleet open (ms), the window (s), the threshold (hundredths
 /// of a percent), the fleet's minimum calls, the quorum (a count, or 0 and
-/// a fraction in millionths), how long an instance counts as live (ms),
-/// the prober's TTL (ms), and the prefix of the bucket keys.
+/// a fraction in millionths), the prober's TTL (ms), and the prefix of
+/// the bucket keys.
 ///
 /// Returns `{state, generation, open ms left, prober, elected, opened,
 /// fleet calls, fleet failures, instances seeing, live instances}`. The
 /// time is Redis's (`TIME`), in milliseconds.
 const FLEET_BREAKER: &str = r"
-local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
-local window = tonumber(ARGV[11])
-local live_ms = tonumber(ARGV[16])
+local window = tonumber(ARGV[12])
 local prober_ttl = tonumber(ARGV[17])
 local buckets = ARGV[18]
-local mode = redis.call('HGET', KEYS[1], 'mode') or 'closed'
-local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
+local mode = redis.call('HGET', KEYS[2], 'mode') or 'closed'
+local gen = tonumber(redis.call('HGET', KEYS[2], 'gen') or '0')
+local open_until = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+local since = tonumber(redis.call('HGET', KEYS[2], 'since') or '0')
 local elected, opened = 0, 0
 
-redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - live_ms)
-redis.call('PEXPIRE', KEYS[3], live_ms * 2)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - live_ms)
-if tonumber(ARGV[2]) == gen then
-  local calls = tonumber(ARGV[3])
+if tonumber(ARGV[3]) == gen then
+  local calls = tonumber(ARGV[4])
   if calls > 0 then
     local bucket = buckets .. sec
     redis.call('HINCRBY', bucket, 'calls', calls)
-    redis.call('HINCRBY', bucket, 'failures', tonumber(ARGV[4]))
+    redis.call('HINCRBY', bucket, 'failures', tonumber(ARGV[5]))
     redis.call('PEXPIRE', bucket, (window + 2) * 1000)
   end
-  if ARGV[5] == '1' then
+  if ARGV[6] == '1' then
     redis.call('ZADD', KEYS[4], now, id)
     redis.call('PEXPIRE', KEYS[4], live_ms * 2)
   else
@@ -108,29 +115,29 @@ local function enter(to, deadline)
   gen = gen + 1
   mode = to
   open_until = deadline
-  redis.call('HSET', KEYS[1], 'mode', to, 'gen', gen, 'until', string.format('%.0f', deadline))
-  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'mode', to, 'gen', gen, 'until', string.format('%.0f', deadline))
+  redis.call('DEL', KEYS[3])
   if to == 'closed' then
     since = sec
-    redis.call('HSET', KEYS[1], 'since', sec)
+    redis.call('HSET', KEYS[2], 'since', sec)
     redis.call('DEL', KEYS[4])
   end
 end
 
-local manual = ARGV[6]
+local manual = ARGV[7]
 if manual ~= '' and manual ~= mode then
   enter(manual, 0)
 end
 
-local probe = ARGV[7]
-if probe ~= '' and mode == 'open' and tonumber(ARGV[8]) == gen
-    and redis.call('GET', KEYS[2]) == id then
+local probe = ARGV[8]
+if probe ~= '' and mode == 'open' and tonumber(ARGV[9]) == gen
+    and redis.call('GET', KEYS[3]) == id then
   if probe == 'ok' then
     enter('closed', 0)
   elseif probe == 'fail' then
-    enter('open', now + tonumber(ARGV[9]))
+    enter('open', now + tonumber(ARGV[10]))
   else
-    redis.call('PEXPIRE', KEYS[2], prober_ttl)
+    redis.call('PEXPIRE', KEYS[3], prober_ttl)
   end
 end
 
@@ -143,28 +150,28 @@ for s = sec - window + 1, sec do
   end
 end
 local seeing = redis.call('ZCARD', KEYS[4])
-local live = redis.call('ZCARD', KEYS[3])
-if mode == 'closed' and calls >= tonumber(ARGV[13])
-    and failures * 10000 >= tonumber(ARGV[12]) * calls then
-  local needed = tonumber(ARGV[14])
+local live = redis.call('ZCARD', KEYS[1])
+if mode == 'closed' and calls >= tonumber(ARGV[14])
+    and failures * 10000 >= tonumber(ARGV[13]) * calls then
+  local needed = tonumber(ARGV[15])
   if needed == 0 then
-    needed = math.ceil(live * tonumber(ARGV[15]) / 1000000)
+    needed = math.ceil(live * tonumber(ARGV[16]) / 1000000)
   end
   if needed < 1 then
     needed = 1
   end
   if seeing >= needed then
-    enter('open', now + tonumber(ARGV[10]))
+    enter('open', now + tonumber(ARGV[11]))
     opened = 1
   end
 end
 
 local prober = 0
 if mode == 'open' and now >= open_until then
-  if redis.call('SET', KEYS[2], id, 'NX', 'PX', prober_ttl) then
+  if redis.call('SET', KEYS[3], id, 'NX', 'PX', prober_ttl) then
     elected = 1
   end
-  if redis.call('GET', KEYS[2]) == id then
+  if redis.call('GET', KEYS[3]) == id then
     prober = 1
   end
 end
@@ -173,7 +180,7 @@ return {mode, gen, open_until - now, prober, elected, opened, calls, failures, s
 
 /// The fleet breaker's sync script, hashed once.
 pub(crate) fn fleet_breaker() -> Script {
-    Script::new(FLEET_BREAKER)
+    Script::new(&format!("{SYNC}{FLEET_BREAKER}"))
 }
 
 /// The fleet budget's sync: one call per instance and period, which
@@ -181,11 +188,12 @@ pub(crate) fn fleet_breaker() -> Script {
 /// left of its last grant, and grants it a share of what the fleet may
 /// still retry.
 ///
-/// `KEYS[1]`: the live set. `ARGV`: the instance, its deposits and
+/// `KEYS[1]`: the live set. `ARGV`: the instance, how long an instance
+/// counts as live (ms), its deposits and
 /// withdrawals since its last sync, the unused part of its last grant and
 /// the second that grant was made in, the window (s), the ratio in
-/// millionths, the reserve (`min_per_second × window`), how long an
-/// instance counts as live (ms), the prefix of the bucket keys, and how
+/// millionths, the reserve (`min_per_second × window`), the prefix of the
+/// bucket keys, and how
 /// many of its withdrawals its local budget allowed (Redis being away):
 /// those count as granted too.
 ///
@@ -195,24 +203,16 @@ pub(crate) fn fleet_breaker() -> Script {
 /// counted as granted at once. Returns `{grant, second, deposits,
 /// withdrawals, granted, allowance, live}`.
 const FLEET_BUDGET: &str = r"
-local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
-local window = tonumber(ARGV[6])
-local live_ms = tonumber(ARGV[9])
+local window = tonumber(ARGV[7])
 local buckets = ARGV[10]
 local bucket = buckets .. sec
 local ttl = (window + 2) * 1000
-redis.call('ZADD', KEYS[1], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - live_ms)
-redis.call('PEXPIRE', KEYS[1], live_ms * 2)
-local deposits = tonumber(ARGV[2])
+local deposits = tonumber(ARGV[3])
 if deposits > 0 then
   redis.call('HINCRBY', bucket, 'd', deposits)
   redis.call('HINCRBY', bucket, 'd:' .. id, deposits)
 end
-local withdrawals = tonumber(ARGV[3])
+local withdrawals = tonumber(ARGV[4])
 if withdrawals > 0 then
   redis.call('HINCRBY', bucket, 'w', withdrawals)
 end
@@ -220,9 +220,9 @@ local alone = tonumber(ARGV[11])
 if alone > 0 then
   redis.call('HINCRBY', bucket, 'g', alone)
 end
-local unused = tonumber(ARGV[4])
-if unused > 0 and redis.call('EXISTS', buckets .. ARGV[5]) == 1 then
-  redis.call('HINCRBY', buckets .. ARGV[5], 'g', -unused)
+local unused = tonumber(ARGV[5])
+if unused > 0 and redis.call('EXISTS', buckets .. ARGV[6]) == 1 then
+  redis.call('HINCRBY', buckets .. ARGV[6], 'g', -unused)
 end
 local d, w, g, mine = 0, 0, 0, 0
 for s = sec - window + 1, sec do
@@ -233,7 +233,7 @@ for s = sec - window + 1, sec do
   mine = mine + tonumber(b[4] or '0')
 end
 local live = redis.call('ZCARD', KEYS[1])
-local allowance = math.floor(d * tonumber(ARGV[7]) / 1000000) + tonumber(ARGV[8]) - g
+local allowance = math.floor(d * tonumber(ARGV[8]) / 1000000) + tonumber(ARGV[9]) - g
 local grant = 0
 if allowance > 0 then
   grant = math.floor(allowance * (mine + 1) / (d + live))
@@ -247,5 +247,5 @@ return {grant, sec, d, w, g + grant, allowance, live}
 
 /// The fleet budget's sync script, hashed once.
 pub(crate) fn fleet_budget() -> Script {
-    Script::new(FLEET_BUDGET)
+    Script::new(&format!("{SYNC}{FLEET_BUDGET}"))
 }

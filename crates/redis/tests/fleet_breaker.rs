@@ -2,6 +2,8 @@
 //! each in a runtime on its own thread calling its breaker every 5 ms:
 //! the quorum, the one prober, manual states fleet-wide, and Redis gone.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -95,13 +97,8 @@ impl Instance {
                 stop.clone(),
             );
             move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let client = redis::Client::open(url).unwrap();
-                    let connection = FleetBreaker::connection(client).unwrap();
+                support::current_thread().block_on(async move {
+                    let connection = support::connection(&url);
                     let breaker = local_breaker(&name);
                     let fleet =
                         FleetBreaker::with_instance(breaker.clone(), config, connection, id)
@@ -393,14 +390,14 @@ fn redis_killed(server: &mut RedisServer) {
             "  {}: slowest call {slowest:?}, unsynced rounds {}, redis errors {}, timeouts {}, redis breaker {:?} ({} rejections)",
             snapshot.instance,
             snapshot.unsynced_rounds,
-            snapshot.redis_errors,
-            snapshot.redis_timeouts,
-            snapshot.redis_breaker,
-            snapshot.redis_breaker_rejections
+            snapshot.redis.errors,
+            snapshot.redis.timeouts,
+            snapshot.redis.breaker,
+            snapshot.redis.breaker_rejections
         );
         assert!(snapshot.unsynced_rounds >= 2, "{snapshot:?}");
         assert!(
-            snapshot.redis_errors + snapshot.redis_timeouts + snapshot.redis_breaker_rejections > 0
+            snapshot.redis.errors + snapshot.redis.timeouts + snapshot.redis.breaker_rejections > 0
         );
         assert!(
             slowest < Duration::from_millis(50),

@@ -2,6 +2,8 @@
 //! each in a runtime on its own thread, share one budget, and the retries
 //! of the whole fleet stay within the fleet's allowance.
 
+mod support;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -27,13 +29,8 @@ fn main() {
 /// One instance: every 5 ms a request (a deposit) that fails, and asks
 /// for a retry; far more retries than any budget allows.
 fn instance(url: String, id: &'static str, start: mpsc::Receiver<()>) -> FleetBudgetSnapshot {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let client = redis::Client::open(url).unwrap();
-        let connection = portcullis_redis::FleetBreaker::connection(client).unwrap();
+    support::current_thread().block_on(async move {
+        let connection = support::connection(&url);
         let config =
             FleetBudgetConfig::new(BudgetConfig::new(RATIO, MIN_PER_SECOND, TTL)).with_instances(3);
         let budget = FleetBudget::with_instance("orders", config, connection, id).unwrap();
