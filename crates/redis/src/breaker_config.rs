@@ -10,7 +10,7 @@ use portcullis_core::config::check_range;
 use portcullis_core::duration;
 use serde::{Deserialize, Serialize};
 
-use crate::client::check_duration;
+use crate::client::{check_duration, check_sync};
 use crate::config::default_breaker;
 
 /// How many of the live instances must see the failure rate over the
@@ -211,9 +211,6 @@ impl FleetBreakerConfig {
             1,
             u32::MAX,
         )?;
-        if self.key_prefix.is_empty() {
-            return Err(ConfigError::new("key_prefix", "must not be empty"));
-        }
         check_duration(
             "prober_ttl",
             self.prober_ttl,
@@ -221,16 +218,12 @@ impl FleetBreakerConfig {
             ms(600_000),
             " (two periods at least)",
         )?;
-        check_duration(
-            "timeout",
-            self.timeout,
-            ms(1),
+        check_sync(
+            &self.key_prefix,
             self.period,
-            " (a period at most)",
-        )?;
-        self.redis_breaker
-            .validate()
-            .map_err(|error| error.within("redis_breaker"))
+            self.timeout,
+            &self.redis_breaker,
+        )
     }
 }
 

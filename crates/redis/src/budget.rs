@@ -17,7 +17,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, SyncClient, SyncFigures, check_duration};
+use crate::client::{self, SyncClient, SyncFigures, check_duration, check_sync};
 use crate::config::default_breaker;
 use crate::metrics::bump;
 use crate::script;
@@ -234,19 +234,12 @@ impl FleetBudgetConfig {
         let ms = Duration::from_millis;
         check_duration("period", self.period, ms(10), ms(60_000), "")?;
         check_range("instances", self.instances, 1, 10_000)?;
-        if self.key_prefix.is_empty() {
-            return Err(ConfigError::new("key_prefix", "must not be empty"));
-        }
-        check_duration(
-            "timeout",
-            self.timeout,
-            ms(1),
+        check_sync(
+            &self.key_prefix,
             self.period,
-            " (a period at most)",
-        )?;
-        self.redis_breaker
-            .validate()
-            .map_err(|e| e.within("redis_breaker"))
+            self.timeout,
+            &self.redis_breaker,
+        )
     }
 }
 

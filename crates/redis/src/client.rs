@@ -253,3 +253,22 @@ pub(crate) fn check_duration(
     }
     Ok(())
 }
+
+/// Checks the fields every sync configuration has: the key prefix (not
+/// empty), the timeout (at most the period) and the breaker around the
+/// Redis client.
+pub(crate) fn check_sync(
+    key_prefix: &str,
+    period: Duration,
+    timeout: Duration,
+    redis_breaker: &BreakerConfig,
+) -> Result<(), ConfigError> {
+    if key_prefix.is_empty() {
+        return Err(ConfigError::new("key_prefix", "must not be empty"));
+    }
+    let why = " (a period at most)";
+    check_duration("timeout", timeout, Duration::from_millis(1), period, why)?;
+    redis_breaker
+        .validate()
+        .map_err(|error| error.within("redis_breaker"))
+}
