@@ -288,6 +288,17 @@
 //! - **Clocks**: every time in the protocol is Redis's (`TIME` in the
 //!   script); the instances' clocks only measure their own waits.
 //!
+//! ## Figures
+//!
+//! [`FleetBreaker::snapshot`] reads them (relaxed atomics, plain data,
+//! `serde`): the local state, the fleet as the last sync read it
+//! ([`FleetView`]: state, generation, calls, failures, instances seeing
+//! it, live instances, whether this one is the prober), the syncs and how
+//! they went ([`SyncFigures`]: sent, errors, timeouts, refused by the
+//! breaker around the client, its state), the rounds Redis did not answer,
+//! the fleet opens this instance decided, its elections, and the probe
+//! results, manual states and fleet states it published or applied.
+//!
 //! # The fleet retry budget
 //!
 //! A [`FleetBudget`] shares a [`portcullis_retry::BudgetConfig`] — `ratio`

@@ -28,7 +28,8 @@ const WITHIN: Duration = Duration::from_secs(2);
 fn main() {
     let mut server = RedisServer::start();
     let url = server.url();
-    let scenarios: [(&str, &dyn Fn()); 4] = [
+    let port = server.port();
+    let scenarios: [(&str, &dyn Fn()); 5] = [
         (
             "two_of_three_open_all_three_one_of_three_opens_none",
             &|| quorum(&url),
@@ -40,6 +41,9 @@ fn main() {
             "a_manual_state_reaches_every_instance_and_so_does_clearing_it",
             &|| manual_states(&url),
         ),
+        ("the_sync_task_stops_with_the_last_handle", &|| {
+            the_sync_task_stops_with_the_last_handle(&url, port)
+        }),
         ("redis_killed_each_instance_runs_alone", &|| {
             redis_killed(&mut RedisServer::start())
         }),
@@ -49,7 +53,7 @@ fn main() {
         scenario();
         println!("test {name} ... ok");
     }
-    println!("\n4 passed, 0 failed");
+    println!("\n5 passed, 0 failed");
     server.kill();
 }
 
@@ -422,4 +426,35 @@ fn redis_killed(server: &mut RedisServer) {
         .collect();
     println!("  redis back: unsynced rounds {before:?} -> {after:?}, all live again {resynced:?}");
     assert!(resynced.is_some());
+}
+
+fn the_sync_task_stops_with_the_last_handle(url: &str, port: u16) {
+    let last_sync =
+        || portcullis_testing::redis::send(port, "ZSCORE portcullis:cb:dropped:live solo");
+    support::current_thread().block_on(async {
+        let config = FleetBreakerConfig::builder()
+            .period(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let fleet = FleetBreaker::with_instance(
+            Breaker::new("dropped"),
+            config,
+            support::connection(url),
+            "solo",
+        )
+        .unwrap();
+        let clone = fleet.clone();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop(fleet);
+        let before = last_sync();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_ne!(last_sync(), before, "a clone keeps the task syncing");
+        assert!(clone.snapshot().redis.syncs >= 3);
+        drop(clone);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let after = last_sync();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        println!("  last sync {before:?} -> {after:?}, then none");
+        assert_eq!(last_sync(), after, "no sync after the last handle is gone");
+    });
 }
