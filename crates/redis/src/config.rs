@@ -230,7 +230,7 @@ impl FleetConfig {
 /// The breaker around the Redis client: opens when half of the last 20
 /// calls (at least 10) failed or timed out, or after 5 in a row; probes
 /// again after 250 ms, with 3 probes.
-fn default_breaker() -> BreakerConfig {
+pub(crate) fn default_breaker() -> BreakerConfig {
     BreakerConfig::builder()
         .count_window(20)
         .minimum_calls(10)

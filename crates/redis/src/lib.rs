@@ -1,5 +1,17 @@
-//! Fleet-wide rate limiting on Redis for `tower`: one limit for every
-//! replica of a service, not one per process.
+//! Fleet-wide resilience on Redis for `tower`: one rate limit, one circuit
+//! breaker and one retry budget for every replica of a service, not one
+//! per process.
+//!
+//! - [`FleetLimiter`]: a GCRA rate limit kept in Redis (below);
+//! - [`FleetBreaker`]: each instance's breaker, opened fleet-wide when the
+//!   fleet fails and a quorum of instances sees it, with one prober for the
+//!   fleet and manual states that apply everywhere
+//!   ([the fleet breaker](#the-fleet-breaker));
+//! - [`FleetBudget`]: a retry budget over the fleet's requests
+//!   ([the fleet retry budget](#the-fleet-retry-budget)).
+//!
+//! The breaker and the budget put no Redis call on the request path: a
+//! task per handle syncs with Redis once a period.
 //!
 //! Ten replicas behind a load balancer that each allow "100 per second"
 //! together allow 1,000. A [`FleetLimiter`] keeps the limit in Redis
@@ -148,8 +160,183 @@
 //! ([`ErrorKind`](portcullis_core::ErrorKind)), `429 Too Many Requests`
 //! with `Retry-After` over HTTP, ignored by an outer breaker, never
 //! retried.
+//!
+//! # The fleet breaker
+//!
+//! A [`FleetBreaker`] wraps an instance's own [`portcullis_breaker::Breaker`]:
+//! calls go through that breaker as they always did (in a
+//! `CircuitBreakerLayer`, in a registry), it trips on its own window, and
+//! nothing on the request path waits on Redis. What the fleet adds comes from
+//! a task per fleet breaker, spawned on the tokio runtime and stopped when
+//! the last handle is dropped, which makes one script call (`EVALSHA`, one
+//! round trip) per period (1 s by default), and one more at once when the
+//! local breaker changes state (a trip, a probe's result, a manual change).
+//!
+//! ```
+//! use std::time::Duration;
+//! use portcullis_redis::{FleetBreakerConfig, Quorum};
+//!
+//! let config = FleetBreakerConfig::builder()
+//!     .period(Duration::from_secs(1))
+//!     .window(Duration::from_secs(10))
+//!     .failure_rate_threshold(50.0)
+//!     .minimum_calls(20)
+//!     .quorum(Quorum::Fraction(0.5))
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(config.prober_ttl(), Duration::from_secs(5));
+//! ```
+//!
+//! ```no_run
+//! # use portcullis_breaker::{Breaker, CircuitBreakerLayer};
+//! # use portcullis_redis::{FleetBreaker, FleetBreakerConfig};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+//! let connection = FleetBreaker::connection(client).unwrap();
+//! let breaker = Breaker::new("payments");
+//! let fleet = FleetBreaker::new(breaker.clone(), FleetBreakerConfig::default(), connection).unwrap();
+//! let layer = CircuitBreakerLayer::new(breaker); // the same breaker, fleet-aware
+//! # let _ = (fleet, layer);
+//! # }
+//! ```
+//!
+//! ## Keys
+//!
+//! Under `{prefix}{name}:` (prefix `portcullis:cb:` by default, `name` the
+//! local breaker's):
+//!
+//! | key | holds | TTL |
+//! |-----|-------|-----|
+//! | `b:{second}` | a hash of the fleet's `calls` and `failures` recorded in that second of Redis's clock | window + 2 s |
+//! | `live` | a sorted set: instance → when it last synced (ms) | 6 periods, refreshed by every sync; members older than 3 periods are dropped |
+//! | `sees` | a sorted set: instance → when it last saw the rate over the threshold | the same |
+//! | `state` | a hash: `mode` (`closed`, `open`, `forced_open`, `disabled`, `metrics_only`), `gen` (one more at every fleet transition), `until` (ms, while open), `since` (the second of the last close) | none: a manual state outlives the instances (`DEL` it to forget) |
+//! | `prober` | the elected prober's instance id | the prober TTL (5 s by default) |
+//!
+//! ## A sync
+//!
+//! Each instance sends: its id; the generation it last applied; the calls
+//! and failures its breaker recorded since its last sync (from
+//! [`Breaker::counters`](portcullis_breaker::Breaker::counters)); whether it
+//! *sees* the failure rate over the threshold — over its own calls of the
+//! last window, at least `instance_minimum_calls` of them; a manual state to
+//! publish, if any; the prober's result, if it is the prober; and its
+//! breaker's `wait_in_open`. The script, on Redis's clock:
+//!
+//! 1. marks the instance live, and adds its counts to the current second's
+//!    bucket and its "sees" to the set — only if it knew the current
+//!    generation (counts of an earlier state count nowhere);
+//! 2. publishes a manual state (last writer wins), or the prober's result
+//!    if it still holds the `prober` key for the current generation: a
+//!    success closes the fleet (`since` = now, `sees` and `prober` deleted),
+//!    a failure opens it again for the wait the prober's breaker chose (so
+//!    the breaker's growing wait holds fleet-wide);
+//! 3. if the fleet is closed, sums the buckets of the window after `since`:
+//!    it **opens** the fleet for the instance's `wait_in_open` when the
+//!    fleet's calls are at least `minimum_calls`, its failure rate is at or
+//!    above the threshold, **and** at least the quorum of instances sees it
+//!    (`Quorum::Instances(n)`, or `ceil(fraction × live)`, at least 1);
+//! 4. if the fleet is open and its time is over, **elects** a prober:
+//!    `SET prober {id} NX PX {prober TTL}` — one instance wins;
+//! 5. answers the state, its generation, the time left open, whether this
+//!    instance is the prober, and the fleet's figures ([`FleetView`]).
+//!
+//! The instance then brings its breaker to the fleet's state:
+//!
+//! - **open**, not the prober: opened (`open_for`) until three periods
+//!   past the fleet's open time, extended whenever less than two are left,
+//!   and so held open while another instance probes: it never probes on
+//!   its own, even when a sync comes late;
+//! - **open**, the prober: made half-open; its breaker admits its
+//!   `permitted_calls_in_half_open` probes and decides as always, and the
+//!   result goes out at once (the transition wakes the task);
+//! - **a new closed generation** (a probe succeeded, a manual state was
+//!   cleared): closed; otherwise, while the fleet is closed, each breaker
+//!   decides alone, as without a fleet;
+//! - **a manual state**: applied (`force_open`, `disable`, `metrics_only`).
+//!
+//! ## Manual states
+//!
+//! A manual state set on one instance's breaker — as the registry's `POST
+//! /breakers/{name}/state` does — goes to Redis at that instance's next sync
+//! (at once: the transition wakes its task), and every other instance applies
+//! it at its next sync: within a period. Clearing it (`close` or `reset`) on
+//! any instance spreads the same way. There is no echo: an instance publishes
+//! only a difference between its breaker and the fleet state it last applied,
+//! and what it applies is that state; and a sync whose local state changed
+//! during its round trip applies nothing (the next one publishes the change).
+//! `open_for` and `half_open` by hand stay local. An instance that joins
+//! with its breaker in a manual state publishes it.
+//!
+//! ## Failure cases
+//!
+//! - **Redis away** (error, timeout, or the breaker around the client open):
+//!   the round is counted ([`FleetBreakerSnapshot::unsynced_rounds`]) and
+//!   the local breaker decides alone, as without a fleet — held open, it
+//!   half-opens when its own wait is over and probes by itself. Calls never
+//!   wait on Redis: Redis is not on their path.
+//! - **The prober dies** (or its probe never comes): it holds the `prober`
+//!   key only while a probe is in flight (refreshed by its syncs), so the key
+//!   expires within the prober TTL and another instance is elected. An
+//!   instance that lost the role is held open again.
+//! - **Before the fleet opens**, an instance that tripped on its own follows
+//!   its own breaker; it learns of a fleet open within a period. Give the
+//!   breakers a `wait_in_open` well above the period, or such an instance may
+//!   half-open on its own before it learns.
+//! - **Instances that stop syncing** leave `live` and `sees` after three
+//!   periods, and the quorum is taken over those left.
+//! - **Clocks**: every time in the protocol is Redis's (`TIME` in the
+//!   script); the instances' clocks only measure their own waits.
+//!
+//! ## Figures
+//!
+//! [`FleetBreaker::snapshot`] reads them (relaxed atomics, plain data,
+//! `serde`): the local state, the fleet as the last sync read it
+//! ([`FleetView`]: state, generation, calls, failures, instances seeing
+//! it, live instances, whether this one is the prober), the syncs and how
+//! they went ([`SyncFigures`]: sent, errors, timeouts, refused by the
+//! breaker around the client, its state), the rounds Redis did not answer,
+//! the fleet opens this instance decided, its elections, and the probe
+//! results, manual states and fleet states it published or applied.
+//!
+//! # The fleet retry budget
+//!
+//! A [`FleetBudget`] shares a [`portcullis_retry::BudgetConfig`] — `ratio`
+//! of the requests plus `min_per_second`, over `ttl` — between the instances.
+//! [`FleetBudget::deposit`] is one `fetch_add`, [`FleetBudget::try_withdraw`]
+//! one clock read and one compare-and-swap; no call waits on Redis. Once a
+//! period, each instance's task sends its deposits and withdrawals into the
+//! second's bucket (`{prefix}{name}:b:{second}`, prefix `portcullis:rb:`,
+//! TTL window + 2 s; the window is `ttl` in whole seconds), gives back what
+//! is left of its last grant, and is granted a share of what the fleet may
+//! still retry:
+//!
+//! > allowance = floor(ratio × fleet deposits) + min_per_second × window −
+//! > retries granted, over the window;
+//! > this instance's grant = floor(allowance × (its deposits + 1) /
+//! > (fleet deposits + live instances)).
+//!
+//! A grant counts as granted at once, so the instances' grants together
+//! never exceed the allowance, and every retry spends a grant: the fleet's
+//! retries over a window stay within `ratio × its requests + min_per_second
+//! × window`, as one budget's would. A sync's counts are taken before it
+//! is sent and not put back if Redis does not answer (the script may have
+//! run): the fleet may under-count, never count twice. While the sync is in
+//! flight the grant is empty; when Redis has not answered for two periods,
+//! the instance decides with a local [`portcullis_retry::RetryBudget`] of the
+//! same ratio and `min_per_second / instances`, and what it allows then
+//! counts as granted once Redis is back.
+//!
+//! `portcullis_retry`'s layer takes a `RetryBudget`, a concrete type, so a
+//! `FleetBudget` does not plug into `RetryLayer` itself: call
+//! [`FleetBudget::deposit`] per request and [`FleetBudget::try_withdraw`]
+//! before each retry (in a `tower::retry::Policy`, or around the calls).
 
+mod breaker_config;
+mod budget;
+mod client;
 mod config;
+mod fleet_breaker;
 pub mod future;
 mod layer;
 mod limiter;
@@ -158,7 +345,11 @@ mod script;
 mod service;
 mod state;
 
+pub use breaker_config::{FleetBreakerConfig, FleetBreakerConfigBuilder, Quorum};
+pub use budget::{BudgetView, FleetBudget, FleetBudgetConfig, FleetBudgetSnapshot};
+pub use client::SyncFigures;
 pub use config::{FailPolicy, FleetConfig, FleetConfigBuilder, TimeSource};
+pub use fleet_breaker::{FleetBreaker, FleetBreakerSnapshot, FleetState, FleetView};
 pub use layer::FleetRateLimitLayer;
 pub use limiter::FleetLimiter;
 pub use metrics::FleetSnapshot;

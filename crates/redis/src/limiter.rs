@@ -13,9 +13,10 @@ use portcullis_core::clock::Clock;
 use portcullis_core::{ConfigError, RateLimited};
 use portcullis_ratelimit::{KeyedRateLimiter, RateLimiter};
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::time::{Instant, timeout_at};
 
+use crate::client;
 use crate::config::{FailPolicy, FleetConfig, TimeSource};
 use crate::metrics::{Counters, FleetSnapshot, bump};
 use crate::script;
@@ -150,12 +151,7 @@ impl FleetLimiter {
     /// Build your own [`ConnectionManager`] for other settings; the
     /// limiter's own timeout bounds every call either way.
     pub fn connection(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100))
-            .set_number_of_retries(2)
-            .set_connection_timeout(Some(Duration::from_millis(250)));
-        ConnectionManager::new_lazy_with_config(client, config)
+        client::connection(client)
     }
 
     /// The limiter's name.
@@ -368,42 +364,27 @@ impl Shared {
     /// One script call through the breaker, within the deadline: the
     /// tokens granted and the wait (µs) until the next conforms.
     async fn call(&self, state: &KeyState, ask: u32, deadline: Instant) -> Option<(u32, u64)> {
-        let Ok(permit) = self.breaker.try_acquire() else {
-            bump(&self.counters.breaker_rejections);
-            return None;
-        };
-        bump(&self.counters.redis_calls);
         let now_us = match self.config.time() {
             TimeSource::Redis => 0,
             TimeSource::Caller => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_micros() as u64),
         };
-        let mut redis = self.redis.clone();
         let mut invocation = self.script.key(&state.redis_key);
         invocation
             .arg(ask)
             .arg(self.interval_us)
             .arg(self.tolerance_us)
             .arg(now_us);
-        match timeout_at(deadline, invocation.invoke_async::<(u32, u64)>(&mut redis)).await {
-            Ok(Ok(reply)) => {
-                permit.success();
-                Some(reply)
-            }
-            Ok(Err(error)) => {
-                permit.failure();
-                bump(&self.counters.redis_errors);
-                tracing::debug!(limiter = %self.name, %error, "fleet limit: redis error");
-                None
-            }
-            Err(_) => {
-                permit.failure();
-                bump(&self.counters.redis_timeouts);
-                tracing::debug!(limiter = %self.name, "fleet limit: redis timed out");
-                None
-            }
-        }
+        client::invoke(
+            &self.redis,
+            &self.breaker,
+            &invocation,
+            deadline,
+            &self.counters.redis,
+            &self.name,
+        )
+        .await
     }
 
     /// A call's share of a round's answer: one of its tokens, else the

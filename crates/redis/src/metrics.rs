@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_breaker::State;
 
+use crate::client::RedisCounters;
+
 /// A fleet limiter's counters at one moment, as plain data. Every count
 /// runs from the limiter's creation and never goes back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +53,7 @@ pub(crate) struct Counters {
     pub(crate) cache_rejections: AtomicU64,
     pub(crate) lease_admissions: AtomicU64,
     pub(crate) coalesced: AtomicU64,
-    pub(crate) redis_calls: AtomicU64,
-    pub(crate) redis_errors: AtomicU64,
-    pub(crate) redis_timeouts: AtomicU64,
-    pub(crate) breaker_rejections: AtomicU64,
+    pub(crate) redis: RedisCounters,
     pub(crate) decided_locally: AtomicU64,
     pub(crate) shadow_rejections: AtomicU64,
 }
@@ -76,10 +75,10 @@ impl Counters {
             cache_rejections: read(&self.cache_rejections),
             lease_admissions: read(&self.lease_admissions),
             coalesced: read(&self.coalesced),
-            redis_calls: read(&self.redis_calls),
-            redis_errors: read(&self.redis_errors),
-            redis_timeouts: read(&self.redis_timeouts),
-            breaker_rejections: read(&self.breaker_rejections),
+            redis_calls: read(&self.redis.calls),
+            redis_errors: read(&self.redis.errors),
+            redis_timeouts: read(&self.redis.timeouts),
+            breaker_rejections: read(&self.redis.breaker_rejections),
             decided_locally: read(&self.decided_locally),
             shadow_rejections: read(&self.shadow_rejections),
             breaker,

@@ -1,5 +1,6 @@
-//! What the fleet tests share: limiters on the test's Redis, and offered
-//! load with every call's verdict and latency recorded.
+//! What the fleet tests share: runtimes and connections, limiters on the
+//! test's Redis, and offered load with every call's verdict and latency
+//! recorded.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its part
 
@@ -20,10 +21,27 @@ pub struct Call {
 /// A limiter named `name` on the Redis at `url`, with its own connection.
 /// Must be called inside a runtime.
 pub fn limiter(url: &str, name: &str, config: FleetConfigBuilder) -> FleetLimiter {
+    FleetLimiter::new(
+        name,
+        config.build().expect("a valid config"),
+        connection(url),
+    )
+    .expect("a valid limiter")
+}
+
+/// A single-threaded runtime, as one instance of a fleet runs on.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A connection of the fleet types to the Redis at `url`. Must be called
+/// inside a runtime.
+pub fn connection(url: &str) -> redis::aio::ConnectionManager {
     let client = redis::Client::open(url).expect("a valid URL");
-    let connection = FleetLimiter::connection(client).expect("a lazy connection");
-    FleetLimiter::new(name, config.build().expect("a valid config"), connection)
-        .expect("a valid limiter")
+    FleetLimiter::connection(client).expect("a lazy connection")
 }
 
 /// `rate` calls per second, `burst` at once.
