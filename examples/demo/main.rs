@@ -2,7 +2,7 @@
 //! without it.
 //!
 //! Run it with `cargo run --release --example demo`; it needs nothing
-//! installed and finishes by itself in about 30 seconds. Everything runs in
+//! installed and finishes by itself in about 25 seconds. Everything runs in
 //! this process, on loopback:
 //!
 //! - **the upstream**, an axum service behind a `ChaosLayer`, plays a seeded
