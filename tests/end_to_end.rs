@@ -23,7 +23,7 @@ use portcullis::breaker::{BreakerEvent, State};
 use portcullis_testing as client;
 use tokio::time::{Instant, sleep};
 
-use crate::gateway::{Gateway, READ_BUDGET};
+use crate::gateway::{Gateway, HEDGE_BUDGET, READ_BUDGET};
 use crate::load::{Lane, Outcome, Plan, drive};
 use crate::upstream::{Phase, Timeline, Upstream};
 
@@ -232,17 +232,33 @@ async fn retries_never_exceed_the_budget() {
         "{:?}",
         tally.counts
     );
-    let retries = upstream.calls_from("portcullis") - plan.requests;
-    assert_eq!(retries, resilience.read_retry.metrics().retries);
-    // Within any window of the budget's TTL (less one of its ten buckets),
-    // retries are at most the reserve plus `ratio` of the requests: the
+    // Every attempt past the first is a retry or a hedge.
+    let retries = resilience.read_retry.metrics().retries;
+    let hedges = resilience.read_hedge.metrics().hedges;
+    assert_eq!(
+        upstream.calls_from("portcullis") - plan.requests,
+        retries + hedges
+    );
+    // Within any window of a budget's TTL (less one of its ten buckets),
+    // its spending is at most the reserve plus `ratio` of its deposits: the
     // reserve counts once per window the run spans.
     let window = READ_BUDGET.ttl().mul_f64(0.9);
     let windows = (elapsed.as_secs_f64() / window.as_secs_f64())
         .ceil()
         .max(1.0);
-    let reserve = f64::from(READ_BUDGET.min_per_second()) * READ_BUDGET.ttl().as_secs_f64();
-    let allowed = (READ_BUDGET.ratio() * plan.requests as f64 + reserve * windows).floor() as u64;
+    let allowance = |budget: portcullis::retry::BudgetConfig, deposits: u64| {
+        let reserve = f64::from(budget.min_per_second()) * budget.ttl().as_secs_f64();
+        (budget.ratio() * deposits as f64 + reserve * windows).floor() as u64
+    };
+    let allowed = allowance(READ_BUDGET, plan.requests);
+    // The hedge sits inside the retry: each attempt the retry sends is a
+    // deposit in the hedge's budget.
+    let hedges_allowed = allowance(HEDGE_BUDGET, plan.requests + retries);
+    assert!(
+        hedges <= hedges_allowed,
+        "{hedges} hedges for {} attempts; the hedge budget allows {hedges_allowed}",
+        plan.requests + retries
+    );
     assert!(
         retries <= allowed,
         "{retries} retries for {} requests; the budget allows {allowed}",
