@@ -48,8 +48,9 @@ pub(crate) const READ_BUDGET: BudgetConfig = BudgetConfig::new(0.2, 5, Duration:
 /// How long a read attempt may take before a second one is sent beside it.
 pub(crate) const HEDGE_DELAY: Duration = Duration::from_millis(25);
 /// The hedge's own budget: 10 % of the attempts, plus 5 hedges a second,
-/// over 10 s. (Its own, not the retry's: a retry and a hedge stacked on one
-/// windowed budget would both count each request's deposit.)
+/// over 10 s. (Its own, so that hedges in the slow tail and retries in the
+/// error burst each keep their cap; `HedgeLayer::with_retry_budget` would
+/// share the retry's instead.)
 pub(crate) const HEDGE_BUDGET: BudgetConfig = BudgetConfig::new(0.1, 5, Duration::from_secs(10));
 
 /// Sends each request on to the upstream, marked with the gateway's name,

@@ -135,11 +135,12 @@ where
                     record_latency(shared, *this.started);
                     match judge(this.policy, shared, result.map_err(Into::into)) {
                         Judged::Good(result) => {
+                            answered(shared, this.failure);
                             cancel_losers(shared, this.first.as_mut(), this.hedges, *this.started);
                             return Poll::Ready(result);
                         }
                         Judged::Failed { result, non_fatal } => {
-                            *this.failure = Some(result);
+                            hold(shared, this.failure, result);
                             fire |= non_fatal;
                             *this.hedging &= non_fatal;
                         }
@@ -158,11 +159,12 @@ where
                 match judge(this.policy, shared, result.map_err(Into::into)) {
                     Judged::Good(result) => {
                         Counters::add(&shared.counters.hedges_won, 1);
+                        answered(shared, this.failure);
                         cancel_losers(shared, this.first.as_mut(), this.hedges, *this.started);
                         return Poll::Ready(result);
                     }
                     Judged::Failed { result, non_fatal } => {
-                        *this.failure = Some(result);
+                        hold(shared, this.failure, result);
                         fire |= non_fatal;
                         *this.hedging &= non_fatal;
                     }
@@ -204,7 +206,10 @@ where
                     Poll::Pending => *this.next = Some(request),
                     Poll::Ready(Err(error)) => {
                         *this.hedging = false;
-                        *this.failure = Some(Err(error.into()));
+                        // Not an attempt's outcome: nothing to record for it.
+                        if this.failure.replace(Err(error.into())).is_some() {
+                            superseded(shared);
+                        }
                     }
                     Poll::Ready(Ok(())) => {
                         let now = Instant::now();
@@ -256,7 +261,10 @@ where
     F: RetryPredicate<T>,
 {
     let outcome = policy.get_classifier().classify(result.as_ref());
-    if let Some(budget) = &shared.budget {
+    // With a retry around the hedge on its budget, the answer returned is
+    // the retry's to record: a good one is never recorded here, a failure
+    // only once another takes its place (see `hold`).
+    if let Some(budget) = shared.budget.as_ref().filter(|_| !shared.retry_outside) {
         budget.record(outcome);
     }
     if outcome != Outcome::Failure {
@@ -264,6 +272,36 @@ where
     }
     let non_fatal = policy.get_predicate().is_retryable(result.as_ref());
     Judged::Failed { result, non_fatal }
+}
+
+/// Keeps `result`, the latest failure, as the one to return if every
+/// attempt fails; the failure it replaces is a loser's.
+#[inline]
+fn hold<T>(
+    shared: &Shared,
+    failure: &mut Option<Result<T, BoxError>>,
+    result: Result<T, BoxError>,
+) {
+    if failure.replace(result).is_some() {
+        superseded(shared);
+    }
+}
+
+/// A failure that will not be returned: with a retry around the hedge on
+/// its budget, recorded now (the retry never sees it).
+#[inline]
+fn superseded(shared: &Shared) {
+    if let Some(budget) = shared.budget.as_ref().filter(|_| shared.retry_outside) {
+        budget.record(Outcome::Failure);
+    }
+}
+
+/// A good answer is returned: a failure held until now was a loser's.
+#[inline]
+fn answered<T>(shared: &Shared, failure: &mut Option<Result<T, BoxError>>) {
+    if failure.take().is_some() {
+        superseded(shared);
+    }
 }
 
 /// Counts the latency of an attempt that answered (percentile delay only).

@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub(crate) config: HedgeConfig,
     pub(crate) delay: Delay,
     pub(crate) budget: Option<RetryBudget>,
+    /// The budget is also a retry layer's, around this one: the retry
+    /// deposits for each request and records the answer it gets.
+    pub(crate) retry_outside: bool,
     pub(crate) counters: Counters,
 }
 
@@ -100,6 +103,7 @@ impl<P> HedgeLayer<P> {
                 name,
                 config,
                 budget,
+                retry_outside: false,
                 counters: Counters::default(),
             }),
             policy,
@@ -128,6 +132,37 @@ impl<P> HedgeLayer<P> {
             Some(budget),
             self.policy,
         )
+    }
+
+    /// Draw hedges from `budget`, the budget of a retry layer around this
+    /// hedge, so that retries and hedges share one cap without counting a
+    /// request twice: the retry deposits for each request and records the
+    /// outcome of the answer the hedge returns; the hedge withdraws for
+    /// each hedge and records the outcomes of the attempts it does not
+    /// return (the losers that failed). Call it before making services, as
+    /// [`with_budget`](Self::with_budget).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_hedge::{HedgeLayer, RetryBudget};
+    /// use portcullis_retry::{RetryConfig, RetryLayer};
+    /// use tower::{ServiceBuilder, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let budget = RetryBudget::new(0.1, 5, Duration::from_secs(10)).unwrap();
+    /// let service = ServiceBuilder::new()
+    ///     .layer(RetryLayer::from_config("search", RetryConfig::default()).unwrap().with_budget(budget.clone()))
+    ///     .layer(HedgeLayer::new("search").with_retry_budget(budget))
+    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// # let _ = service;
+    /// # }
+    /// ```
+    pub fn with_retry_budget(self, budget: RetryBudget) -> Self {
+        let mut layer = self.with_budget(budget);
+        Arc::get_mut(&mut layer.shared)
+            .expect("a layer just made holds its state alone")
+            .retry_outside = true;
+        layer
     }
 
     /// The layer's name.

@@ -72,11 +72,14 @@
 //!   ([`HedgeLayer::with_budget`]) to cap retries and hedges together. A
 //!   throttling budget (gRPC `retryThrottling`,
 //!   [`RetryBudget::throttling`]) is told every attempt's outcome.
-//!   Stacked one inside the other on one budget, both layers deposit for
-//!   each request that reaches the hedge, and a throttling budget hears
-//!   the hedge's answer twice (from the hedge and from the retry around
-//!   it): the budget then allows up to twice its ratio, and a failure
-//!   costs two tokens. Give each layer its own budget where that matters.
+//!   With a retry around the hedge on one budget, give the hedge the
+//!   retry's budget with [`HedgeLayer::with_retry_budget`]: the retry then
+//!   deposits once per request and records the answer the hedge returns,
+//!   and the hedge records only the failures of the attempts it does not
+//!   return, so each attempt counts once. (Given the same budget with
+//!   [`with_budget`](HedgeLayer::with_budget) instead, both layers deposit
+//!   for each request and a throttling budget hears the returned answer
+//!   twice.)
 //! - **Requests.** A request is sent again by the policy's [`Replay`]:
 //!   `Clone` requests are cloned ([`CloneReplay`](portcullis_retry::CloneReplay));
 //!   `http::Request<B>`s with any body ([`HedgeLayer::http`], feature

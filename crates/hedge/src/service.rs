@@ -107,7 +107,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &*self.shared;
         Counters::add(&shared.counters.calls, 1);
-        if let Some(budget) = &shared.budget {
+        if let Some(budget) = shared.budget.as_ref().filter(|_| !shared.retry_outside) {
             budget.deposit();
         }
         let replay = self.policy.get_replay();

@@ -219,6 +219,56 @@ async fn a_throttling_budget_shared_with_a_retry_stops_both() {
     );
 }
 
+/// With the retry's budget given by `with_retry_budget`, each attempt
+/// counts once: the same call as above leaves 2 tokens, not 1.
+#[tokio::test(start_paused = true)]
+async fn a_budget_shared_through_with_retry_budget_counts_each_attempt_once() {
+    let upstream = Upstream::default();
+    let budget = RetryBudget::throttling("shared", ThrottleConfig::new(4, 1.0)).unwrap();
+    let hedge = HedgeLayer::from_config("t", fixed(10, 1))
+        .unwrap()
+        .with_retry_budget(budget.clone());
+    let retry =
+        RetryLayer::from_config("t", RetryConfig::builder().max_attempts(3).build().unwrap())
+            .unwrap()
+            .with_budget(budget.clone());
+    let mut service =
+        retry.layer(hedge.layer(upstream.service(Instant::now(), |_| (0, Err("down")))));
+    let (result, _) = call(&mut service).await;
+    assert_eq!(result.unwrap_err(), "down");
+    // The first attempt's failure is a loser's (the hedge records it: 3
+    // left); the hedge's failure is returned and the retry records it (2
+    // left, at half): no retry.
+    assert_eq!(upstream.sent().len(), 2);
+    assert_eq!(budget.available(), 2);
+    assert_eq!(retry.metrics().retries, 0);
+
+    // A windowed budget: one deposit per request, however many hedges.
+    let upstream = Upstream::default();
+    let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+    let hedge = HedgeLayer::from_config("t", fixed(10, 1))
+        .unwrap()
+        .with_retry_budget(budget.clone());
+    let retry = RetryLayer::from_config("t", RetryConfig::default())
+        .unwrap()
+        .with_budget(budget.clone());
+    // The first attempt takes 30 ms, its hedge after 10 ms answers in 5.
+    let mut service = retry.layer(hedge.layer(upstream.service(Instant::now(), |n| {
+        if n % 2 == 0 {
+            (30, Ok("first"))
+        } else {
+            (5, Ok("hedge"))
+        }
+    })));
+    for _ in 0..3 {
+        assert_eq!(call(&mut service).await.0.unwrap(), "hedge");
+    }
+    let snapshot = budget.snapshot();
+    assert_eq!(snapshot.deposits, 3, "one per request");
+    assert_eq!(snapshot.withdrawals, 3, "one per hedge");
+    assert_eq!(budget.available(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_non_fatal_failure_sends_the_next_hedge_at_once() {
     let upstream = Upstream::default();
