@@ -7,6 +7,9 @@
 //!   tower-resilience; the bare service for the floor.
 //! - `threads/rate_limit_<n>`: one limiter admitting every call (10⁹ a
 //!   second): Portcullis's handle and `governor`'s direct limiter.
+//! - `threads/outlier_<n>`: outlier ejection over three healthy endpoints,
+//!   one detector shared by every thread's clone of the service (tower's
+//!   p2c balancer is not `Clone`, so it has no row here).
 //! - `threads/stack_<n>`: the full stack of `benches/stack.rs` (rate limit,
 //!   timeout, retry, breaker, bulkhead), one instance cloned per thread:
 //!   Portcullis and tower-resilience.
@@ -34,6 +37,8 @@ use criterion::{
 use governor::{Quota, RateLimiter as Governor};
 use portcullis_benches::{breaker, call, count_config, inner, runtime};
 use portcullis_breaker::CircuitBreakerLayer;
+use portcullis_core::BoxError;
+use portcullis_outlier::{Detector, Endpoint, OutlierConfig, OutlierLayer};
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
@@ -157,6 +162,19 @@ fn rate_limit_threads(c: &mut Criterion) {
     group.finish();
 }
 
+fn outlier_threads(c: &mut Criterion) {
+    let runtime = runtime();
+    let handle = runtime.handle().clone();
+    let _entered = handle.enter();
+    let mut group = c.benchmark_group("threads/outlier");
+    let detector = Detector::new("bench", ["a", "b", "c"], OutlierConfig::default())
+        .expect("a valid configuration");
+    let route = |_: &mut u64, _: &Endpoint| -> Result<(), BoxError> { Ok(()) };
+    let portcullis = OutlierLayer::new(detector, route).layer(inner());
+    services(&mut group, &handle, "portcullis", portcullis);
+    group.finish();
+}
+
 fn stack_threads(c: &mut Criterion) {
     let runtime = runtime();
     let handle = runtime.handle().clone();
@@ -177,6 +195,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = breaker_threads, rate_limit_threads, stack_threads
+    targets = breaker_threads, rate_limit_threads, outlier_threads, stack_threads
 }
 criterion_main!(benches);

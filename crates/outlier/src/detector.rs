@@ -95,13 +95,14 @@ struct Slot {
     ejected_until: AtomicU64,
     /// This interval's calls (low 32 bits) and successes (high 32 bits).
     counts: AtomicU64,
+    /// The calls of the intervals before this one, added at each sweep.
+    earlier: AtomicU64,
 }
 
 const SUCCESS: u64 = 1 << 32;
 
 #[derive(Debug, Default)]
 struct Counters {
-    calls: AtomicU64,
     consecutive_ejections: AtomicU64,
     success_rate_ejections: AtomicU64,
     refused: AtomicU64,
@@ -120,7 +121,8 @@ pub struct DetectorSnapshot {
     pub ejected: u32,
     /// The most that may be ejected at once.
     pub max_ejected: u32,
-    /// Calls routed.
+    /// Calls whose outcome was recorded (successes and failures; not the
+    /// ignored ones, nor those still in flight).
     pub calls: u64,
     /// Ejections after failures in a row.
     pub consecutive_ejections: u64,
@@ -265,7 +267,6 @@ impl Detector {
     /// [`all_ejected`](DetectorSnapshot::all_ejected)).
     pub fn pick(&self) -> &Endpoint {
         let inner = &*self.inner;
-        inner.counters.calls.fetch_add(1, Ordering::Relaxed);
         let n = inner.slots.len();
         let mut now = None;
         let mut first = None;
@@ -361,7 +362,14 @@ impl Detector {
             name: inner.name.to_string(),
             ejected: endpoints.iter().filter(|e| e.ejected).count() as u32,
             max_ejected: inner.max_ejected,
-            calls: read(&counters.calls),
+            calls: inner
+                .slots
+                .iter()
+                .map(|slot| {
+                    let counts = slot.counts.load(Ordering::Relaxed);
+                    slot.earlier.load(Ordering::Relaxed) + (counts & 0xFFFF_FFFF)
+                })
+                .sum(),
             consecutive_ejections: read(&counters.consecutive_ejections),
             success_rate_ejections: read(&counters.success_rate_ejections),
             refused: read(&counters.refused),
@@ -471,6 +479,8 @@ impl Inner {
         let mut rates = Vec::new();
         for (index, slot) in self.slots.iter().enumerate() {
             let counts = slot.counts.swap(0, Ordering::Relaxed);
+            slot.earlier
+                .fetch_add(counts & 0xFFFF_FFFF, Ordering::Relaxed);
             let in_rotation = slot.ejected_until.load(Ordering::Acquire) == 0;
             if in_rotation {
                 let multiplier = slot.ejections.load(Ordering::Relaxed);
@@ -735,8 +745,10 @@ mod tests {
         assert!(snapshot.endpoints[4].ejected, "{snapshot:?}");
         assert_eq!(snapshot.success_rate_ejections, 1);
         assert_eq!(snapshot.ejected, 1);
-        // The counts start again after a sweep.
+        // The interval's counts start again after a sweep; the total keeps
+        // them (500 + 1, and the call that ran the sweep, counted before it).
         assert_eq!(snapshot.endpoints[0].calls, 0);
+        assert_eq!(snapshot.calls, 502);
     }
 
     #[tokio::test(start_paused = true)]

@@ -59,8 +59,8 @@
 //!
 //! # Cost
 //!
-//! A call is two atomic additions (the rotation and the endpoint's count)
-//! and a clock read, with no lock and no allocation (an allocation-counting
+//! A call is two atomic additions (the rotation, shared by the endpoints,
+//! and the endpoint's own count) and a clock read, with no lock and no allocation (an allocation-counting
 //! test checks the HTTP path). Each endpoint's figures are on a cache line
 //! of their own. Ejections, readmissions and the once-an-interval sweep
 //! scan the endpoints; the sweep allocates one small vector.
