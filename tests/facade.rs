@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use portcullis::core::{BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited};
+use portcullis::core::{BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited};
 use portcullis::http::{ErrorMapping, ErrorMappingLayer, error_response};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::{assert_request_eq, mock};
@@ -90,6 +90,17 @@ async fn a_full_bulkhead_is_a_503() {
     assert_eq!(
         header(&response, "x-portcullis-error"),
         Some("bulkhead-full")
+    );
+}
+
+#[tokio::test]
+async fn a_shed_call_is_a_503_with_retry_after() {
+    let response = mapped(LimitExceeded::new("api", Some(Duration::from_millis(40))).into()).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(header(&response, "retry-after"), Some("1"), "rounded up");
+    assert_eq!(
+        header(&response, "x-portcullis-error"),
+        Some("limit-exceeded")
     );
 }
 
