@@ -8,6 +8,7 @@ use tower::ServiceBuilder;
     feature = "breaker",
     feature = "retry",
     feature = "hedge",
+    feature = "limit",
     feature = "timeout",
     feature = "bulkhead",
     feature = "fallback",
@@ -26,6 +27,8 @@ use crate::chaos::{Chaos, ChaosLayer};
 use crate::fallback::FallbackLayer;
 #[cfg(feature = "hedge")]
 use crate::hedge::HedgeLayer;
+#[cfg(feature = "limit")]
+use crate::limit::LimitLayer;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]
@@ -148,6 +151,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     #[cfg(feature = "hedge")]
     fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>>;
 
+    /// An [adaptive concurrency limit](crate::limit) with `layer`'s shared
+    /// limiter (or one per route), classifier and partitions (feature
+    /// `limit`). Where a bulkhead would go: inside the breaker and the
+    /// retry, around the per-attempt timeout.
+    #[cfg(feature = "limit")]
+    fn limit<C, P>(self, layer: LimitLayer<C, P>) -> ServiceBuilder<Stack<LimitLayer<C, P>, L>>;
+
     /// [Fault injection](crate::chaos) driven by the shared `chaos` handle,
     /// injecting `ChaosError`s (feature `chaos`).
     #[cfg(feature = "chaos")]
@@ -197,6 +207,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "hedge")]
     fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "limit")]
+    fn limit<C, P>(self, layer: LimitLayer<C, P>) -> ServiceBuilder<Stack<LimitLayer<C, P>, L>> {
         self.layer(layer)
     }
 

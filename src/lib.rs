@@ -14,6 +14,7 @@
 //! | `bulkhead` | [`bulkhead`] | bulkheads: max concurrent calls, bounded FIFO wait, keyed pools, permits held until the body ends |
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `hedge` | [`hedge`] | hedged requests: another attempt after a fixed or percentile delay, the first good answer wins, losers cancelled, a budget shared with retry |
+//! | `limit` | [`limit`] | adaptive concurrency limits: AIMD, Gradient2 and Vegas with Netflix's defaults, partitions, newest-first queue, 503 with Retry-After |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
 //! | `redis` | [`redis`] | a rate limit shared by the fleet, in Redis: local denial cache, leases, coalesced round trips, fail open / closed / local |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
@@ -108,6 +109,11 @@ pub use portcullis_retry as retry;
 #[cfg(feature = "hedge")]
 #[doc(inline)]
 pub use portcullis_hedge as hedge;
+
+/// Adaptive concurrency limits: AIMD, Gradient2 and Vegas, partitions, newest-first queue, 503 with Retry-After (feature `limit`).
+#[cfg(feature = "limit")]
+#[doc(inline)]
+pub use portcullis_limit as limit;
 
 /// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
 #[cfg(feature = "ratelimit")]

@@ -370,6 +370,43 @@ async fn hedge_sends_a_second_attempt_after_the_delay() {
     );
 }
 
+#[cfg(feature = "limit")]
+#[tokio::test(start_paused = true)]
+async fn limit_sheds_over_the_limit_and_maps_to_a_503() {
+    use portcullis::ServiceBuilderExt;
+    use portcullis::limit::{AimdConfig, LimitConfig, LimitLayer, Limiter};
+    use tower::ServiceBuilder;
+
+    let config = LimitConfig::builder()
+        .aimd(AimdConfig {
+            initial_limit: 1,
+            min_limit: 1,
+            ..AimdConfig::default()
+        })
+        .build()
+        .unwrap();
+    let limiter = Limiter::from_config("upstream", config).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ErrorMappingLayer::new())
+        .limit(LimitLayer::new(limiter.clone()))
+        .service(tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, BoxError>(Response::new(String::from("ok")))
+        }));
+    let first = tokio::spawn(service.clone().oneshot(http::Request::new(())));
+    tokio::task::yield_now().await;
+    assert_eq!(limiter.inflight(), 1);
+    let shed = service
+        .clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(header(&shed, "x-portcullis-error"), Some("limit-exceeded"));
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(limiter.snapshot().shed, 1);
+}
+
 #[cfg(all(feature = "retry", feature = "timeout"))]
 #[tokio::test(start_paused = true)]
 async fn retry_with_and_timeout_after_give_up_with_a_504() {
