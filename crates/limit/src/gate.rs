@@ -168,9 +168,9 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
-mod loom {
-    use loom::sync::Arc;
-    use loom::thread;
+mod loom_models {
+    use ::loom::sync::Arc;
+    use ::loom::thread;
 
     use super::*;
     use portcullis_core::sync::AtomicU64 as Counter;
@@ -179,7 +179,7 @@ mod loom {
     /// every release gives back.
     #[test]
     fn never_more_than_the_limit_when_it_does_not_change() {
-        loom::model(|| {
+        ::loom::model(|| {
             let gate = Arc::new(Gate::new(2, Box::new([])));
             let concurrent = Arc::new(Counter::new(0));
             let handles: Vec<_> = (0..3)
@@ -213,7 +213,7 @@ mod loom {
     /// call admitted after the limit fell to one is alone.
     #[test]
     fn release_always_gives_back_under_a_changing_limit() {
-        loom::model(|| {
+        ::loom::model(|| {
             let gate = Arc::new(Gate::new(2, Box::new([])));
             let callers: Vec<_> = (0..2)
                 .map(|_| {
@@ -250,7 +250,7 @@ mod loom {
     /// total, and the counters balance.
     #[test]
     fn a_partition_below_its_share_is_admitted_against_borrowers() {
-        loom::model(|| {
+        ::loom::model(|| {
             let gate = Arc::new(Gate::new(2, Box::new([Share::new(0.5), Share::new(0.5)])));
             let borrower = {
                 let gate = gate.clone();
