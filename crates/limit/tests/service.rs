@@ -243,17 +243,22 @@ async fn a_partition_keeps_its_guaranteed_share() {
     assert!(snapshot.partitions.iter().all(|p| p.inflight == 0));
 }
 
+/// Starts a call of `ms` and lets it reach the limiter.
+async fn start<S>(service: &S, ms: u64) -> tokio::task::JoinHandle<Result<u64, BoxError>>
+where
+    S: Service<u64, Response = u64, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let call = tokio::spawn(service.clone().oneshot(ms));
+    tokio::task::yield_now().await;
+    call
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_queue_serves_the_newest_first_and_sheds_the_oldest() {
     // One call at a time; two may wait, up to 500 ms.
     let (limiter, log, service) = service(aimd(1, 1).queue(2, Duration::from_millis(500)));
-    let spawn = |ms| {
-        let call = tokio::spawn(service.clone().oneshot(ms));
-        async move {
-            tokio::task::yield_now().await;
-            call
-        }
-    };
+    let spawn = |ms| start(&service, ms);
     let running = spawn(100).await;
     let b = spawn(102).await;
     let c = spawn(104).await;
