@@ -35,6 +35,16 @@ fn limiter(config: LimitConfigBuilder) -> Limiter {
         .expect("a valid configuration")
 }
 
+/// Gradient2 from `LIMIT`, never below it.
+fn gradient2() -> Gradient2Config {
+    Gradient2Config {
+        initial_limit: LIMIT,
+        min_limit: LIMIT,
+        max_limit: 1000,
+        ..Gradient2Config::default()
+    }
+}
+
 fn admitted(c: &mut Criterion) {
     let runtime = runtime();
     let _guard = runtime.enter();
@@ -72,12 +82,7 @@ fn admitted(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut resilience_vegas, black_box(1))));
     });
 
-    let gradient2 = limiter(LimitConfig::builder().gradient2(Gradient2Config {
-        initial_limit: LIMIT,
-        min_limit: LIMIT,
-        max_limit: 1000,
-        ..Gradient2Config::default()
-    }));
+    let gradient2 = limiter(LimitConfig::builder().gradient2(gradient2()));
     let mut portcullis_gradient2 = LimitLayer::new(gradient2).layer(inner());
     group.bench_function("portcullis_gradient2", |b| {
         b.iter(|| black_box(call_ready(&mut portcullis_gradient2, black_box(1))));
@@ -106,12 +111,7 @@ fn admitted(c: &mut Criterion) {
 
     let partitioned = limiter(
         LimitConfig::builder()
-            .gradient2(Gradient2Config {
-                initial_limit: LIMIT,
-                min_limit: LIMIT,
-                max_limit: 1000,
-                ..Gradient2Config::default()
-            })
+            .gradient2(gradient2())
             .partition("live", 0.9)
             .partition("batch", 0.1),
     );
