@@ -82,8 +82,8 @@ fn admitted(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut resilience_vegas, black_box(1))));
     });
 
-    let gradient2 = limiter(LimitConfig::builder().gradient2(gradient2()));
-    let mut portcullis_gradient2 = LimitLayer::new(gradient2).layer(inner());
+    let gradient = limiter(LimitConfig::builder().gradient2(gradient2()));
+    let mut portcullis_gradient2 = LimitLayer::new(gradient).layer(inner());
     group.bench_function("portcullis_gradient2", |b| {
         b.iter(|| black_box(call_ready(&mut portcullis_gradient2, black_box(1))));
     });
