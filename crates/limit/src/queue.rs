@@ -17,9 +17,11 @@
 //!   anyone waits it takes the lock and hands room to the newest waiters
 //!   that the gate admits.
 //!
-//! Both `len` and the gate's counters are sequentially consistent, so
-//! either the releaser sees the waiter, or the waiter's last try sees the
-//! released room: no wakeup is lost.
+//! The releaser reads `len` with a read-modify-write, so its read and the
+//! joiner's raise are ordered: either the releaser sees the waiter, or the
+//! joiner's raise comes after the read and synchronizes with it, and its
+//! last try sees the released room. No wakeup is lost (a `loom` model
+//! below checks it).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -110,7 +112,11 @@ impl Queue {
     /// Hands room to the newest waiters that the gate admits. Called after
     /// a release or a higher limit.
     pub(crate) fn hand_over(&self, gate: &Gate) {
-        if self.len.load(Ordering::SeqCst) == 0 {
+        // A read-modify-write, not a load: if it reads `len` before a
+        // joiner raises it, the joiner's raise reads from it and so sees
+        // the release that came before it (no reliance on sequential
+        // consistency between two locations, which loom does not model).
+        if self.len.fetch_add(0, Ordering::AcqRel) == 0 {
             return;
         }
         let mut waiters = self.waiters.lock().expect("the limit queue's lock");
@@ -195,5 +201,45 @@ impl fmt::Debug for Waiter {
             .field("partition", &self.partition)
             .field("state", &self.poll_state())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use ::loom::thread;
+
+    use super::*;
+    use crate::gate::Gate;
+
+    /// A release races a call joining the queue: the joiner either finds
+    /// the room itself or is handed it; no wakeup is lost.
+    #[test]
+    fn a_release_and_a_join_never_lose_the_room() {
+        ::loom::model(|| {
+            let gate = Arc::new(Gate::new(1, Box::new([])));
+            let queue = Arc::new(Queue::new(2));
+            assert_eq!(gate.try_acquire(None), Some(1));
+            let releaser = {
+                let (gate, queue) = (gate.clone(), queue.clone());
+                thread::spawn(move || {
+                    gate.release(None);
+                    queue.hand_over(&gate);
+                })
+            };
+            let joined = queue.join(&gate, None);
+            releaser.join().unwrap();
+            match joined {
+                Joined::Admitted(inflight) => assert_eq!(inflight, 1),
+                Joined::Queued(waiter) => {
+                    assert_eq!(
+                        waiter.poll_state(),
+                        Wait::Granted(1),
+                        "the room was handed over"
+                    );
+                }
+            }
+            assert_eq!(gate.inflight(), 1);
+            assert_eq!(queue.len(), 0);
+        });
     }
 }
