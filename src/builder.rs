@@ -9,6 +9,7 @@ use tower::ServiceBuilder;
     feature = "retry",
     feature = "hedge",
     feature = "outlier",
+    feature = "limit",
     feature = "timeout",
     feature = "bulkhead",
     feature = "fallback",
@@ -29,6 +30,8 @@ use crate::fallback::FallbackLayer;
 use crate::hedge::HedgeLayer;
 #[cfg(feature = "outlier")]
 use crate::outlier::OutlierLayer;
+#[cfg(feature = "limit")]
+use crate::limit::LimitLayer;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]
@@ -151,6 +154,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     #[cfg(feature = "hedge")]
     fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>>;
 
+    /// An [adaptive concurrency limit](crate::limit) with `layer`'s shared
+    /// limiter (or one per route), classifier and partitions (feature
+    /// `limit`). Where a bulkhead would go: inside the breaker and the
+    /// retry, around the per-attempt timeout.
+    #[cfg(feature = "limit")]
+    fn limit<C, P>(self, layer: LimitLayer<C, P>) -> ServiceBuilder<Stack<LimitLayer<C, P>, L>>;
+
     /// [Fault injection](crate::chaos) driven by the shared `chaos` handle,
     /// injecting `ChaosError`s (feature `chaos`).
     #[cfg(feature = "chaos")]
@@ -209,6 +219,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "hedge")]
     fn hedge<P>(self, layer: HedgeLayer<P>) -> ServiceBuilder<Stack<HedgeLayer<P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "limit")]
+    fn limit<C, P>(self, layer: LimitLayer<C, P>) -> ServiceBuilder<Stack<LimitLayer<C, P>, L>> {
         self.layer(layer)
     }
 

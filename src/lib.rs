@@ -15,6 +15,7 @@
 //! | `retry` | [`retry`] | retries: backoff with jitter, Retry-After, budgets, idempotency gate, HTTP body replay |
 //! | `hedge` | [`hedge`] | hedged requests: another attempt after a fixed or percentile delay, the first good answer wins, losers cancelled, a budget shared with retry |
 //! | `outlier` | [`outlier`] | outlier ejection: calls spread over an upstream's endpoints, one that fails in a row or below the others' success rate ejected for a growing time, never more than a share at once |
+//! | `limit` | [`limit`] | adaptive concurrency limits: AIMD, Gradient2 and Vegas with Netflix's defaults, partitions, newest-first queue, 503 with Retry-After |
 //! | `ratelimit` | [`ratelimit`] | rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers |
 //! | `redis` | [`redis`] | a rate limit shared by the fleet, in Redis: local denial cache, leases, coalesced round trips, fail open / closed / local |
 //! | `registry` | [`registry`] | the registry: named breakers, health, Prometheus metrics, events, dashboard, guarded control |
@@ -114,6 +115,10 @@ pub use portcullis_hedge as hedge;
 #[cfg(feature = "outlier")]
 #[doc(inline)]
 pub use portcullis_outlier as outlier;
+/// Adaptive concurrency limits: AIMD, Gradient2 and Vegas, partitions, newest-first queue, 503 with Retry-After (feature `limit`).
+#[cfg(feature = "limit")]
+#[doc(inline)]
+pub use portcullis_limit as limit;
 
 /// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
 #[cfg(feature = "ratelimit")]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use portcullis::core::{BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited};
+use portcullis::core::{BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited};
 use portcullis::http::{ErrorMapping, ErrorMappingLayer, error_response};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::{assert_request_eq, mock};
@@ -90,6 +90,17 @@ async fn a_full_bulkhead_is_a_503() {
     assert_eq!(
         header(&response, "x-portcullis-error"),
         Some("bulkhead-full")
+    );
+}
+
+#[tokio::test]
+async fn a_shed_call_is_a_503_with_retry_after() {
+    let response = mapped(LimitExceeded::new("api", Some(Duration::from_millis(40))).into()).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(header(&response, "retry-after"), Some("1"), "rounded up");
+    assert_eq!(
+        header(&response, "x-portcullis-error"),
+        Some("limit-exceeded")
     );
 }
 
@@ -357,6 +368,43 @@ async fn hedge_sends_a_second_attempt_after_the_delay() {
         (layer.metrics().hedges_won, layer.metrics().cancelled),
         (1, 1)
     );
+}
+
+#[cfg(feature = "limit")]
+#[tokio::test(start_paused = true)]
+async fn limit_sheds_over_the_limit_and_maps_to_a_503() {
+    use portcullis::ServiceBuilderExt;
+    use portcullis::limit::{AimdConfig, LimitConfig, LimitLayer, Limiter};
+    use tower::ServiceBuilder;
+
+    let config = LimitConfig::builder()
+        .aimd(AimdConfig {
+            initial_limit: 1,
+            min_limit: 1,
+            ..AimdConfig::default()
+        })
+        .build()
+        .unwrap();
+    let limiter = Limiter::from_config("upstream", config).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ErrorMappingLayer::new())
+        .limit(LimitLayer::new(limiter.clone()))
+        .service(tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, BoxError>(Response::new(String::from("ok")))
+        }));
+    let first = tokio::spawn(service.clone().oneshot(http::Request::new(())));
+    tokio::task::yield_now().await;
+    assert_eq!(limiter.inflight(), 1);
+    let shed = service
+        .clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(header(&shed, "x-portcullis-error"), Some("limit-exceeded"));
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(limiter.snapshot().shed, 1);
 }
 
 #[cfg(all(feature = "retry", feature = "timeout"))]

@@ -11,6 +11,7 @@
 //! |---------------------------------------------|------|----------|
 //! | `BreakerOpen` | `UNAVAILABLE` | `grpc-retry-pushback-ms` when the breaker will let a probe through by itself |
 //! | `BulkheadFull` | `UNAVAILABLE` | `grpc-retry-pushback-ms` if the rejection carries one |
+//! | `LimitExceeded` | `UNAVAILABLE` | `grpc-retry-pushback-ms`: the adaptive limit's estimate of one call's latency |
 //! | `RateLimited` | `RESOURCE_EXHAUSTED` | `grpc-retry-pushback-ms` when known |
 //! | `Elapsed` | `DEADLINE_EXCEEDED` | |
 //! | a `tonic::Status` | that status, unchanged | its own |
@@ -211,6 +212,10 @@ mod tests {
         );
         assert_eq!(
             code(&ErrorKind::BulkheadFull { retry_after: none }),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(&ErrorKind::LimitExceeded { retry_after: none }),
             Code::Unavailable
         );
         assert_eq!(

@@ -9,13 +9,14 @@
 //! |---------------------------------------------|--------|---------|
 //! | `BreakerOpen` | `503 Service Unavailable` | `Retry-After` when the breaker will let a probe through by itself |
 //! | `BulkheadFull` | `503 Service Unavailable` | `Retry-After` if the rejection carries one |
+//! | `LimitExceeded` | `503 Service Unavailable` | `Retry-After`: the adaptive limit's estimate of one call's latency |
 //! | `RateLimited` | `429 Too Many Requests` | `Retry-After` and `RateLimit-Reset` (the same seconds), when known |
 //! | `Elapsed` | `504 Gateway Timeout` | |
 //! | anything else | `502 Bad Gateway` | |
 //!
 //! Every one of them also carries [`x-portcullis-error`](X_PORTCULLIS_ERROR)
 //! with the [`ErrorKind`] name (`breaker-open`, `bulkhead-full`,
-//! `rate-limited`, `timeout`, `upstream`), so that a client or a test can
+//! `limit-exceeded`, `rate-limited`, `timeout`, `upstream`), so that a client or a test can
 //! tell a Portcullis rejection from a response of the upstream. `Retry-After`
 //! is in whole seconds, rounded up.
 //!

@@ -65,6 +65,14 @@ pub struct BulkheadFull {
     name: Arc<str>,
 }
 
+/// An adaptive concurrency limit was reached and the call was shed (no
+/// room under the limit, and no room or time to wait for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitExceeded {
+    name: Arc<str>,
+    retry_after: Option<Duration>,
+}
+
 /// A rate limiter had no capacity left for the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimited {
@@ -120,6 +128,9 @@ fn as_rejection<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a dyn Rejectio
         return Some(e);
     }
     if let Some(e) = error.downcast_ref::<RateLimited>() {
+        return Some(e);
+    }
+    if let Some(e) = error.downcast_ref::<LimitExceeded>() {
         return Some(e);
     }
     error.downcast_ref::<Elapsed>().map(|e| e as &dyn Rejection)
@@ -185,6 +196,44 @@ impl Error for BulkheadFull {}
 impl Rejection for BulkheadFull {
     fn kind(&self) -> ErrorKind {
         ErrorKind::BulkheadFull { retry_after: None }
+    }
+}
+
+impl LimitExceeded {
+    /// The rejection of concurrency limit `name`, which suggests trying
+    /// again after `retry_after`.
+    pub fn new(name: impl Into<Arc<str>>, retry_after: Option<Duration>) -> Self {
+        Self {
+            name: name.into(),
+            retry_after,
+        }
+    }
+
+    /// The name of the limit that shed the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When trying again may find room under the limit: the limiter's
+    /// estimate, about one call's latency.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "concurrency limit '{}' exceeded", self.name)
+    }
+}
+
+impl Error for LimitExceeded {}
+
+impl Rejection for LimitExceeded {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::LimitExceeded {
+            retry_after: self.retry_after,
+        }
     }
 }
 
@@ -295,6 +344,10 @@ pub(crate) mod tests {
         );
         assert_eq!(BulkheadFull::new("db").to_string(), "bulkhead 'db' is full");
         assert_eq!(
+            LimitExceeded::new("db", None).to_string(),
+            "concurrency limit 'db' exceeded"
+        );
+        assert_eq!(
             RateLimited::new("db", None).to_string(),
             "rate limit 'db' exceeded"
         );
@@ -307,6 +360,13 @@ pub(crate) mod tests {
     #[test]
     fn status_hints() {
         assert_eq!(BulkheadFull::new("x").status_hint(), 503);
+        let shed = LimitExceeded::new("x", Some(Duration::from_millis(20)));
+        assert_eq!(shed.status_hint(), 503);
+        assert_eq!(
+            Rejection::retry_after(&shed),
+            Some(Duration::from_millis(20))
+        );
+        assert!(shed.never_sent());
         assert_eq!(Elapsed::new(Duration::ZERO).status_hint(), 504);
         assert!(!Elapsed::new(Duration::ZERO).never_sent());
     }

@@ -5,6 +5,7 @@
 //! |------|-------|-------------|-----------|------|
 //! | `breaker-open` | [`BreakerOpen`] | `503 Service Unavailable` | `UNAVAILABLE` (14) | when the breaker lets a probe through by itself |
 //! | `bulkhead-full` | [`BulkheadFull`] | `503 Service Unavailable` | `UNAVAILABLE` (14) | if the rejection carries one |
+//! | `limit-exceeded` | [`LimitExceeded`] | `503 Service Unavailable` | `UNAVAILABLE` (14) | the limiter's estimate of one call's latency |
 //! | `rate-limited` | [`RateLimited`] | `429 Too Many Requests` | `RESOURCE_EXHAUSTED` (8) | when the limiter has room again, if known |
 //! | `timeout` | [`Elapsed`] | `504 Gateway Timeout` | `DEADLINE_EXCEEDED` (4) | |
 //! | `upstream` | anything else | `502 Bad Gateway` | `UNKNOWN` (2) | |
@@ -21,7 +22,7 @@ use std::error::Error;
 use std::time::Duration;
 
 #[cfg(doc)]
-use crate::{BreakerOpen, BulkheadFull, Elapsed, RateLimited};
+use crate::{BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited};
 use crate::{Rejection, find_rejection};
 
 /// What an error out of a stack means: which Portcullis layer turned the
@@ -62,6 +63,11 @@ pub enum ErrorKind {
         /// When to try again, if the rejection says.
         retry_after: Option<Duration>,
     },
+    /// An adaptive concurrency limit shed the call ([`LimitExceeded`]).
+    LimitExceeded {
+        /// When to try again, if the rejection says.
+        retry_after: Option<Duration>,
+    },
     /// A rate limit is exhausted ([`RateLimited`]).
     RateLimited {
         /// When the limiter has capacity for the call again, if known.
@@ -80,11 +86,13 @@ impl ErrorKind {
         find_rejection(error).map_or(Self::Upstream, Rejection::kind)
     }
 
-    /// The HTTP status for this kind, as its number: 503, 503, 429, 504
-    /// or 502.
+    /// The HTTP status for this kind, as its number: 503, 503, 503, 429,
+    /// 504 or 502.
     pub const fn status_code(&self) -> u16 {
         match self {
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } => 503,
+            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } | Self::LimitExceeded { .. } => {
+                503
+            }
             Self::RateLimited { .. } => 429,
             Self::Timeout => 504,
             Self::Upstream => 502,
@@ -92,11 +100,12 @@ impl ErrorKind {
     }
 
     /// A short machine-readable name: `breaker-open`, `bulkhead-full`,
-    /// `rate-limited`, `timeout` or `upstream`.
+    /// `limit-exceeded`, `rate-limited`, `timeout` or `upstream`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::BreakerOpen { .. } => "breaker-open",
             Self::BulkheadFull { .. } => "bulkhead-full",
+            Self::LimitExceeded { .. } => "limit-exceeded",
             Self::RateLimited { .. } => "rate-limited",
             Self::Timeout => "timeout",
             Self::Upstream => "upstream",
@@ -108,24 +117,29 @@ impl ErrorKind {
         match self {
             Self::BreakerOpen { retry_after }
             | Self::BulkheadFull { retry_after }
+            | Self::LimitExceeded { retry_after }
             | Self::RateLimited { retry_after } => *retry_after,
             Self::Timeout | Self::Upstream => None,
         }
     }
 
     /// Whether the call was turned away before it reached the callee (a
-    /// breaker, bulkhead or rate limit rejection).
+    /// breaker, bulkhead, concurrency limit or rate limit rejection).
     pub const fn never_sent(&self) -> bool {
         matches!(
             self,
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } | Self::RateLimited { .. }
+            Self::BreakerOpen { .. }
+                | Self::BulkheadFull { .. }
+                | Self::LimitExceeded { .. }
+                | Self::RateLimited { .. }
         )
     }
 }
 
 impl ErrorKind {
     /// The gRPC status code for this kind, as its number: `UNAVAILABLE`
-    /// (14) for an open breaker or a full bulkhead, `RESOURCE_EXHAUSTED`
+    /// (14) for an open breaker, a full bulkhead or a concurrency limit
+    /// that shed the call, `RESOURCE_EXHAUSTED`
     /// (8) for a rate limit, `DEADLINE_EXCEEDED` (4) for a timeout, and
     /// `UNKNOWN` (2) for an upstream error. With tonic,
     /// `tonic::Code::from(kind.grpc_code())`.
@@ -137,7 +151,7 @@ impl ErrorKind {
     /// ```
     pub const fn grpc_code(&self) -> i32 {
         match self {
-            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } => 14,
+            Self::BreakerOpen { .. } | Self::BulkheadFull { .. } | Self::LimitExceeded { .. } => 14,
             Self::RateLimited { .. } => 8,
             Self::Timeout => 4,
             Self::Upstream => 2,
@@ -155,8 +169,8 @@ const RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("ratelim
 
 #[cfg(feature = "http")]
 impl ErrorKind {
-    /// The status of the response for this kind: 503, 503, 429, 504 or
-    /// 502 (feature `http`).
+    /// The status of the response for this kind: 503, 503, 503, 429, 504
+    /// or 502 (feature `http`).
     pub fn status(&self) -> http::StatusCode {
         http::StatusCode::from_u16(self.status_code()).expect("every kind's status is valid")
     }
@@ -203,7 +217,9 @@ mod tests {
 
     use super::*;
     use crate::error::tests::Outer;
-    use crate::{BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited, retry_after};
+    use crate::{
+        BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited, retry_after,
+    };
 
     #[test]
     fn seconds_round_up() {
@@ -222,6 +238,10 @@ mod tests {
             14
         );
         assert_eq!(ErrorKind::RateLimited { retry_after: none }.grpc_code(), 8);
+        assert_eq!(
+            ErrorKind::LimitExceeded { retry_after: none }.grpc_code(),
+            14
+        );
         assert_eq!(ErrorKind::Timeout.grpc_code(), 4);
         assert_eq!(ErrorKind::Upstream.grpc_code(), 2);
     }
@@ -232,6 +252,7 @@ mod tests {
         let none = None;
         assert_eq!(ErrorKind::BreakerOpen { retry_after: none }.status(), 503);
         assert_eq!(ErrorKind::BulkheadFull { retry_after: none }.status(), 503);
+        assert_eq!(ErrorKind::LimitExceeded { retry_after: none }.status(), 503);
         assert_eq!(ErrorKind::RateLimited { retry_after: none }.status(), 429);
         assert_eq!(ErrorKind::Timeout.status(), 504);
         assert_eq!(ErrorKind::Upstream.status(), 502);
@@ -259,7 +280,13 @@ mod tests {
     #[test]
     fn each_rejection_has_its_kind() {
         let secs = |s| Some(Duration::from_secs(s));
-        let cases: [(BoxError, ErrorKind); 5] = [
+        let cases: [(BoxError, ErrorKind); 6] = [
+            (
+                LimitExceeded::new("l", secs(1)).into(),
+                ErrorKind::LimitExceeded {
+                    retry_after: secs(1),
+                },
+            ),
             (
                 BreakerOpen::new("b", secs(2)).into(),
                 ErrorKind::BreakerOpen {

@@ -12,7 +12,7 @@
 //!   [`Outcome::Ignored`]: an outer breaker must not open because an inner
 //!   bulkhead was full.
 //! - [`error`]: [`BoxError`], the rejection types ([`BreakerOpen`],
-//!   [`BulkheadFull`], [`RateLimited`], [`Elapsed`]), the [`Rejection`] trait
+//!   [`BulkheadFull`], [`LimitExceeded`], [`RateLimited`], [`Elapsed`]), the [`Rejection`] trait
 //!   that gives each of them an HTTP status hint and an optional `Retry-After`,
 //!   and [`find_in_chain`] to find an error type anywhere in a `source()` chain.
 //! - [`retry_after`]: strict `Retry-After` parsing (delta-seconds and
@@ -72,8 +72,8 @@ pub mod sync;
 pub use classify::{Classify, DefaultClassifier, Outcome, Pushback};
 pub use config::ConfigError;
 pub use error::{
-    BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited, Rejection, find_in_chain,
-    find_rejection,
+    BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited, Rejection,
+    find_in_chain, find_rejection,
 };
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcClassifier;
