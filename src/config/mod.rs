@@ -123,9 +123,13 @@
 //! ```
 
 mod file;
+#[cfg(feature = "redis")]
+mod redis;
 mod routes;
 
-pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
+pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey, RateLimitScope};
+#[cfg(feature = "redis")]
+pub use redis::RedisConfig;
 pub use routes::{Reload, RouteLayer, Routes, UnknownRoute, UpstreamLayer, X_PORTCULLIS_FALLBACK};
 
 pub use crate::error::ConfigErrors;
