@@ -65,7 +65,7 @@ pub struct Profile {
 /// Who shares a rate limit from a config file: this process alone (the
 /// default), or every instance that runs the same file against the same
 /// Redis (`scope = "fleet"`, feature `redis`, with a `[redis]` section:
-/// see [`RedisConfig`](crate::config::RedisConfig)).
+/// see `RedisConfig`).
 ///
 /// ```toml
 /// [profiles.api.rate_limit]

@@ -34,6 +34,29 @@ const POLICIES: [&str; 3] = ["open", "closed", "local"];
 /// Every field but `url` has the default of
 /// [`FleetConfig`]: `timeout = "5ms"`, `fail_policy = "local"`,
 /// `key_prefix = "portcullis:rl:"`, `instances = 1`.
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis::config::ConfigFile;
+/// use portcullis::redis::FailPolicy;
+///
+/// let file = ConfigFile::from_toml(r#"
+///     [redis]
+///     url = "redis://127.0.0.1:6379/"
+///     fail_policy = "closed"
+///     [profiles.api.rate_limit]
+///     rate = 200
+///     scope = "fleet"
+///     [routes.search]
+///     profile = "api"
+/// "#).unwrap();
+/// let redis = file.redis().unwrap();
+/// assert_eq!(redis.fail_policy(), FailPolicy::FailClosed);
+/// assert_eq!(redis.timeout(), Duration::from_millis(5));
+///
+/// let errors = ConfigFile::from_toml("[redis]\nurl = \"redis://h/\"\ntimeout = \"0s\"\n").unwrap_err();
+/// assert_eq!(errors.to_string(), "redis.timeout: must be in (0s, 10s], got 0s");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisConfig {
     url: String,

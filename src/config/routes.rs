@@ -164,7 +164,11 @@ impl Routes {
     /// name, and a reload reconfigures them. The breaker judges with
     /// [`HttpClassifier`] (the handler's 5xx are failures). The rate
     /// limiter is the registry's too (`/health/ratelimiters`), named
-    /// `route`, and a reload changes its limit. Errors become responses ([`ErrorMappingLayer`]), so the layer's
+    /// `route`, and a reload changes its limit; a fleet limit
+    /// (`scope = "fleet"`, feature `redis`) is a
+    /// `FleetLimiter` named `route` instead,
+    /// on the file's Redis, one per name for every stack built from this
+    /// `Routes`, and must be built inside a tokio runtime. Errors become responses ([`ErrorMappingLayer`]), so the layer's
     /// services have `Error = Infallible`.
     ///
     /// The stack is boxed, a layer at a time (one allocation per layer and
