@@ -59,8 +59,8 @@ pub(crate) struct Summary {
     pub(crate) redis_calls: [u64; 2],
     pub(crate) decided_locally: [u64; 2],
     /// What Redis itself ran, from `INFO commandstats`: `EVALSHA`, and
-    /// `SCRIPT LOAD` (once per connection, after its first `EVALSHA`
-    /// found the script missing).
+    /// `SCRIPT LOAD` (when an `EVALSHA` found the script not loaded yet,
+    /// and was sent again after it).
     pub(crate) evalsha: u64,
     pub(crate) script: u64,
 }
