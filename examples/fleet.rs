@@ -239,8 +239,18 @@ fn print(summary: &Summary) {
         "", "gateway A", "gateway B", "total", "limit x seconds"
     );
     for (label, route_a, route_b, limit) in [
-        ("/fleet (shared, Redis)", &a.fleet, &b.fleet, allowed),
-        ("/local (each its own)", &a.local, &b.local, allowed),
+        (
+            "/fleet (shared, Redis)",
+            &a.fleet,
+            &b.fleet,
+            allowed.to_string(),
+        ),
+        (
+            "/local (each its own)",
+            &a.local,
+            &b.local,
+            format!("{allowed} each"),
+        ),
     ] {
         let admitted = [read(&route_a.admitted), read(&route_b.admitted)];
         let rejected = [read(&route_a.rejected), read(&route_b.rejected)];
