@@ -44,3 +44,21 @@ async fn tonic_stacks_answer_with_statuses() {
     tonic_example::check(&summary).unwrap();
     assert_eq!(summary.breaker_reached, 3);
 }
+
+#[allow(dead_code)]
+#[path = "../examples/fleet.rs"]
+mod fleet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_gateways_share_one_limit() {
+    let redis = portcullis_testing::redis::RedisServer::start();
+    let summary = fleet::run(&redis, 3).await.unwrap();
+    fleet::check(&summary).unwrap();
+    let admitted =
+        |counts: &fleet::Answers| counts.admitted.load(std::sync::atomic::Ordering::Relaxed);
+    let [a, b] = &summary.gateways;
+    assert!(
+        admitted(&a.local) + admitted(&b.local) > admitted(&a.fleet) + admitted(&b.fleet) * 3 / 2,
+        "two local limits admit about twice the fleet's: {summary:?}"
+    );
+}

@@ -26,6 +26,9 @@ pub struct ConfigFile {
     pub(crate) upstreams: BTreeMap<String, String>,
     /// The upstreams with `per_host = true`.
     pub(crate) per_host: BTreeSet<String>,
+    /// `[redis]`.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<super::RedisConfig>,
 }
 
 /// One profile's layers, each config resolved (the profile's fields laid
@@ -53,6 +56,35 @@ pub struct Profile {
     /// `[defaults.rate_limit]`): what each caller is limited by, when the
     /// limit is per caller rather than shared.
     pub rate_limit_key: Option<RateLimitKey>,
+    /// `scope` of `[profiles.<name>.rate_limit]` (or of
+    /// `[defaults.rate_limit]`): whether the limit is this process's or the
+    /// fleet's.
+    pub rate_limit_scope: RateLimitScope,
+}
+
+/// Who shares a rate limit from a config file: this process alone (the
+/// default), or every instance that runs the same file against the same
+/// Redis (`scope = "fleet"`, feature `redis`, with a `[redis]` section:
+/// see `RedisConfig`).
+///
+/// ```toml
+/// [profiles.api.rate_limit]
+/// rate = 200
+/// scope = "fleet"                  # 200 a second for the whole fleet
+/// ```
+///
+/// A fleet limit is kept in Redis under the route's (or upstream's) name,
+/// after the `key_prefix` of `[redis]`: two instances with the same route
+/// share it. It is not keyed (`key` is refused with it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RateLimitScope {
+    /// Each process keeps the limit on its own (the default).
+    #[default]
+    Local,
+    /// The fleet shares the limit, in Redis.
+    Fleet,
 }
 
 /// What a rate limit from a config file is keyed by: each key gets the
@@ -137,6 +169,7 @@ struct RawFile {
     profiles: BTreeMap<String, RawSections>,
     routes: BTreeMap<String, RawBinding>,
     upstreams: BTreeMap<String, RawBinding>,
+    redis: Option<BTreeMap<String, toml::Value>>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -178,6 +211,8 @@ struct Bases {
     rate_is_set: bool,
     /// `defaults.rate_limit.key`.
     rate_limit_key: Option<RateLimitKey>,
+    /// `defaults.rate_limit.scope`.
+    rate_limit_scope: Option<RateLimitScope>,
 }
 
 impl ConfigFile {
@@ -250,9 +285,24 @@ impl ConfigFile {
             errors.push(ConfigError::new(
                 key.clone(),
                 format!(
-                    "unknown section{} (expected defaults, profiles, routes, upstreams)",
-                    did_you_mean(key, ["defaults", "profiles", "routes", "upstreams"])
+                    "unknown section{} (expected defaults, profiles, routes, upstreams, redis)",
+                    did_you_mean(
+                        key,
+                        ["defaults", "profiles", "routes", "upstreams", "redis"]
+                    )
                 ),
+            ));
+        }
+        #[cfg(feature = "redis")]
+        let redis = raw
+            .redis
+            .as_ref()
+            .and_then(|section| super::RedisConfig::from_raw(&mut errors, section));
+        #[cfg(not(feature = "redis"))]
+        if raw.redis.is_some() {
+            errors.push(ConfigError::new(
+                "redis",
+                "needs the `redis` feature of portcullis",
             ));
         }
         let bases = resolve_defaults(&mut errors, &raw.defaults);
@@ -261,6 +311,26 @@ impl ConfigFile {
             let path = format!("profiles.{name}");
             if let Some(profile) = resolve_profile(&mut errors, &path, &bases, sections) {
                 profiles.insert(name.clone(), profile);
+            }
+        }
+        // A fleet limit needs a `[redis]`, whose settings must suit it.
+        #[cfg(feature = "redis")]
+        for (name, profile) in &profiles {
+            let Some(limit) = &profile.rate_limit else {
+                continue;
+            };
+            if profile.rate_limit_scope != RateLimitScope::Fleet {
+                continue;
+            }
+            let path = format!("profiles.{name}.rate_limit");
+            match &redis {
+                Some(redis) => redis.check_limit(&mut errors, &path, limit),
+                // Its errors are reported already.
+                None if raw.redis.is_some() => {}
+                None => errors.push(ConfigError::new(
+                    format!("{path}.scope"),
+                    "a fleet limit is kept in Redis: add a [redis] section with its url",
+                )),
             }
         }
         let routes = bind(
@@ -315,7 +385,15 @@ impl ConfigFile {
             routes,
             upstreams,
             per_host,
+            #[cfg(feature = "redis")]
+            redis,
         })
+    }
+
+    /// The `[redis]` section, if the file has one (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&super::RedisConfig> {
+        self.redis.as_ref()
     }
 
     /// The profile named `name`.
@@ -378,7 +456,7 @@ impl std::str::FromStr for ConfigFile {
 
 fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
     unknown_sections(errors, "defaults", raw);
-    let (raw, rate_limit_key) = &take_key(errors, "defaults", raw);
+    let (raw, rate_limit_key, rate_limit_scope) = &take_key(errors, "defaults", raw);
     let placeholder = RateLimitConfig::per_second(1)
         .build()
         .expect("one call a second is valid");
@@ -424,23 +502,29 @@ fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
         ),
         rate_is_set,
         rate_limit_key: rate_limit_key.clone(),
+        rate_limit_scope: *rate_limit_scope,
     }
 }
 
-/// `raw` without the `key` of its rate limit, and that key, parsed; an
-/// error is named `<path>.rate_limit.key`.
+/// `raw` without the `key` and `scope` of its rate limit, and those,
+/// parsed; an error is named `<path>.rate_limit.key` (or `.scope`).
 fn take_key(
     errors: &mut ConfigErrors,
     path: &str,
     raw: &RawSections,
-) -> (RawSections, Option<RateLimitKey>) {
+) -> (RawSections, Option<RateLimitKey>, Option<RateLimitScope>) {
     let mut raw = raw.clone();
     let Some(overrides) = raw.rate_limit.take() else {
-        return (raw, None);
+        return (raw, None, None);
     };
     let mut key = None;
+    let mut scope = None;
     let mut rest = Overrides::new();
     for (field, value) in overrides.fields() {
+        if field == "scope" {
+            scope = take_scope(errors, &format!("{path}.rate_limit.scope"), value.clone());
+            continue;
+        }
         if field != "key" {
             rest = rest.set(field, value.clone());
             continue;
@@ -466,7 +550,35 @@ fn take_key(
         }
     }
     raw.rate_limit = Some(rest);
-    (raw, key)
+    (raw, key, scope)
+}
+
+/// The `scope` of a rate limit, or its error at `field`.
+fn take_scope<'de>(
+    errors: &mut ConfigErrors,
+    field: &str,
+    value: impl serde::Deserializer<'de>,
+) -> Option<RateLimitScope> {
+    match RateLimitScope::deserialize(value) {
+        Ok(RateLimitScope::Fleet) if cfg!(not(feature = "redis")) => {
+            errors.push(ConfigError::new(
+                field.to_owned(),
+                "\"fleet\" needs the `redis` feature of portcullis",
+            ));
+            None
+        }
+        Ok(scope) => Some(scope),
+        Err(error) => {
+            errors.push(ConfigError::new(
+                field.to_owned(),
+                format!(
+                    "{} (expected \"local\" or \"fleet\")",
+                    portcullis_core::config::plain_serde_message(&error.to_string())
+                ),
+            ));
+            None
+        }
+    }
 }
 
 fn resolve_profile(
@@ -477,11 +589,22 @@ fn resolve_profile(
 ) -> Option<Profile> {
     let before = errors.len();
     unknown_sections(errors, path, raw);
-    let (raw, key) = &take_key(errors, path, raw);
+    let (raw, key, scope) = &take_key(errors, path, raw);
     let rate_limit_key = match raw.rate_limit {
         Some(_) => key.clone().or_else(|| bases.rate_limit_key.clone()),
         None => None,
     };
+    let rate_limit_scope = match raw.rate_limit {
+        Some(_) => scope.or(bases.rate_limit_scope).unwrap_or_default(),
+        None => RateLimitScope::Local,
+    };
+    if rate_limit_scope == RateLimitScope::Fleet && rate_limit_key.is_some() {
+        errors.push(ConfigError::new(
+            format!("{path}.rate_limit.key"),
+            "a fleet limit (scope = \"fleet\") is one limit for the fleet, not one per key: \
+             drop the key, or the scope",
+        ));
+    }
     if let Some(overrides) = &raw.rate_limit
         && rate_limit_key.is_none()
         && overrides.fields().any(|(field, _)| field == "max_keys")
@@ -521,6 +644,7 @@ fn resolve_profile(
         attempt_timeout: layer!(attempt_timeout, TimeoutConfig::validate),
         fallback: layer!(fallback, FallbackConfig::validate),
         rate_limit_key,
+        rate_limit_scope,
     };
     for (section, timeout) in [
         ("timeout", &profile.timeout),
@@ -560,7 +684,7 @@ fn resolve_profile(
 }
 
 /// " (did you mean `x`?)" when a name in `known` is near `unknown`.
-fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     portcullis_core::config::nearest(unknown, known)
         .map(|name| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default()

@@ -54,6 +54,36 @@
 //!   `rate_limit` may also say what it is keyed by ([`RateLimitKey`]:
 //!   `key = "client_ip"`, `"route"` or `{ header = "x-api-key" }`), each
 //!   key then having the whole limit to itself.
+//! - **Fleet limits** (feature `redis`): a `rate_limit` with
+//!   `scope = "fleet"` ([`RateLimitScope`]) is one limit for every
+//!   instance that runs the file against the same Redis, kept there by a
+//!   `FleetLimiter` named after the route
+//!   (or upstream), in place of the local limiter. The top-level `[redis]`
+//!   table (`RedisConfig`) says where Redis is and how the limits behave
+//!   when it is slow or away; a fleet limit without it, or with a `key`,
+//!   is an error named by its path:
+//!
+//!   ```toml
+//!   [redis]
+//!   url = "redis://10.0.0.7:6379/"
+//!   timeout = "5ms"            # the longest a call waits for Redis
+//!   fail_policy = "local"      # then: "open", "closed", or "local" (limit / instances)
+//!   key_prefix = "portcullis:rl:"
+//!   instances = 4
+//!
+//!   [profiles.api.rate_limit]
+//!   rate = 200                 # a second, for the whole fleet
+//!   burst = 20
+//!   scope = "fleet"
+//!   ```
+//!
+//!   Loading the file connects to nothing: the first stack built with a
+//!   fleet limit opens the file's one connection, lazily (Redis may be
+//!   down then; until it answers, the fail policy decides), so a stack
+//!   with a fleet limit must be built inside a tokio runtime, as an axum
+//!   app's are. A reload lists a changed `[redis]`, or a changed fleet
+//!   limit, in [`Reload::not_live`]: they apply to stacks built
+//!   afterwards.
 //! - **Inheritance**: a profile's section is laid over the same section of
 //!   `defaults`, itself laid over the layer's built-in defaults, field by
 //!   field, with the registry's [`Overrides`](crate::registry::Overrides)
@@ -123,9 +153,13 @@
 //! ```
 
 mod file;
+#[cfg(feature = "redis")]
+mod redis;
 mod routes;
 
-pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
+pub use file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey, RateLimitScope};
+#[cfg(feature = "redis")]
+pub use redis::RedisConfig;
 pub use routes::{Reload, RouteLayer, Routes, UnknownRoute, UpstreamLayer, X_PORTCULLIS_FALLBACK};
 
 pub use crate::error::ConfigErrors;

@@ -12,7 +12,7 @@ use tower::layer::layer_fn;
 use tower::util::{BoxCloneSyncService, BoxCloneSyncServiceLayer};
 use tower::{Layer, Service, ServiceExt};
 
-use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey};
+use super::file::{ConfigFile, FallbackConfig, FallbackOn, Profile, RateLimitKey, RateLimitScope};
 use crate::breaker::CircuitBreakerLayer;
 use crate::bulkhead::BulkheadLayer;
 use crate::client::PerAuthorityLayer;
@@ -21,6 +21,8 @@ use crate::fallback::{Failure, FallbackCounters, FallbackLayer, OnFailure, OnRej
 use crate::http::ErrorMappingLayer;
 use crate::ratelimit::key::{BoundedKey, ClientIp, Header, Route};
 use crate::ratelimit::{KeyExtractor, KeyedRateLimiter, RateLimitLayer, RateLimiter};
+#[cfg(feature = "redis")]
+use crate::redis::{FleetLimiter, FleetRateLimitLayer};
 use crate::registry::{Overrides, Registry, RouteStats, RouteStatsLayer};
 use crate::retry::{ReplayBody, RetryConfig, RetryLayer};
 use crate::timeout::TimeoutLayer;
@@ -53,6 +55,21 @@ pub struct Routes {
 struct Shared {
     registry: Registry,
     config: Mutex<ConfigFile>,
+    /// The fleet limits' connection and limiters, made by the first stack
+    /// that needs them.
+    #[cfg(feature = "redis")]
+    fleet: Mutex<Fleet>,
+}
+
+/// The Redis side of the fleet limits of a file.
+#[cfg(feature = "redis")]
+#[derive(Default)]
+struct Fleet {
+    /// The connection, and the URL it is to: one for every fleet limit.
+    connection: Option<(String, redis::aio::ConnectionManager)>,
+    /// The limiters made, by route or upstream name: every stack built for
+    /// a name shares its limiter, until a reload changes its config.
+    limiters: std::collections::HashMap<String, FleetLimiter>,
 }
 
 /// What a [reload](Routes::reload) changed.
@@ -83,6 +100,8 @@ impl Routes {
             shared: Arc::new(Shared {
                 registry,
                 config: Mutex::new(config),
+                #[cfg(feature = "redis")]
+                fleet: Mutex::default(),
             }),
         })
     }
@@ -145,7 +164,11 @@ impl Routes {
     /// name, and a reload reconfigures them. The breaker judges with
     /// [`HttpClassifier`] (the handler's 5xx are failures). The rate
     /// limiter is the registry's too (`/health/ratelimiters`), named
-    /// `route`, and a reload changes its limit. Errors become responses ([`ErrorMappingLayer`]), so the layer's
+    /// `route`, and a reload changes its limit; a fleet limit
+    /// (`scope = "fleet"`, feature `redis`) is a
+    /// `FleetLimiter` named `route` instead,
+    /// on the file's Redis, one per name for every stack built from this
+    /// `Routes`, and must be built inside a tokio runtime. Errors become responses ([`ErrorMappingLayer`]), so the layer's
     /// services have `Error = Infallible`.
     ///
     /// The stack is boxed, a layer at a time (one allocation per layer and
@@ -170,13 +193,14 @@ impl Routes {
             .ok_or_else(|| UnknownRoute {
                 name: route.to_owned(),
             })?;
-        let parts = Parts::new(
+        let mut parts = Parts::new(
             &self.shared.registry,
             route,
             &profile,
             TimeoutPlace::InsideBreaker,
             false,
         );
+        self.fleet_limit(&mut parts);
         Ok(BoxCloneSyncServiceLayer::new(layer_fn(move |inner: S| {
             let service: Boxed<Request<ReqB>, Response<ResB>> =
                 BoxCloneSyncService::new(inner.map_err(Into::into));
@@ -247,13 +271,14 @@ impl Routes {
                 })?;
             (profile, config.is_per_host(upstream))
         };
-        let parts = Parts::new(
+        let mut parts = Parts::new(
             &self.shared.registry,
             upstream,
             &profile,
             TimeoutPlace::OutsideRetry,
             per_host,
         );
+        self.fleet_limit(&mut parts);
         let retry = profile.retry.clone().unwrap_or_else(|| {
             RetryConfig::builder()
                 .max_attempts(1)
@@ -280,6 +305,58 @@ impl Routes {
             BoxCloneSyncService::new(InSpan::upstream(parts.outer(service), &parts.name))
         })))
     }
+
+    /// Gives `parts` its fleet limiter, if its profile's rate limit says
+    /// `scope = "fleet"`: the one made for its name, or a new one on the
+    /// file's Redis connection (made by the first fleet limit, lazily: it
+    /// connects in the background, and until Redis answers the fail policy
+    /// decides).
+    #[cfg(feature = "redis")]
+    fn fleet_limit(&self, parts: &mut Parts) {
+        let profile = &parts.profile;
+        let Some(limit) = &profile.rate_limit else {
+            return;
+        };
+        if profile.rate_limit_scope != RateLimitScope::Fleet {
+            return;
+        }
+        let redis = self
+            .lock()
+            .redis()
+            .cloned()
+            .expect("validated when loaded: a fleet limit has a [redis] section");
+        let config = redis
+            .fleet_config(limit.clone())
+            .expect("validated when loaded");
+        let mut fleet = self
+            .shared
+            .fleet
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(limiter) = fleet.limiters.get(&parts.name)
+            && limiter.config() == &config
+        {
+            parts.limiter = Some(Limiter::Fleet(limiter.clone()));
+            return;
+        }
+        let connection = match &fleet.connection {
+            Some((url, connection)) if url == redis.url() => connection.clone(),
+            _ => {
+                let client = redis::Client::open(redis.url()).expect("validated when loaded");
+                let connection =
+                    FleetLimiter::connection(client).expect("a lazy connection is made at once");
+                fleet.connection = Some((redis.url().to_owned(), connection.clone()));
+                connection
+            }
+        };
+        let limiter = FleetLimiter::new(parts.name.as_str(), config, connection)
+            .expect("validated when loaded");
+        fleet.limiters.insert(parts.name.clone(), limiter.clone());
+        parts.limiter = Some(Limiter::Fleet(limiter));
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn fleet_limit(&self, _parts: &mut Parts) {}
 
     /// Reads `text` as the new config file and applies it: all of it is
     /// validated first, and nothing changes if anything is wrong (every
@@ -331,7 +408,10 @@ impl Routes {
                         "rate_limit",
                         old.rate_limit.is_some() != new.rate_limit.is_some()
                             || old.rate_limit_key != new.rate_limit_key
-                            || (new.rate_limit_key.is_some() && old.rate_limit != new.rate_limit),
+                            || old.rate_limit_scope != new.rate_limit_scope
+                            || ((new.rate_limit_key.is_some()
+                                || new.rate_limit_scope == RateLimitScope::Fleet)
+                                && old.rate_limit != new.rate_limit),
                     ),
                     ("timeout", old.timeout != new.timeout),
                     (
@@ -351,6 +431,10 @@ impl Routes {
                     }
                 }
             }
+        }
+        #[cfg(feature = "redis")]
+        if current.redis() != config.redis() {
+            not_live.push("redis".to_owned());
         }
         *current = config;
         Ok(Reload { breakers, not_live })
@@ -422,11 +506,9 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
         }
-        if let Some(rate_limit) = profile
-            .rate_limit
-            .as_ref()
-            .filter(|_| profile.rate_limit_key.is_none())
-        {
+        if let Some(rate_limit) = profile.rate_limit.as_ref().filter(|_| {
+            profile.rate_limit_key.is_none() && profile.rate_limit_scope == RateLimitScope::Local
+        }) {
             // A burst left out means "the rate", not the registry's default.
             let overrides = Overrides::from_config(rate_limit)
                 .map_err(|e| e.within(&path))?
@@ -547,6 +629,9 @@ where
 enum Limiter {
     Shared(RateLimiter),
     Keyed(KeyedRateLimiter<BoundedKey>, ConfigKey),
+    /// Shared by the fleet, in Redis.
+    #[cfg(feature = "redis")]
+    Fleet(FleetLimiter),
 }
 
 /// The key a config file names, read from a request.
@@ -580,7 +665,9 @@ impl Parts {
         timeout: TimeoutPlace,
         per_host: bool,
     ) -> Self {
-        let limiter = profile.rate_limit.as_ref().map(|config| {
+        // A fleet limit's limiter is made by `Routes::fleet_limit`.
+        let local = profile.rate_limit_scope == RateLimitScope::Local;
+        let limiter = profile.rate_limit.as_ref().filter(|_| local).map(|config| {
             let key = match &profile.rate_limit_key {
                 None => return Limiter::Shared(registry.rate_limiters().get(name)),
                 Some(RateLimitKey::ClientIp) => ConfigKey::ClientIp(ClientIp::new()),
@@ -692,6 +779,10 @@ impl Parts {
             Some(Limiter::Keyed(limiter, key)) => BoxCloneSyncService::new(
                 RateLimitLayer::keyed(limiter.clone(), key.clone()).layer(service),
             ),
+            #[cfg(feature = "redis")]
+            Some(Limiter::Fleet(limiter)) => {
+                BoxCloneSyncService::new(FleetRateLimitLayer::new(limiter.clone()).layer(service))
+            }
         };
         // Inside the fallback: the rejections and timeouts are still errors.
         service = BoxCloneSyncService::new(
