@@ -28,10 +28,10 @@ use crate::chaos::{Chaos, ChaosLayer};
 use crate::fallback::FallbackLayer;
 #[cfg(feature = "hedge")]
 use crate::hedge::HedgeLayer;
-#[cfg(feature = "outlier")]
-use crate::outlier::OutlierLayer;
 #[cfg(feature = "limit")]
 use crate::limit::LimitLayer;
+#[cfg(feature = "outlier")]
+use crate::outlier::OutlierLayer;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{RateLimitLayer, RateLimiter};
 #[cfg(feature = "retry")]

@@ -111,14 +111,14 @@ pub use portcullis_retry as retry;
 #[doc(inline)]
 pub use portcullis_hedge as hedge;
 
-/// Outlier ejection: calls spread over an upstream's endpoints, failing ones out of rotation for a while (feature `outlier`).
-#[cfg(feature = "outlier")]
-#[doc(inline)]
-pub use portcullis_outlier as outlier;
 /// Adaptive concurrency limits: AIMD, Gradient2 and Vegas, partitions, newest-first queue, 503 with Retry-After (feature `limit`).
 #[cfg(feature = "limit")]
 #[doc(inline)]
 pub use portcullis_limit as limit;
+/// Outlier ejection: calls spread over an upstream's endpoints, failing ones out of rotation for a while (feature `outlier`).
+#[cfg(feature = "outlier")]
+#[doc(inline)]
+pub use portcullis_outlier as outlier;
 
 /// Rate limiting: lock-free GCRA, keyed limits with bounded memory, 429 with RateLimit headers (feature `ratelimit`).
 #[cfg(feature = "ratelimit")]

@@ -16,7 +16,10 @@
 //!   admitted only while the total is below the limit: it borrows capacity
 //!   that the others do not use. So the total may exceed the limit by what
 //!   was borrowed before the others came back, never a partition its share
-//!   while another waits for room (Netflix's partitioned limiter).
+//!   while another waits for room (Netflix's partitioned limiter). The
+//!   guarantees are rounded up (and at least one each), so together they
+//!   may exceed the limit by up to one call per partition (three shares of
+//!   a third of 10 guarantee 4 each).
 //! - A release lowers the counters that the admission raised, always.
 //!
 //! The `loom` models below check these claims (run them with
@@ -57,7 +60,9 @@ impl Share {
             clippy::cast_sign_loss,
             clippy::cast_precision_loss
         )]
-        let share = (limit as f64 * self.fraction).ceil() as u64;
+        // Less a hair before rounding up: 0.07 × 100 is 7.000000000000001
+        // in floating point, which must stay 7.
+        let share = (limit as f64 * self.fraction - 1e-9).ceil() as u64;
         share.max(1)
     }
 }

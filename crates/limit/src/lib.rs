@@ -120,7 +120,9 @@
 //!   leave free, while the total is below the limit. A partition below its
 //!   share is admitted even when borrowers have filled the limit, so the
 //!   total may exceed the limit by what was borrowed, until those calls
-//!   end (Netflix's `AbstractPartitionedLimiter`). A call of no partition
+//!   end (Netflix's `AbstractPartitionedLimiter`). Shares are rounded up,
+//!   so the guarantees together may exceed the limit by up to one call per
+//!   partition. A call of no partition
 //!   may only use free room under the total.
 //! - **The queue** (optional: `queue(max_queued, max_wait)`). A call that
 //!   finds no room waits, newest first: room given back goes to the

@@ -315,12 +315,15 @@ impl Limiter {
         let (Some(queue), Some(config)) = (&self.inner.queue, self.inner.config.queue()) else {
             return Admission::Rejected(self.shed());
         };
+        // The timer first: made outside a runtime with time it panics, and
+        // a waiter already queued would then hold room it never gives back.
+        let sleep = tokio::time::sleep(config.max_wait);
         match queue.join(&self.inner.gate, partition) {
             Joined::Admitted(inflight) => Admission::Acquired(self.permit(partition, inflight)),
             Joined::Queued(waiter) => Admission::Wait(Acquire {
                 limiter: self.clone(),
                 state: AcquireState::Queued(waiter),
-                sleep: Some(tokio::time::sleep(config.max_wait)),
+                sleep: Some(sleep),
             }),
         }
     }
@@ -394,8 +397,19 @@ impl Limiter {
         if window.closing.swap(true, Ordering::Acquire) {
             return; // another caller closes it
         }
+        // Cleared however the closing ends, a panic of a `tracing`
+        // subscriber or `metrics` recorder included: a flag left set would
+        // freeze the limit.
+        let _closing = ClearOnDrop(&window.closing);
+        // Looked at again now that this caller holds the flag: another may
+        // have closed the window between the checks above and the flag.
+        let count = window.rtt_count.load(Ordering::Relaxed) + window.drops.load(Ordering::Relaxed);
+        if count < u64::from(config.min_samples())
+            || now.saturating_sub(window.start.load(Ordering::Relaxed)) < nanos(config.window())
+        {
+            return;
+        }
         self.close_window(now);
-        window.closing.store(false, Ordering::Release);
     }
 
     /// Takes the window's sample to the algorithm and stores the new limit.
@@ -420,7 +434,11 @@ impl Limiter {
             dropped: drops > 0,
         };
         let (before, after, base) = {
-            let mut estimator = self.inner.estimator.lock().expect("the limit's estimator");
+            let mut estimator = self
+                .inner
+                .estimator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let before = estimator.limit();
             let after = estimator.update(sample);
             (before, after, estimator.base_rtt())
@@ -456,7 +474,7 @@ impl Limiter {
         let base = inner
             .estimator
             .lock()
-            .expect("the limit's estimator")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .base_rtt();
         LimitSnapshot {
             name: inner.name.to_string(),
@@ -538,15 +556,26 @@ impl Future for Acquire {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let waiter = match std::mem::replace(this.state, AcquireState::Done) {
-            AcquireState::Ready(result) => return Poll::Ready(result),
+        let waiter = match &*this.state {
+            AcquireState::Queued(waiter) => waiter.clone(),
             AcquireState::Done => panic!("`Acquire` polled after completion"),
-            AcquireState::Queued(waiter) => waiter,
+            AcquireState::Ready(_) => match std::mem::replace(this.state, AcquireState::Done) {
+                AcquireState::Ready(result) => return Poll::Ready(result),
+                _ => unreachable!("matched as ready"),
+            },
         };
-        let granted = |inflight| Poll::Ready(Ok(this.limiter.permit(waiter.partition, inflight)));
+        // The waiter stays in the state until the future resolves: if the
+        // timer's poll panics, dropping the future still leaves the queue
+        // (or gives back a grant).
+        let mut done = |result| {
+            *this.state = AcquireState::Done;
+            Poll::Ready(result)
+        };
         match waiter.poll(cx.waker()) {
-            Wait::Granted(inflight) => return granted(inflight),
-            Wait::Shed => return Poll::Ready(Err(this.limiter.shed())),
+            Wait::Granted(inflight) => {
+                return done(Ok(this.limiter.permit(waiter.partition, inflight)));
+            }
+            Wait::Shed => return done(Err(this.limiter.shed())),
             Wait::Waiting => {}
         }
         let expired = this
@@ -555,13 +584,12 @@ impl Future for Acquire {
             .as_pin_mut()
             .is_some_and(|sleep| sleep.poll(cx).is_ready());
         if !expired {
-            *this.state = AcquireState::Queued(waiter);
             return Poll::Pending;
         }
         let queue = this.limiter.inner.queue.as_ref().expect("a queue");
         match queue.leave(&waiter) {
-            Wait::Granted(inflight) => granted(inflight),
-            _ => Poll::Ready(Err(this.limiter.shed())),
+            Wait::Granted(inflight) => done(Ok(this.limiter.permit(waiter.partition, inflight))),
+            _ => done(Err(this.limiter.shed())),
         }
     }
 }
@@ -600,5 +628,14 @@ impl fmt::Debug for Acquire {
             .field("limiter", &self.limiter.name())
             .field("state", &state)
             .finish_non_exhaustive()
+    }
+}
+
+/// Clears a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::task::Waker;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use portcullis_core::sync::{AtomicU8, AtomicUsize, Ordering};
 
@@ -87,16 +87,18 @@ impl Queue {
     /// Joins the queue, or finds room; the oldest waiter is shed when it
     /// is full.
     pub(crate) fn join(&self, gate: &Gate, partition: Option<usize>) -> Joined {
-        let mut waiters = self.waiters.lock().expect("the limit queue's lock");
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         self.len.fetch_add(1, Ordering::SeqCst);
         if let Some(inflight) = gate.try_acquire(partition) {
             self.len.fetch_sub(1, Ordering::SeqCst);
             return Joined::Admitted(inflight);
         }
+        let mut shed = None;
         if waiters.len() >= self.max_len {
             if let Some(oldest) = waiters.pop_front() {
                 self.len.fetch_sub(1, Ordering::SeqCst);
-                oldest.finish(SHED);
+                oldest.state.store(SHED, Ordering::SeqCst);
+                shed = Some(oldest);
             }
         }
         let waiter = Arc::new(Waiter {
@@ -106,6 +108,11 @@ impl Queue {
             waker: Mutex::new(None),
         });
         waiters.push_back(waiter.clone());
+        drop(waiters);
+        // Woken once the lock is released, as in `hand_over`.
+        if let Some(oldest) = shed {
+            oldest.wake();
+        }
         Joined::Queued(waiter)
     }
 
@@ -119,29 +126,50 @@ impl Queue {
         if self.len.fetch_add(0, Ordering::AcqRel) == 0 {
             return;
         }
-        let mut waiters = self.waiters.lock().expect("the limit queue's lock");
-        let mut i = waiters.len();
-        while i > 0 {
-            i -= 1;
-            let partition = waiters[i].partition;
-            match gate.try_acquire(partition) {
-                Some(inflight) => {
-                    let waiter = waiters.remove(i).expect("an index in range");
-                    self.len.fetch_sub(1, Ordering::SeqCst);
-                    waiter.inflight.store(inflight, Ordering::SeqCst);
-                    waiter.finish(GRANTED);
+        // One waiter at a time: each is woken after the queue's lock is
+        // released (a waker may poll and drop its future at once, which
+        // takes the lock to leave), and nothing is gathered, so a hand-over
+        // allocates nothing.
+        let partitioned = !gate.shares().is_empty();
+        let mut from = usize::MAX;
+        loop {
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut i = waiters.len().min(from);
+            let mut granted = None;
+            while i > 0 {
+                i -= 1;
+                let partition = waiters[i].partition;
+                match gate.try_acquire(partition) {
+                    Some(inflight) => {
+                        let waiter = waiters.remove(i).expect("an index in range");
+                        self.len.fetch_sub(1, Ordering::SeqCst);
+                        waiter.inflight.store(inflight, Ordering::SeqCst);
+                        // Granted under the lock, so that `leave` sees it.
+                        waiter.state.store(GRANTED, Ordering::SeqCst);
+                        granted = Some(waiter);
+                        break;
+                    }
+                    // Without partitions every waiter wants the same room;
+                    // with them, a waiter of another partition may fit.
+                    None if !partitioned => break,
+                    None => {}
                 }
-                // Without partitions every waiter wants the same room.
-                None if partition.is_none() => break,
-                None => {}
             }
+            drop(waiters);
+            let Some(waiter) = granted else {
+                return;
+            };
+            waiter.wake();
+            // The waiters older than the one granted are the ones left to
+            // look at (the queue only grew at its newest end meanwhile).
+            from = i;
         }
     }
 
     /// Takes `waiter` out of the queue if it is still waiting (its wait
     /// expired, or its future was dropped); returns what it had become.
     pub(crate) fn leave(&self, waiter: &Arc<Waiter>) -> Wait {
-        let mut waiters = self.waiters.lock().expect("the limit queue's lock");
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         if waiter.state.load(Ordering::SeqCst) == WAITING {
             if let Some(i) = waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 waiters.remove(i);
@@ -156,9 +184,13 @@ impl Queue {
 }
 
 impl Waiter {
-    fn finish(&self, state: u8) {
-        self.state.store(state, Ordering::SeqCst);
-        let waker = self.waker.lock().expect("a waiter's lock").take();
+    /// Wakes the task waiting for this waiter, if one registered.
+    fn wake(&self) {
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -176,7 +208,7 @@ impl Waiter {
     /// is seen, or wakes the new waker).
     pub(crate) fn poll(&self, waker: &Waker) -> Wait {
         {
-            let mut slot = self.waker.lock().expect("a waiter's lock");
+            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
             match &*slot {
                 Some(old) if old.will_wake(waker) => {}
                 _ => *slot = Some(waker.clone()),
@@ -201,6 +233,54 @@ impl fmt::Debug for Waiter {
             .field("partition", &self.partition)
             .field("state", &self.poll_state())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::gate::Share;
+
+    fn queued(joined: Joined) -> Arc<Waiter> {
+        match joined {
+            Joined::Queued(waiter) => waiter,
+            Joined::Admitted(_) => panic!("admitted at once"),
+        }
+    }
+
+    /// A waiter of no partition that does not fit does not stop the room
+    /// freed in a partition from reaching that partition's older waiter.
+    #[test]
+    fn a_partition_waiter_behind_one_that_does_not_fit_is_granted() {
+        // Limit 2, each of two partitions guaranteed 1. The first holds
+        // its own and borrows the free one; the second takes its own over
+        // the total: 3 in flight.
+        let gate = Gate::new(2, Box::new([Share::new(0.5), Share::new(0.5)]));
+        let (first, second) = (Some(0), Some(1));
+        assert!(gate.try_acquire(first).is_some());
+        assert!(gate.try_acquire(first).is_some());
+        assert_eq!(gate.try_acquire(second), Some(3));
+        let queue = Queue::new(10);
+        let older = queued(queue.join(&gate, second));
+        let newer = queued(queue.join(&gate, None));
+        // The second's call ends: 2 in flight, the total at the limit, the
+        // second below its share.
+        gate.release(second);
+        queue.hand_over(&gate);
+        assert_eq!(
+            older.poll_state(),
+            Wait::Granted(3),
+            "its partition had room"
+        );
+        assert_eq!(newer.poll_state(), Wait::Waiting, "no room under the total");
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn a_share_is_rounded_up_without_floating_point_dust() {
+        assert_eq!(Share::new(0.07).guaranteed(100), 7);
+        assert_eq!(Share::new(1.0 / 3.0).guaranteed(10), 4);
+        assert_eq!(Share::new(0.001).guaranteed(10), 1);
     }
 }
 
