@@ -189,61 +189,49 @@ async fn a_spent_budget_denies_the_hedge() {
     assert_eq!(budget.snapshot().withdrawals, 0);
 }
 
+/// A retry around a hedge, on one throttling budget of 4 tokens, and every
+/// attempt failing at once (a failure costs a token). Given the budget by
+/// `with_budget`, the hedge records the answer it returns and so does the
+/// retry; by `with_retry_budget`, each attempt counts once.
 #[tokio::test(start_paused = true)]
 async fn a_throttling_budget_shared_with_a_retry_stops_both() {
-    let upstream = Upstream::default();
-    let budget = RetryBudget::throttling("shared", ThrottleConfig::new(4, 1.0)).unwrap();
-    let hedge = HedgeLayer::from_config("t", fixed(10, 1))
-        .unwrap()
-        .with_budget(budget.clone());
-    let retry =
-        RetryLayer::from_config("t", RetryConfig::builder().max_attempts(3).build().unwrap())
-            .unwrap()
-            .with_budget(budget.clone());
-    // Every attempt fails at once: failures cost a token each.
-    let mut service =
-        retry.layer(hedge.layer(upstream.service(Instant::now(), |_| (0, Err("down")))));
-    let (result, _) = call(&mut service).await;
-    assert_eq!(result.unwrap_err(), "down");
-    // 4 tokens: the first attempt fails (3 left) and its hedge goes at once
-    // (non-fatal), fails (2 left, at half): no more hedges. The retry
-    // outside records the call's failure too (1 left) and does not retry.
-    assert_eq!(upstream.sent().len(), 2);
-    assert_eq!(budget.available(), 1);
-    assert!(!budget.try_withdraw());
-    assert_eq!(hedge.metrics().hedges, 1);
-    assert_eq!(
-        retry.metrics().retries,
-        0,
-        "the hedge's failures throttled the retry"
-    );
+    for retry_budget in [false, true] {
+        let upstream = Upstream::default();
+        let budget = RetryBudget::throttling("shared", ThrottleConfig::new(4, 1.0)).unwrap();
+        let hedge = HedgeLayer::from_config("t", fixed(10, 1)).unwrap();
+        let hedge = if retry_budget {
+            hedge.with_retry_budget(budget.clone())
+        } else {
+            hedge.with_budget(budget.clone())
+        };
+        let retry =
+            RetryLayer::from_config("t", RetryConfig::builder().max_attempts(3).build().unwrap())
+                .unwrap()
+                .with_budget(budget.clone());
+        let mut service =
+            retry.layer(hedge.layer(upstream.service(Instant::now(), |_| (0, Err("down")))));
+        let (result, _) = call(&mut service).await;
+        assert_eq!(result.unwrap_err(), "down");
+        // The first attempt fails (3 left) and its hedge goes at once
+        // (non-fatal), fails (2 left, at half): no more hedges, and the
+        // retry does not retry. With `with_budget` the retry records the
+        // returned failure a second time (1 left).
+        assert_eq!(upstream.sent().len(), 2);
+        assert_eq!(budget.available(), if retry_budget { 2 } else { 1 });
+        assert!(!budget.try_withdraw());
+        assert_eq!(hedge.metrics().hedges, 1);
+        assert_eq!(
+            retry.metrics().retries,
+            0,
+            "the hedge's failures throttled the retry"
+        );
+    }
 }
 
-/// With the retry's budget given by `with_retry_budget`, each attempt
-/// counts once: the same call as above leaves 2 tokens, not 1.
+/// With the retry's budget given by `with_retry_budget`, a windowed budget
+/// takes one deposit per request, however many hedges.
 #[tokio::test(start_paused = true)]
-async fn a_budget_shared_through_with_retry_budget_counts_each_attempt_once() {
-    let upstream = Upstream::default();
-    let budget = RetryBudget::throttling("shared", ThrottleConfig::new(4, 1.0)).unwrap();
-    let hedge = HedgeLayer::from_config("t", fixed(10, 1))
-        .unwrap()
-        .with_retry_budget(budget.clone());
-    let retry =
-        RetryLayer::from_config("t", RetryConfig::builder().max_attempts(3).build().unwrap())
-            .unwrap()
-            .with_budget(budget.clone());
-    let mut service =
-        retry.layer(hedge.layer(upstream.service(Instant::now(), |_| (0, Err("down")))));
-    let (result, _) = call(&mut service).await;
-    assert_eq!(result.unwrap_err(), "down");
-    // The first attempt's failure is a loser's (the hedge records it: 3
-    // left); the hedge's failure is returned and the retry records it (2
-    // left, at half): no retry.
-    assert_eq!(upstream.sent().len(), 2);
-    assert_eq!(budget.available(), 2);
-    assert_eq!(retry.metrics().retries, 0);
-
-    // A windowed budget: one deposit per request, however many hedges.
+async fn a_budget_shared_through_with_retry_budget_counts_each_request_once() {
     let upstream = Upstream::default();
     let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
     let hedge = HedgeLayer::from_config("t", fixed(10, 1))
