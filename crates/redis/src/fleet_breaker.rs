@@ -459,7 +459,15 @@ impl Shared {
         });
         if breaker.state() != before {
             // Changed by hand (or by a call) meanwhile: the next round
-            // reports it rather than overwrite it.
+            // reports it rather than overwrite it. If this round published
+            // a manual state, Redis holds it now under a new generation:
+            // remember that, so that the next round compares the local
+            // state with it and publishes the difference (a reset right
+            // after a force clears the force fleet-wide).
+            if manual.is_some() {
+                memory.known = Some((generation, state));
+                memory.probing = None;
+            }
             return;
         }
         let changed = memory.known.map(|(known, _)| known) != Some(generation);

@@ -264,7 +264,10 @@
 //! any instance spreads the same way. There is no echo: an instance publishes
 //! only a difference between its breaker and the fleet state it last applied,
 //! and what it applies is that state; and a sync whose local state changed
-//! during its round trip applies nothing (the next one publishes the change).
+//! during its round trip applies nothing (the next one publishes the change:
+//! when the sync had published a manual state itself, the next one compares
+//! with that state, so a force cleared during its round trip is cleared
+//! fleet-wide).
 //! `open_for` and `half_open` by hand stay local. An instance that joins
 //! with its breaker in a manual state publishes it.
 //!

@@ -29,7 +29,7 @@ fn main() {
     let mut server = RedisServer::start();
     let url = server.url();
     let port = server.port();
-    let scenarios: [(&str, &dyn Fn()); 5] = [
+    let scenarios: [(&str, &dyn Fn()); 6] = [
         (
             "two_of_three_open_all_three_one_of_three_opens_none",
             &|| quorum(&url),
@@ -40,6 +40,10 @@ fn main() {
         (
             "a_manual_state_reaches_every_instance_and_so_does_clearing_it",
             &|| manual_states(&url),
+        ),
+        (
+            "a_manual_change_during_a_round_trip_is_published_next_round",
+            &|| change_during_a_round_trip(&url, port),
         ),
         ("the_sync_task_stops_with_the_last_handle", &|| {
             the_sync_task_stops_with_the_last_handle(&url, port)
@@ -53,7 +57,7 @@ fn main() {
         scenario();
         println!("test {name} ... ok");
     }
-    println!("\n5 passed, 0 failed");
+    println!("\n6 passed, 0 failed");
     server.kill();
 }
 
@@ -360,6 +364,52 @@ fn manual_states(url: &str) {
     assert!(wait_for(WITHIN * 2, || states(&fleet) == [State::MetricsOnly; 3]).is_some());
     a.breaker.close();
     assert!(wait_for(WITHIN * 2, || states(&fleet) == [State::Closed; 3]).is_some());
+}
+
+fn change_during_a_round_trip(url: &str, port: u16) {
+    // A timeout longer than the pause below, so that a sync waits it out.
+    let config = FleetBreakerConfig::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let fleet = three(url, "in-flight", config);
+    std::thread::sleep(Duration::from_millis(1_200));
+    for instance in &fleet {
+        instance.set(SUCCEED);
+    }
+    let [a, ..] = &fleet;
+    // Redis holds every command for 400 ms: the sync that publishes a's
+    // force (woken at once by the transition) is in flight when a is
+    // reset, and its reply (the force, a new generation) comes after.
+    portcullis_testing::redis::send(port, "CLIENT PAUSE 400 ALL");
+    a.breaker.force_open();
+    std::thread::sleep(Duration::from_millis(150));
+    a.breaker.reset();
+    let mode = || portcullis_testing::redis::send(port, "HGET portcullis:cb:in-flight:state mode");
+    let cleared = wait_for(WITHIN * 2, || {
+        states(&fleet) == [State::Closed; 3] && mode().contains("closed")
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let snapshot = a.fleet.snapshot();
+    let forced = a
+        .breaker
+        .counters()
+        .transitions(State::Closed, State::ForcedOpen);
+    println!(
+        "  force, reset during the round trip: cleared after {cleared:?}; states {:?}, \
+         redis {:?}, a published {} manual states, forced {forced} times",
+        states(&fleet),
+        mode().trim(),
+        snapshot.manual_published
+    );
+    assert_eq!(
+        snapshot.manual_published, 2,
+        "a published the force, then its clearing"
+    );
+    assert_eq!(forced, 1, "the force's reply did not force a again");
+    assert!(cleared.is_some(), "the reset reached the fleet");
+    assert_eq!(states(&fleet), [State::Closed; 3]);
+    assert!(mode().contains("closed"), "redis holds closed");
 }
 
 fn redis_killed(server: &mut RedisServer) {
