@@ -142,10 +142,11 @@ struct Counters {
 /// What the task remembers between rounds.
 #[derive(Debug, Default)]
 struct Memory {
-    /// The local breaker's cumulative recorded and failed calls at the
-    /// last round.
+    /// The local breaker's cumulative recorded, failed and rejected calls
+    /// at the last round.
     recorded: u64,
     failed: u64,
+    rejected: u64,
     /// This instance's calls and failures per round, over the window.
     rounds: VecDeque<(Instant, u64, u64)>,
     /// The fleet state last applied: its generation and state.
@@ -341,9 +342,24 @@ impl Shared {
         // This instance's calls since the last round, and over the window.
         let counters = breaker.counters();
         let recorded = counters.successful_calls + counters.failed_calls;
-        let calls = recorded.saturating_sub(memory.recorded);
-        let failures = counters.failed_calls.saturating_sub(memory.failed);
-        (memory.recorded, memory.failed) = (recorded, counters.failed_calls);
+        let mut calls = recorded.saturating_sub(memory.recorded);
+        let mut failures = counters.failed_calls.saturating_sub(memory.failed);
+        let rejected = counters.not_permitted_calls.saturating_sub(memory.rejected);
+        (memory.recorded, memory.failed, memory.rejected) = (
+            recorded,
+            counters.failed_calls,
+            counters.not_permitted_calls,
+        );
+        // Rejected on a trip of its own (the fleet closed, no manual
+        // state): its callers saw those calls fail, so they count as
+        // failures. Otherwise an instance that tripped would stop
+        // reporting while the others go on reporting successes, and
+        // dilute the fleet's rate below the threshold.
+        let fleet_closed = matches!(memory.known, None | Some((_, FleetState::Closed)));
+        if fleet_closed && FleetState::manual(before).is_none() {
+            calls += rejected;
+            failures += rejected;
+        }
         memory.rounds.push_back((now, calls, failures));
         while memory
             .rounds

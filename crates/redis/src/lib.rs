@@ -217,7 +217,13 @@
 //!
 //! Each instance sends: its id; the generation it last applied; the calls
 //! and failures its breaker recorded since its last sync (from
-//! [`Breaker::counters`](portcullis_breaker::Breaker::counters)); whether it
+//! [`Breaker::counters`](portcullis_breaker::Breaker::counters)) — and,
+//! while the fleet is closed and no manual state is set, the calls its
+//! breaker rejected, as failures: an instance open on a trip of its own
+//! records nearly nothing, and without its rejections the instances still
+//! closed, reporting successes, would dilute the fleet's rate below the
+//! threshold, though the callers of the tripped ones see every call fail;
+//! whether it
 //! *sees* the failure rate over the threshold — over its own calls of the
 //! last window, at least `instance_minimum_calls` of them; a manual state to
 //! publish, if any; the prober's result, if it is the prober; and its
