@@ -391,7 +391,11 @@ impl Shared {
             (Some(probing), Some((generation, _))) if probing == generation => match before {
                 State::Closed => "ok",
                 State::Open => {
-                    reopen = breaker.snapshot().retry_after.unwrap_or_default();
+                    // At least the configured wait: a re-open whose wait
+                    // reads as nothing left would let the same sync elect
+                    // again at once, and probe again into the failure.
+                    let left = breaker.snapshot().retry_after.unwrap_or_default();
+                    reopen = left.max(breaker.config().wait_in_open());
                     "fail"
                 }
                 State::HalfOpen if breaker.snapshot().permits_in_use > 0 => "probing",

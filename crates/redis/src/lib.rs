@@ -235,8 +235,9 @@
 //! 2. publishes a manual state (last writer wins), or the prober's result
 //!    if it still holds the `prober` key for the current generation: a
 //!    success closes the fleet (`since` = now, `sees` and `prober` deleted),
-//!    a failure opens it again for the wait the prober's breaker chose (so
-//!    the breaker's growing wait holds fleet-wide);
+//!    a failure opens it again for the wait the prober's breaker chose, and
+//!    at least its `wait_in_open` (so the breaker's growing wait holds
+//!    fleet-wide, and a failed probe never lets the same sync elect again);
 //! 3. if the fleet is closed, sums the buckets of the window after `since`:
 //!    it **opens** the fleet for the instance's `wait_in_open` when the
 //!    fleet's calls are at least `minimum_calls`, its failure rate is at or
