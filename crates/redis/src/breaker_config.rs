@@ -142,8 +142,9 @@ impl FleetBreakerConfig {
         &self.key_prefix
     }
 
-    /// How long an elected prober holds the role without a probe in
-    /// flight (default: 5 s).
+    /// How long an elected prober holds the role after its last sync
+    /// while half-open (default: 5 s): a prober that stops syncing loses it
+    /// then, and another instance is elected.
     pub fn prober_ttl(&self) -> Duration {
         self.prober_ttl
     }

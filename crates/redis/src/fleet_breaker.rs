@@ -152,7 +152,9 @@ struct Memory {
     /// The fleet state last applied: its generation and state.
     known: Option<(u64, FleetState)>,
     /// The generation in which this instance was elected and went
-    /// half-open.
+    /// half-open. While it is half-open in that generation, every sync
+    /// refreshes its `prober` key; a sync that finds the key held by
+    /// another instance holds this one open again (see `apply`).
     probing: Option<u64>,
 }
 
@@ -398,7 +400,11 @@ impl Shared {
                     reopen = left.max(breaker.config().wait_in_open());
                     "fail"
                 }
-                State::HalfOpen if breaker.snapshot().permits_in_use > 0 => "probing",
+                // Half-open, whether a probe is in flight or none came
+                // yet: the role is refreshed at every sync, so that it does
+                // not expire under sparse traffic and elect a second
+                // prober while this one is still half-open.
+                State::HalfOpen => "probing",
                 _ => "",
             },
             _ => "",

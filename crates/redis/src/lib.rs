@@ -285,10 +285,13 @@
 //!   the local breaker decides alone, as without a fleet — held open, it
 //!   half-opens when its own wait is over and probes by itself. Calls never
 //!   wait on Redis: Redis is not on their path.
-//! - **The prober dies** (or its probe never comes): it holds the `prober`
-//!   key only while a probe is in flight (refreshed by its syncs), so the key
-//!   expires within the prober TTL and another instance is elected. An
-//!   instance that lost the role is held open again.
+//! - **The prober dies** (or loses Redis): it holds the `prober` key while
+//!   it is half-open, refreshed by every one of its syncs, so the key
+//!   expires within the prober TTL of its last sync and another instance is
+//!   elected. An instance that finds the key held by another is held open
+//!   again at that sync. A prober that gets no calls keeps the role as long
+//!   as it syncs (a second prober would otherwise be elected while it is
+//!   still half-open): the fleet stays open until it probes.
 //! - **Before the fleet opens**, an instance that tripped on its own follows
 //!   its own breaker; it learns of a fleet open within a period. Give the
 //!   breakers a `wait_in_open` well above the period, or such an instance may

@@ -29,13 +29,16 @@ fn main() {
     let mut server = RedisServer::start();
     let url = server.url();
     let port = server.port();
-    let scenarios: [(&str, &dyn Fn()); 6] = [
+    let scenarios: [(&str, &dyn Fn()); 7] = [
         (
             "two_of_three_open_all_three_one_of_three_opens_none",
             &|| quorum(&url),
         ),
         ("exactly_one_prober_then_the_fleet_closes", &|| {
             one_prober(&url)
+        }),
+        ("a_prober_without_calls_keeps_the_role_alone", &|| {
+            prober_without_calls(&url)
         }),
         (
             "a_manual_state_reaches_every_instance_and_so_does_clearing_it",
@@ -57,7 +60,7 @@ fn main() {
         scenario();
         println!("test {name} ... ok");
     }
-    println!("\n6 passed, 0 failed");
+    println!("\n7 passed, 0 failed");
     server.kill();
 }
 
@@ -336,6 +339,48 @@ fn one_prober(url: &str) {
         last_close - probe_at <= WITHIN,
         "closed fleet-wide within 2 s of the probe"
     );
+}
+
+fn prober_without_calls(url: &str) {
+    let config = FleetBreakerConfig::builder()
+        .period(Duration::from_millis(100))
+        .window(Duration::from_secs(1))
+        .prober_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let fleet = three(url, "sparse", config);
+    std::thread::sleep(Duration::from_millis(300));
+    for instance in &fleet {
+        instance.set(FAIL);
+    }
+    let fleet_open = |i: &Instance| {
+        i.fleet
+            .snapshot()
+            .fleet
+            .is_some_and(|view| view.state == FleetState::Open)
+    };
+    wait_for(WITHIN, || fleet.iter().all(fleet_open)).expect("the fleet opens");
+    // The callers go quiet: the prober, once elected, has no call to probe
+    // with, and stays half-open for many prober TTLs.
+    for instance in &fleet {
+        instance.set(IDLE);
+    }
+    let half_open = || {
+        states(&fleet)
+            .iter()
+            .filter(|s| **s == State::HalfOpen)
+            .count()
+    };
+    let elected = wait_for(Duration::from_secs(4), || half_open() > 0);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let elections: u64 = fleet.iter().map(|i| i.fleet.snapshot().elections).sum();
+    println!(
+        "  prober half-open after {elected:?}; 1.5 s later: states {:?}, elections {elections}",
+        states(&fleet)
+    );
+    assert!(elected.is_some(), "a prober was elected");
+    assert_eq!(elections, 1, "the role did not expire and go to another");
+    assert_eq!(half_open(), 1, "one instance half-open");
 }
 
 fn manual_states(url: &str) {
