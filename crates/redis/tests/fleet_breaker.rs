@@ -480,6 +480,12 @@ fn redis_killed(server: &mut RedisServer) {
     }
     server.kill();
     std::thread::sleep(Duration::from_millis(1_500));
+    let half_open = |i: &Instance| {
+        i.breaker
+            .counters()
+            .transitions(State::Open, State::HalfOpen)
+    };
+    let earlier: Vec<u64> = fleet.iter().map(half_open).collect();
     // Each breaker opens on its own window, as without a fleet.
     for instance in &fleet {
         instance.set(FAIL);
@@ -494,8 +500,21 @@ fn redis_killed(server: &mut RedisServer) {
     let closed = wait_for(Duration::from_secs(4), || {
         states(&fleet) == [State::Closed; 3]
     });
-    println!("  and closed on their own probes after {closed:?}");
+    let half_opens: Vec<u64> = fleet
+        .iter()
+        .zip(&earlier)
+        .map(|(i, earlier)| half_open(i) - earlier)
+        .collect();
+    println!(
+        "  and closed on their own probes after {closed:?}; half-open transitions {half_opens:?}"
+    );
     assert!(closed.is_some());
+    // With the fleet, one elected prober would go half-open and the others
+    // stay held open: each one probing proves that each ran alone.
+    assert!(
+        half_opens.iter().all(|&n| n >= 1),
+        "every instance went half-open on its own: {half_opens:?}"
+    );
     for instance in &fleet {
         let snapshot = instance.fleet.snapshot();
         let slowest = Duration::from_nanos(instance.slowest.load(Ordering::Relaxed));
