@@ -327,18 +327,28 @@ impl FleetBudget {
     }
 
     /// Takes one retry from this instance's grant, if any is left: one
-    /// clock read and one compare-and-swap. While the grant is stale
-    /// (Redis did not answer for two periods), the local budget decides.
+    /// clock read and one compare-and-swap, and when it is granted the
+    /// local budget's withdrawal too (its result ignored), so that the
+    /// local budget knows what the fleet's grants spent. While the grant
+    /// is stale (Redis did not answer for two periods), the local budget
+    /// decides.
     pub fn try_withdraw(&self) -> bool {
         let shared = &*self.shared;
         let fresh = shared.clock.now() < shared.fresh_until.load(Ordering::Relaxed);
         let allowed = if fresh {
-            shared
+            let allowed = shared
                 .grant
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                     left.checked_sub(1)
                 })
-                .is_ok()
+                .is_ok();
+            if allowed {
+                // The local budget has every deposit: it must know this
+                // spend too, or once Redis is away it would allow a whole
+                // window's retries on top of those the grants allowed.
+                let _ = shared.local.try_withdraw();
+            }
+            allowed
         } else {
             bump(&shared.counters.local);
             let allowed = shared.local.try_withdraw();

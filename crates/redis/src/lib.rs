@@ -338,7 +338,10 @@
 //! flight the grant is empty; when Redis has not answered for two periods,
 //! the instance decides with a local [`portcullis_retry::RetryBudget`] of the
 //! same ratio and `min_per_second / instances`, and what it allows then
-//! counts as granted once Redis is back.
+//! counts as granted once Redis is back. That budget gets every deposit and
+//! every retry spent from a grant too, so when Redis goes away it allows
+//! only what is left of this instance's share, not a fresh window on top
+//! of what the grants allowed.
 //!
 //! `portcullis_retry`'s layer takes a `RetryBudget`, a concrete type, so a
 //! `FleetBudget` does not plug into `RetryLayer` itself: call
