@@ -230,7 +230,8 @@ impl FleetBreakerConfig {
 
 impl FleetBreakerConfigBuilder {
     /// How often an instance syncs, in [10 ms, 60 s] (default: 1 s). An
-    /// instance also syncs at once when its breaker changes state.
+    /// instance also syncs soon after its breaker changes state, no sooner
+    /// than a twentieth of the period after its last sync started.
     pub fn period(mut self, period: Duration) -> Self {
         self.config.period = period;
         self

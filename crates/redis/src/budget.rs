@@ -317,8 +317,9 @@ impl FleetBudget {
         Ok(Self { shared })
     }
 
-    /// Records a request: one `fetch_add` (and the local budget's deposit,
-    /// kept for when Redis is away).
+    /// Records a request: two relaxed `fetch_add`s (the pending count and
+    /// the snapshot's) and the local budget's deposit, kept for when Redis
+    /// is away.
     pub fn deposit(&self) {
         let shared = &*self.shared;
         shared.pending_deposits.fetch_add(1, Ordering::Relaxed);

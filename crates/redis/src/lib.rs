@@ -169,8 +169,10 @@
 //! nothing on the request path waits on Redis. What the fleet adds comes from
 //! a task per fleet breaker, spawned on the tokio runtime and stopped when
 //! the last handle is dropped, which makes one script call (`EVALSHA`, one
-//! round trip) per period (1 s by default), and one more at once when the
-//! local breaker changes state (a trip, a probe's result, a manual change).
+//! round trip) per period (1 s by default), and one more soon after the
+//! local breaker changes state (a trip, a probe's result, a manual change):
+//! the transition wakes the task, which syncs again as soon as a twentieth
+//! of the period has passed since its last sync started.
 //!
 //! ```
 //! use std::time::Duration;
@@ -256,7 +258,8 @@
 //!   its own, even when a sync comes late;
 //! - **open**, the prober: made half-open; its breaker admits its
 //!   `permitted_calls_in_half_open` probes and decides as always, and the
-//!   result goes out at once (the transition wakes the task);
+//!   result goes out with the next sync, which the transition brings
+//!   forward (no sooner than a twentieth of the period after the last);
 //! - **a new closed generation** (a probe succeeded, a manual state was
 //!   cleared): closed; otherwise, while the fleet is closed, each breaker
 //!   decides alone, as without a fleet;
@@ -266,7 +269,8 @@
 //!
 //! A manual state set on one instance's breaker — as the registry's `POST
 //! /breakers/{name}/state` does — goes to Redis at that instance's next sync
-//! (at once: the transition wakes its task), and every other instance applies
+//! (brought forward by the transition, no sooner than a twentieth of the
+//! period after its last one), and every other instance applies
 //! it at its next sync: within a period. Clearing it (`close` or `reset`) on
 //! any instance spreads the same way. There is no echo: an instance publishes
 //! only a difference between its breaker and the fleet state it last applied,
@@ -275,8 +279,12 @@
 //! when the sync had published a manual state itself, the next one compares
 //! with that state, so a force cleared during its round trip is cleared
 //! fleet-wide).
-//! `open_for` and `half_open` by hand stay local. An instance that joins
-//! with its breaker in a manual state publishes it.
+//! `open_for` and `half_open` by hand stay local, and so do `close` and
+//! `reset` on an instance the fleet holds open (the fleet open, not a manual
+//! state): there is nothing manual to clear, and its next sync opens it
+//! again. To close an open fleet by hand, force one instance open and then
+//! close it: clearing the force closes every instance. An instance that
+//! joins with its breaker in a manual state publishes it.
 //!
 //! ## Failure cases
 //!
@@ -316,8 +324,10 @@
 //!
 //! A [`FleetBudget`] shares a [`portcullis_retry::BudgetConfig`] — `ratio`
 //! of the requests plus `min_per_second`, over `ttl` — between the instances.
-//! [`FleetBudget::deposit`] is one `fetch_add`, [`FleetBudget::try_withdraw`]
-//! one clock read and one compare-and-swap; no call waits on Redis. Once a
+//! [`FleetBudget::deposit`] is two relaxed `fetch_add`s and the local
+//! budget's deposit, [`FleetBudget::try_withdraw`] one clock read and one
+//! compare-and-swap, and the local budget's withdrawal when it is granted;
+//! no call waits on Redis. Once a
 //! period, each instance's task sends its deposits and withdrawals into the
 //! second's bucket (`{prefix}{name}:b:{second}`, prefix `portcullis:rb:`,
 //! TTL window + 2 s; the window is `ttl` in whole seconds), gives back what
