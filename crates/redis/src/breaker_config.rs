@@ -108,8 +108,8 @@ impl FleetBreakerConfig {
         self.period
     }
 
-    /// The span the fleet's failure rate is taken over, in whole seconds
-    /// (default: 10 s).
+    /// The span the fleet's failure rate is taken over, in whole seconds,
+    /// at most 5 min (default: 10 s).
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -173,7 +173,7 @@ impl FleetBreakerConfig {
             "window",
             self.window,
             self.period.max(ms(1_000)),
-            ms(3_600_000),
+            ms(300_000),
             " (a period at least)",
         )?;
         if self.window.subsec_nanos() != 0 {
@@ -237,8 +237,9 @@ impl FleetBreakerConfigBuilder {
         self
     }
 
-    /// The fleet's window, whole seconds in [max(1 s, period), 1 h]
-    /// (default: 10 s).
+    /// The fleet's window, whole seconds in [max(1 s, period), 5 min]
+    /// (default: 10 s). Every sync reads one bucket per second of it
+    /// inside Redis, hence the cap.
     pub fn window(mut self, window: Duration) -> Self {
         self.config.window = window;
         self
@@ -322,6 +323,10 @@ mod tests {
         assert_eq!(
             error_of(b().window(Duration::from_millis(1_500))),
             "window: must be whole seconds, got 1s500ms"
+        );
+        assert_eq!(
+            error_of(b().window(Duration::from_secs(301))),
+            "window: must be in [1s, 5m] (a period at least), got 5m1s"
         );
         assert_eq!(
             error_of(b().quorum(Quorum::Fraction(1.5))),

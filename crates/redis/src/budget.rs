@@ -158,7 +158,8 @@ impl FleetBudgetConfig {
     }
 
     /// The budget: `ratio` of the fleet's requests plus `min_per_second`,
-    /// over `ttl` (rounded up to whole seconds).
+    /// over `ttl` (rounded up to whole seconds; at most 5 min, as every
+    /// sync reads each second of it in Redis).
     pub fn budget(&self) -> &BudgetConfig {
         &self.budget
     }
@@ -232,6 +233,14 @@ impl FleetBudgetConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.budget.validate().map_err(|e| e.within("budget"))?;
         let ms = Duration::from_millis;
+        // Every sync reads one bucket per second of the window in Redis.
+        check_duration(
+            "budget.ttl",
+            self.budget.ttl(),
+            ms(1_000),
+            ms(300_000),
+            " (a sync reads each second of it)",
+        )?;
         check_duration("period", self.period, ms(10), ms(60_000), "")?;
         check_range("instances", self.instances, 1, 10_000)?;
         check_sync(

@@ -215,6 +215,19 @@
 //! | `state` | a hash: `mode` (`closed`, `open`, `forced_open`, `disabled`, `metrics_only`), `gen` (one more at every fleet transition), `until` (ms, while open), `since` (the second of the last close) | none: a manual state outlives the instances (`DEL` it to forget) |
 //! | `prober` | the elected prober's instance id | the prober TTL (5 s by default) |
 //!
+//! A sync sums the window's buckets, one `HMGET` per second of the window:
+//! its cost inside Redis, which runs one script at a time, grows with the
+//! window, and `n` instances syncing once a period cost `n × window /
+//! period` reads a second. The window is therefore at most 5 minutes (300
+//! reads a sync); a longer memory belongs in the local breakers.
+//!
+//! **Redis Cluster** runs a script only on keys of one hash slot, and the
+//! script names the bucket keys itself: give one breaker's keys a hash tag,
+//! a name in braces (a breaker named `{payments}` has the keys
+//! `portcullis:cb:{payments}:…`), or a prefix with one (`{portcullis}:cb:`,
+//! which puts every breaker in one slot). The fleet budget's keys
+//! (`live` and its buckets) need the same.
+//!
 //! ## A sync
 //!
 //! Each instance sends: its id; the generation it last applied; the calls
@@ -330,7 +343,8 @@
 //! no call waits on Redis. Once a
 //! period, each instance's task sends its deposits and withdrawals into the
 //! second's bucket (`{prefix}{name}:b:{second}`, prefix `portcullis:rb:`,
-//! TTL window + 2 s; the window is `ttl` in whole seconds), gives back what
+//! TTL window + 2 s; the window is `ttl` in whole seconds, at most 5 minutes,
+//! since a sync reads each of its seconds as the breaker's does), gives back what
 //! is left of its last grant, and is granted a share of what the fleet may
 //! still retry:
 //!
