@@ -350,7 +350,7 @@ fn prober_without_calls(url: &str) {
     let config = FleetBreakerConfig::builder()
         .period(Duration::from_millis(100))
         .window(Duration::from_secs(1))
-        .prober_ttl(Duration::from_millis(300))
+        .prober_ttl(Duration::from_millis(500))
         .build()
         .unwrap();
     let fleet = three(url, "sparse", config);
@@ -366,7 +366,7 @@ fn prober_without_calls(url: &str) {
     };
     wait_for(WITHIN, || fleet.iter().all(fleet_open)).expect("the fleet opens");
     // The callers go quiet: the prober, once elected, has no call to probe
-    // with, and stays half-open for many prober TTLs.
+    // with, and stays half-open for four prober TTLs.
     for instance in &fleet {
         instance.set(IDLE);
     }
@@ -377,10 +377,10 @@ fn prober_without_calls(url: &str) {
             .count()
     };
     let elected = wait_for(Duration::from_secs(4), || half_open() > 0);
-    std::thread::sleep(Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(2_000));
     let elections: u64 = fleet.iter().map(|i| i.fleet.snapshot().elections).sum();
     println!(
-        "  prober half-open after {elected:?}; 1.5 s later: states {:?}, elections {elections}",
+        "  prober half-open after {elected:?}; 2 s later: states {:?}, elections {elections}",
         states(&fleet)
     );
     assert!(elected.is_some(), "a prober was elected");
