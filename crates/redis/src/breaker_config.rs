@@ -108,8 +108,8 @@ impl FleetBreakerConfig {
         self.period
     }
 
-    /// The span the fleet's failure rate is taken over, in whole seconds
-    /// (default: 10 s).
+    /// The span the fleet's failure rate is taken over, in whole seconds,
+    /// at most 5 min (default: 10 s).
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -142,8 +142,9 @@ impl FleetBreakerConfig {
         &self.key_prefix
     }
 
-    /// How long an elected prober holds the role without a probe in
-    /// flight (default: 5 s).
+    /// How long an elected prober holds the role after its last sync
+    /// while half-open (default: 5 s): a prober that stops syncing loses it
+    /// then, and another instance is elected.
     pub fn prober_ttl(&self) -> Duration {
         self.prober_ttl
     }
@@ -172,7 +173,7 @@ impl FleetBreakerConfig {
             "window",
             self.window,
             self.period.max(ms(1_000)),
-            ms(3_600_000),
+            ms(300_000),
             " (a period at least)",
         )?;
         if self.window.subsec_nanos() != 0 {
@@ -229,14 +230,16 @@ impl FleetBreakerConfig {
 
 impl FleetBreakerConfigBuilder {
     /// How often an instance syncs, in [10 ms, 60 s] (default: 1 s). An
-    /// instance also syncs at once when its breaker changes state.
+    /// instance also syncs soon after its breaker changes state, no sooner
+    /// than a twentieth of the period after its last sync started.
     pub fn period(mut self, period: Duration) -> Self {
         self.config.period = period;
         self
     }
 
-    /// The fleet's window, whole seconds in [max(1 s, period), 1 h]
-    /// (default: 10 s).
+    /// The fleet's window, whole seconds in [max(1 s, period), 5 min]
+    /// (default: 10 s). Every sync reads one bucket per second of it
+    /// inside Redis, hence the cap.
     pub fn window(mut self, window: Duration) -> Self {
         self.config.window = window;
         self
@@ -320,6 +323,10 @@ mod tests {
         assert_eq!(
             error_of(b().window(Duration::from_millis(1_500))),
             "window: must be whole seconds, got 1s500ms"
+        );
+        assert_eq!(
+            error_of(b().window(Duration::from_secs(301))),
+            "window: must be in [1s, 5m] (a period at least), got 5m1s"
         );
         assert_eq!(
             error_of(b().quorum(Quorum::Fraction(1.5))),

@@ -158,7 +158,8 @@ impl FleetBudgetConfig {
     }
 
     /// The budget: `ratio` of the fleet's requests plus `min_per_second`,
-    /// over `ttl` (rounded up to whole seconds).
+    /// over `ttl` (rounded up to whole seconds; at most 5 min, as every
+    /// sync reads each second of it in Redis).
     pub fn budget(&self) -> &BudgetConfig {
         &self.budget
     }
@@ -232,6 +233,14 @@ impl FleetBudgetConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.budget.validate().map_err(|e| e.within("budget"))?;
         let ms = Duration::from_millis;
+        // Every sync reads one bucket per second of the window in Redis.
+        check_duration(
+            "budget.ttl",
+            self.budget.ttl(),
+            ms(1_000),
+            ms(300_000),
+            " (a sync reads each second of it)",
+        )?;
         check_duration("period", self.period, ms(10), ms(60_000), "")?;
         check_range("instances", self.instances, 1, 10_000)?;
         check_sync(
@@ -317,8 +326,9 @@ impl FleetBudget {
         Ok(Self { shared })
     }
 
-    /// Records a request: one `fetch_add` (and the local budget's deposit,
-    /// kept for when Redis is away).
+    /// Records a request: two relaxed `fetch_add`s (the pending count and
+    /// the snapshot's) and the local budget's deposit, kept for when Redis
+    /// is away.
     pub fn deposit(&self) {
         let shared = &*self.shared;
         shared.pending_deposits.fetch_add(1, Ordering::Relaxed);
@@ -327,18 +337,28 @@ impl FleetBudget {
     }
 
     /// Takes one retry from this instance's grant, if any is left: one
-    /// clock read and one compare-and-swap. While the grant is stale
-    /// (Redis did not answer for two periods), the local budget decides.
+    /// clock read and one compare-and-swap, and when it is granted the
+    /// local budget's withdrawal too (its result ignored), so that the
+    /// local budget knows what the fleet's grants spent. While the grant
+    /// is stale (Redis did not answer for two periods), the local budget
+    /// decides.
     pub fn try_withdraw(&self) -> bool {
         let shared = &*self.shared;
         let fresh = shared.clock.now() < shared.fresh_until.load(Ordering::Relaxed);
         let allowed = if fresh {
-            shared
+            let allowed = shared
                 .grant
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                     left.checked_sub(1)
                 })
-                .is_ok()
+                .is_ok();
+            if allowed {
+                // The local budget has every deposit: it must know this
+                // spend too, or once Redis is away it would allow a whole
+                // window's retries on top of those the grants allowed.
+                let _ = shared.local.try_withdraw();
+            }
+            allowed
         } else {
             bump(&shared.counters.local);
             let allowed = shared.local.try_withdraw();

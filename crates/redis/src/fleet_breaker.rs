@@ -142,16 +142,19 @@ struct Counters {
 /// What the task remembers between rounds.
 #[derive(Debug, Default)]
 struct Memory {
-    /// The local breaker's cumulative recorded and failed calls at the
-    /// last round.
+    /// The local breaker's cumulative recorded, failed and rejected calls
+    /// at the last round.
     recorded: u64,
     failed: u64,
+    rejected: u64,
     /// This instance's calls and failures per round, over the window.
     rounds: VecDeque<(Instant, u64, u64)>,
     /// The fleet state last applied: its generation and state.
     known: Option<(u64, FleetState)>,
     /// The generation in which this instance was elected and went
-    /// half-open.
+    /// half-open. While it is half-open in that generation, every sync
+    /// refreshes its `prober` key; a sync that finds the key held by
+    /// another instance holds this one open again (see `apply`).
     probing: Option<u64>,
 }
 
@@ -341,9 +344,24 @@ impl Shared {
         // This instance's calls since the last round, and over the window.
         let counters = breaker.counters();
         let recorded = counters.successful_calls + counters.failed_calls;
-        let calls = recorded.saturating_sub(memory.recorded);
-        let failures = counters.failed_calls.saturating_sub(memory.failed);
-        (memory.recorded, memory.failed) = (recorded, counters.failed_calls);
+        let mut calls = recorded.saturating_sub(memory.recorded);
+        let mut failures = counters.failed_calls.saturating_sub(memory.failed);
+        let rejected = counters.not_permitted_calls.saturating_sub(memory.rejected);
+        (memory.recorded, memory.failed, memory.rejected) = (
+            recorded,
+            counters.failed_calls,
+            counters.not_permitted_calls,
+        );
+        // Rejected on a trip of its own (the fleet closed, no manual
+        // state): its callers saw those calls fail, so they count as
+        // failures. Otherwise an instance that tripped would stop
+        // reporting while the others go on reporting successes, and
+        // dilute the fleet's rate below the threshold.
+        let fleet_closed = matches!(memory.known, None | Some((_, FleetState::Closed)));
+        if fleet_closed && FleetState::manual(before).is_none() {
+            calls += rejected;
+            failures += rejected;
+        }
         memory.rounds.push_back((now, calls, failures));
         while memory
             .rounds
@@ -375,10 +393,18 @@ impl Shared {
             (Some(probing), Some((generation, _))) if probing == generation => match before {
                 State::Closed => "ok",
                 State::Open => {
-                    reopen = breaker.snapshot().retry_after.unwrap_or_default();
+                    // At least the configured wait: a re-open whose wait
+                    // reads as nothing left would let the same sync elect
+                    // again at once, and probe again into the failure.
+                    let left = breaker.snapshot().retry_after.unwrap_or_default();
+                    reopen = left.max(breaker.config().wait_in_open());
                     "fail"
                 }
-                State::HalfOpen if breaker.snapshot().permits_in_use > 0 => "probing",
+                // Half-open, whether a probe is in flight or none came
+                // yet: the role is refreshed at every sync, so that it does
+                // not expire under sparse traffic and elect a second
+                // prober while this one is still half-open.
+                State::HalfOpen => "probing",
                 _ => "",
             },
             _ => "",
@@ -459,7 +485,15 @@ impl Shared {
         });
         if breaker.state() != before {
             // Changed by hand (or by a call) meanwhile: the next round
-            // reports it rather than overwrite it.
+            // reports it rather than overwrite it. If this round published
+            // a manual state, Redis holds it now under a new generation:
+            // remember that, so that the next round compares the local
+            // state with it and publishes the difference (a reset right
+            // after a force clears the force fleet-wide).
+            if manual.is_some() {
+                memory.known = Some((generation, state));
+                memory.probing = None;
+            }
             return;
         }
         let changed = memory.known.map(|(known, _)| known) != Some(generation);

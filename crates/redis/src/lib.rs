@@ -169,8 +169,10 @@
 //! nothing on the request path waits on Redis. What the fleet adds comes from
 //! a task per fleet breaker, spawned on the tokio runtime and stopped when
 //! the last handle is dropped, which makes one script call (`EVALSHA`, one
-//! round trip) per period (1 s by default), and one more at once when the
-//! local breaker changes state (a trip, a probe's result, a manual change).
+//! round trip) per period (1 s by default), and one more soon after the
+//! local breaker changes state (a trip, a probe's result, a manual change):
+//! the transition wakes the task, which syncs again as soon as a twentieth
+//! of the period has passed since its last sync started.
 //!
 //! ```
 //! use std::time::Duration;
@@ -213,11 +215,30 @@
 //! | `state` | a hash: `mode` (`closed`, `open`, `forced_open`, `disabled`, `metrics_only`), `gen` (one more at every fleet transition), `until` (ms, while open), `since` (the second of the last close) | none: a manual state outlives the instances (`DEL` it to forget) |
 //! | `prober` | the elected prober's instance id | the prober TTL (5 s by default) |
 //!
+//! A sync sums the window's buckets, one `HMGET` per second of the window:
+//! its cost inside Redis, which runs one script at a time, grows with the
+//! window, and `n` instances syncing once a period cost `n × window /
+//! period` reads a second. The window is therefore at most 5 minutes (300
+//! reads a sync); a longer memory belongs in the local breakers.
+//!
+//! **Redis Cluster** runs a script only on keys of one hash slot, and the
+//! script names the bucket keys itself: give one breaker's keys a hash tag,
+//! a name in braces (a breaker named `{payments}` has the keys
+//! `portcullis:cb:{payments}:…`), or a prefix with one (`{portcullis}:cb:`,
+//! which puts every breaker in one slot). The fleet budget's keys
+//! (`live` and its buckets) need the same.
+//!
 //! ## A sync
 //!
 //! Each instance sends: its id; the generation it last applied; the calls
 //! and failures its breaker recorded since its last sync (from
-//! [`Breaker::counters`](portcullis_breaker::Breaker::counters)); whether it
+//! [`Breaker::counters`](portcullis_breaker::Breaker::counters)) — and,
+//! while the fleet is closed and no manual state is set, the calls its
+//! breaker rejected, as failures: an instance open on a trip of its own
+//! records nearly nothing, and without its rejections the instances still
+//! closed, reporting successes, would dilute the fleet's rate below the
+//! threshold, though the callers of the tripped ones see every call fail;
+//! whether it
 //! *sees* the failure rate over the threshold — over its own calls of the
 //! last window, at least `instance_minimum_calls` of them; a manual state to
 //! publish, if any; the prober's result, if it is the prober; and its
@@ -229,8 +250,9 @@
 //! 2. publishes a manual state (last writer wins), or the prober's result
 //!    if it still holds the `prober` key for the current generation: a
 //!    success closes the fleet (`since` = now, `sees` and `prober` deleted),
-//!    a failure opens it again for the wait the prober's breaker chose (so
-//!    the breaker's growing wait holds fleet-wide);
+//!    a failure opens it again for the wait the prober's breaker chose, and
+//!    at least its `wait_in_open` (so the breaker's growing wait holds
+//!    fleet-wide, and a failed probe never lets the same sync elect again);
 //! 3. if the fleet is closed, sums the buckets of the window after `since`:
 //!    it **opens** the fleet for the instance's `wait_in_open` when the
 //!    fleet's calls are at least `minimum_calls`, its failure rate is at or
@@ -249,7 +271,8 @@
 //!   its own, even when a sync comes late;
 //! - **open**, the prober: made half-open; its breaker admits its
 //!   `permitted_calls_in_half_open` probes and decides as always, and the
-//!   result goes out at once (the transition wakes the task);
+//!   result goes out with the next sync, which the transition brings
+//!   forward (no sooner than a twentieth of the period after the last);
 //! - **a new closed generation** (a probe succeeded, a manual state was
 //!   cleared): closed; otherwise, while the fleet is closed, each breaker
 //!   decides alone, as without a fleet;
@@ -259,14 +282,22 @@
 //!
 //! A manual state set on one instance's breaker — as the registry's `POST
 //! /breakers/{name}/state` does — goes to Redis at that instance's next sync
-//! (at once: the transition wakes its task), and every other instance applies
+//! (brought forward by the transition, no sooner than a twentieth of the
+//! period after its last one), and every other instance applies
 //! it at its next sync: within a period. Clearing it (`close` or `reset`) on
 //! any instance spreads the same way. There is no echo: an instance publishes
 //! only a difference between its breaker and the fleet state it last applied,
 //! and what it applies is that state; and a sync whose local state changed
-//! during its round trip applies nothing (the next one publishes the change).
-//! `open_for` and `half_open` by hand stay local. An instance that joins
-//! with its breaker in a manual state publishes it.
+//! during its round trip applies nothing (the next one publishes the change:
+//! when the sync had published a manual state itself, the next one compares
+//! with that state, so a force cleared during its round trip is cleared
+//! fleet-wide).
+//! `open_for` and `half_open` by hand stay local, and so do `close` and
+//! `reset` on an instance the fleet holds open (the fleet open, not a manual
+//! state): there is nothing manual to clear, and its next sync opens it
+//! again. To close an open fleet by hand, force one instance open and then
+//! close it: clearing the force closes every instance. An instance that
+//! joins with its breaker in a manual state publishes it.
 //!
 //! ## Failure cases
 //!
@@ -275,10 +306,13 @@
 //!   the local breaker decides alone, as without a fleet — held open, it
 //!   half-opens when its own wait is over and probes by itself. Calls never
 //!   wait on Redis: Redis is not on their path.
-//! - **The prober dies** (or its probe never comes): it holds the `prober`
-//!   key only while a probe is in flight (refreshed by its syncs), so the key
-//!   expires within the prober TTL and another instance is elected. An
-//!   instance that lost the role is held open again.
+//! - **The prober dies** (or loses Redis): it holds the `prober` key while
+//!   it is half-open, refreshed by every one of its syncs, so the key
+//!   expires within the prober TTL of its last sync and another instance is
+//!   elected. An instance that finds the key held by another is held open
+//!   again at that sync. A prober that gets no calls keeps the role as long
+//!   as it syncs (a second prober would otherwise be elected while it is
+//!   still half-open): the fleet stays open until it probes.
 //! - **Before the fleet opens**, an instance that tripped on its own follows
 //!   its own breaker; it learns of a fleet open within a period. Give the
 //!   breakers a `wait_in_open` well above the period, or such an instance may
@@ -303,11 +337,14 @@
 //!
 //! A [`FleetBudget`] shares a [`portcullis_retry::BudgetConfig`] — `ratio`
 //! of the requests plus `min_per_second`, over `ttl` — between the instances.
-//! [`FleetBudget::deposit`] is one `fetch_add`, [`FleetBudget::try_withdraw`]
-//! one clock read and one compare-and-swap; no call waits on Redis. Once a
+//! [`FleetBudget::deposit`] is two relaxed `fetch_add`s and the local
+//! budget's deposit, [`FleetBudget::try_withdraw`] one clock read and one
+//! compare-and-swap, and the local budget's withdrawal when it is granted;
+//! no call waits on Redis. Once a
 //! period, each instance's task sends its deposits and withdrawals into the
 //! second's bucket (`{prefix}{name}:b:{second}`, prefix `portcullis:rb:`,
-//! TTL window + 2 s; the window is `ttl` in whole seconds), gives back what
+//! TTL window + 2 s; the window is `ttl` in whole seconds, at most 5 minutes,
+//! since a sync reads each of its seconds as the breaker's does), gives back what
 //! is left of its last grant, and is granted a share of what the fleet may
 //! still retry:
 //!
@@ -325,7 +362,10 @@
 //! flight the grant is empty; when Redis has not answered for two periods,
 //! the instance decides with a local [`portcullis_retry::RetryBudget`] of the
 //! same ratio and `min_per_second / instances`, and what it allows then
-//! counts as granted once Redis is back.
+//! counts as granted once Redis is back. That budget gets every deposit and
+//! every retry spent from a grant too, so when Redis goes away it allows
+//! only what is left of this instance's share, not a fresh window on top
+//! of what the grants allowed.
 //!
 //! `portcullis_retry`'s layer takes a `RetryBudget`, a concrete type, so a
 //! `FleetBudget` does not plug into `RetryLayer` itself: call

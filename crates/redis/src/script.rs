@@ -72,7 +72,8 @@ redis.call('PEXPIRE', KEYS[1], live_ms * 2)
 /// `ARGV`: the instance, how long an instance counts as live (ms), the
 /// generation it knows (-1: none), its calls and
 /// failures since its last sync, whether it sees the rate (0/1), a manual
-/// state to publish (or ""), a probe report ("", "ok", "fail", "probing")
+/// state to publish (or ""), a probe report ("", "ok", "fail", or
+/// "probing": the prober is still half-open, and its key is refreshed)
 /// and the generation it is about, the wait after a failed probe (ms), the
 /// wait after a fleet open (ms), the window (s), the threshold (hundredths
 /// of a percent), the fleet's minimum calls, the quorum (a count, or 0 and

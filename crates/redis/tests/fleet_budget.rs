@@ -22,8 +22,50 @@ fn main() {
     println!("test three_instances_share_the_fleet_budget ...");
     three_instances_share_the_fleet_budget(&server.url());
     println!("test three_instances_share_the_fleet_budget ... ok");
-    println!("\n1 passed, 0 failed");
+    println!("test redis_gone_the_local_budget_knows_the_fleet_spend ...");
+    redis_gone_the_local_budget_knows_the_fleet_spend();
+    println!("test redis_gone_the_local_budget_knows_the_fleet_spend ... ok");
+    println!("\n2 passed, 0 failed");
     drop(server);
+}
+
+/// One instance spends its grants, then Redis goes away: the local budget,
+/// which now decides, has seen those retries and allows no new window.
+fn redis_gone_the_local_budget_knows_the_fleet_spend() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    support::current_thread().block_on(async move {
+        let config = FleetBudgetConfig::new(BudgetConfig::new(RATIO, MIN_PER_SECOND, TTL))
+            .with_period(Duration::from_millis(100));
+        let budget =
+            FleetBudget::with_instance("alone", config, support::connection(&url), "solo").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(budget.snapshot().fleet.is_some(), "synced");
+        let mut ticks = tokio::time::interval(Duration::from_millis(5));
+        let end = tokio::time::Instant::now() + Duration::from_secs(1);
+        while ticks.tick().await < end {
+            budget.deposit();
+            let _ = budget.try_withdraw();
+        }
+        let spent = budget.snapshot();
+        assert_eq!(spent.decided_locally, 0, "the grants decided");
+        server.kill();
+        // The grant goes stale after two periods without an answer.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let alone = (0..1_000).filter(|_| budget.try_withdraw()).count() as u64;
+        let snapshot = budget.snapshot();
+        println!(
+            "  retries on grants {} of {} deposits; Redis gone: {alone} more allowed (decided locally {})",
+            spent.withdrawals, spent.deposits, snapshot.decided_locally
+        );
+        assert!(snapshot.decided_locally >= 1_000, "the local budget decided");
+        assert!(spent.withdrawals >= 50, "the grants were spent: {spent:?}");
+        assert!(
+            alone * 4 <= spent.withdrawals,
+            "the local budget allowed {alone} on top of the {} spent",
+            spent.withdrawals
+        );
+    });
 }
 
 /// One instance: every 5 ms a request (a deposit) that fails, and asks
