@@ -21,7 +21,7 @@ use crate::Cause;
 /// ```
 #[derive(Clone, Default)]
 pub struct FallbackCounters {
-    counts: Arc<[AtomicU64; 6]>,
+    counts: Arc<[AtomicU64; Cause::ALL.len()]>,
 }
 
 impl FallbackCounters {
@@ -41,7 +41,7 @@ impl FallbackCounters {
     }
 
     /// Every cause with its count.
-    pub fn snapshot(&self) -> [(Cause, u64); 6] {
+    pub fn snapshot(&self) -> [(Cause, u64); Cause::ALL.len()] {
         Cause::ALL.map(|cause| (cause, self.get(cause)))
     }
 

@@ -4,4 +4,6 @@
 //! does not answer for (and, for secondary services and the stale cache,
 //! the last failure when nothing could answer).
 
-pub use portcullis_core::{BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited};
+pub use portcullis_core::{
+    BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited,
+};

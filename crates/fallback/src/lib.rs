@@ -41,7 +41,8 @@
 //!
 //! - **What triggers it** is a [`Trigger`]: [`OnFailure`] (the default)
 //!   answers every error — rejections of other Portcullis layers included
-//!   ([`BreakerOpen`], [`BulkheadFull`], [`RateLimited`], [`Elapsed`]) —
+//!   ([`BreakerOpen`], [`BulkheadFull`], [`RateLimited`], [`Elapsed`],
+//!   [`LimitExceeded`]) —
 //!   and every response its classifier calls a failure: with
 //!   [`HttpClassifier`](portcullis_core::HttpClassifier)
 //!   ([`FallbackLayer::classifier`]) a 503 is answered too.
@@ -112,7 +113,7 @@ mod trigger;
 
 pub use chain::{Chain, ChainFuture};
 pub use counters::FallbackCounters;
-pub use error::{BoxError, BreakerOpen, BulkheadFull, Elapsed, RateLimited};
+pub use error::{BoxError, BreakerOpen, BulkheadFull, Elapsed, LimitExceeded, RateLimited};
 #[cfg(feature = "http")]
 pub use http::HttpParts;
 pub use layer::FallbackLayer;

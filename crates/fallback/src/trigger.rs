@@ -4,8 +4,8 @@ use std::convert::Infallible;
 use std::fmt;
 
 use portcullis_core::{
-    BoxError, BreakerOpen, BulkheadFull, Classify, DefaultClassifier, Elapsed, Outcome,
-    RateLimited, find_in_chain,
+    BoxError, BreakerOpen, BulkheadFull, Classify, DefaultClassifier, Elapsed, LimitExceeded,
+    Outcome, RateLimited, find_in_chain,
 };
 
 /// Decides, for the result of a call, whether the fallback answers it.
@@ -74,6 +74,8 @@ pub enum Cause {
     RateLimited,
     /// A timeout fired ([`Elapsed`]).
     Elapsed,
+    /// An adaptive concurrency limit shed the call ([`LimitExceeded`]).
+    LimitExceeded,
     /// Any other error.
     Error,
     /// A response classified as a failure.
@@ -149,11 +151,12 @@ impl<Res> Failure<Res> {
 
 impl Cause {
     /// Every cause, in the order of [`index`](Self::index).
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::BreakerOpen,
         Cause::BulkheadFull,
         Cause::RateLimited,
         Cause::Elapsed,
+        Cause::LimitExceeded,
         Cause::Error,
         Cause::Response,
     ];
@@ -175,6 +178,9 @@ impl Cause {
             if error.is::<Elapsed>() {
                 return Self::Elapsed;
             }
+            if error.is::<LimitExceeded>() {
+                return Self::LimitExceeded;
+            }
             next = error.source();
         }
         Self::Error
@@ -187,6 +193,7 @@ impl Cause {
             Self::BulkheadFull => "bulkhead_full",
             Self::RateLimited => "rate_limited",
             Self::Elapsed => "elapsed",
+            Self::LimitExceeded => "limit_exceeded",
             Self::Error => "error",
             Self::Response => "response",
         }
@@ -199,8 +206,9 @@ impl Cause {
             Self::BulkheadFull => 1,
             Self::RateLimited => 2,
             Self::Elapsed => 3,
-            Self::Error => 4,
-            Self::Response => 5,
+            Self::LimitExceeded => 4,
+            Self::Error => 5,
+            Self::Response => 6,
         }
     }
 }
@@ -254,6 +262,7 @@ const BREAKER_OPEN: u8 = 1;
 const BULKHEAD_FULL: u8 = 2;
 const RATE_LIMITED: u8 = 4;
 const ELAPSED: u8 = 8;
+const LIMIT_EXCEEDED: u8 = 16;
 
 impl OnRejection {
     /// No rejection selected yet: add them with the methods below.
@@ -262,10 +271,10 @@ impl OnRejection {
     }
 
     /// Every Portcullis rejection: [`BreakerOpen`], [`BulkheadFull`],
-    /// [`RateLimited`] and [`Elapsed`].
+    /// [`RateLimited`], [`Elapsed`] and [`LimitExceeded`].
     pub const fn all() -> Self {
         Self {
-            mask: BREAKER_OPEN | BULKHEAD_FULL | RATE_LIMITED | ELAPSED,
+            mask: BREAKER_OPEN | BULKHEAD_FULL | RATE_LIMITED | ELAPSED | LIMIT_EXCEEDED,
         }
     }
 
@@ -297,6 +306,13 @@ impl OnRejection {
         }
     }
 
+    /// Also fall back on [`LimitExceeded`], an adaptive limit's shed.
+    pub const fn limit_exceeded(self) -> Self {
+        Self {
+            mask: self.mask | LIMIT_EXCEEDED,
+        }
+    }
+
     /// Whether `error` is one of the selected rejections.
     pub fn matches(&self, error: &BoxError) -> bool {
         let error = error.as_ref();
@@ -304,6 +320,7 @@ impl OnRejection {
             || (self.mask & BULKHEAD_FULL != 0 && find_in_chain::<BulkheadFull>(error).is_some())
             || (self.mask & RATE_LIMITED != 0 && find_in_chain::<RateLimited>(error).is_some())
             || (self.mask & ELAPSED != 0 && find_in_chain::<Elapsed>(error).is_some())
+            || (self.mask & LIMIT_EXCEEDED != 0 && find_in_chain::<LimitExceeded>(error).is_some())
     }
 }
 
@@ -325,6 +342,7 @@ impl fmt::Debug for OnRejection {
             (BULKHEAD_FULL, "BulkheadFull"),
             (RATE_LIMITED, "RateLimited"),
             (ELAPSED, "Elapsed"),
+            (LIMIT_EXCEEDED, "LimitExceeded"),
         ];
         f.write_str("OnRejection")?;
         let mut set = f.debug_set();
@@ -430,6 +448,20 @@ mod tests {
             Err(BreakerOpen::new("b", None).into())
         ));
         assert_eq!(format!("{some:?}"), "OnRejection{BreakerOpen, Elapsed}");
+        let shed: BoxError = Wrapped(LimitExceeded::new("l", None).into()).into();
+        assert_eq!(Cause::of(&shed), Cause::LimitExceeded);
+        assert!(!falls_back(
+            &some,
+            Err(Wrapped(LimitExceeded::new("l", None).into()).into())
+        ));
+        assert!(falls_back(&OnRejection::all(), Err(shed)));
+        let shed_only = OnRejection::new().limit_exceeded();
+        assert!(falls_back(
+            &shed_only,
+            Err(LimitExceeded::new("l", None).into())
+        ));
+        assert!(!falls_back(&shed_only, Err(BulkheadFull::new("b").into())));
+        assert_eq!(format!("{shed_only:?}"), "OnRejection{LimitExceeded}");
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub struct RouteStatsConfig {}
 /// { "name": "checkout", "requests": 3, "successes": 1, "failures": 1,
 ///   "timeouts": 1, "rejections": 0, "retries": 0, "fallbacks": 1,
 ///   "fallbacks_by_cause": { "breaker_open": 0, "bulkhead_full": 0,
-///     "rate_limited": 0, "elapsed": 1, "error": 0, "response": 0 },
+///     "rate_limited": 0, "elapsed": 1, "limit_exceeded": 0, "error": 0,
+///     "response": 0 },
 ///   "latency": { "count": 3, "sum_seconds": 1.03, "p50_seconds": 0.0075,
 ///     "p99_seconds": 0.99, "buckets": [ { "le": 0.005, "count": 0 }, ...,
 ///     { "le": null, "count": 3 } ] } }
@@ -1115,7 +1116,7 @@ mod tests {
         assert_eq!(
             value["fallbacks_by_cause"],
             json!({"breaker_open": 0, "bulkhead_full": 0, "rate_limited": 0,
-                   "elapsed": 0, "error": 0, "response": 0})
+                   "elapsed": 0, "limit_exceeded": 0, "error": 0, "response": 0})
         );
         let latency = &value["latency"];
         assert_eq!(latency["count"], 3);
