@@ -11,11 +11,13 @@ use crate::{Limiter, Partition};
 ///
 /// `poll_ready` is the inner service's; room is taken in `call`, so a
 /// caller that polls readiness and never calls holds nothing. With room,
-/// the inner service is called at once (one compare-and-swap, no lock, no
-/// allocation). Without, the call is shed at once — the future resolves
-/// to [`LimitExceeded`](crate::LimitExceeded) — or, with a queue, waits
-/// with the request and the readied inner service (a clone takes its
-/// place here, hence `S: Clone`).
+/// the inner service is called at once (admission is one compare-and-swap,
+/// with no lock and no allocation; recording the response is a few relaxed
+/// atomics, plus the algorithm's update for the call that closes a window,
+/// which with a zero `window` is every call). Without, the call is shed at
+/// once — the future resolves to [`LimitExceeded`](crate::LimitExceeded) —
+/// or, with a queue, waits with the request and the readied inner service
+/// (a clone takes its place here, hence `S: Clone`).
 ///
 /// When the response comes, the classifier `C` judges it: a success is a
 /// latency sample for the algorithm, a failure a drop, an ignored outcome
