@@ -160,6 +160,7 @@ struct Inner {
     estimator: Mutex<Estimator>,
     epoch: Instant,
     counts: Counts,
+    reporter: metrics::Reporter,
 }
 
 /// The current window's samples, on atomics.
@@ -233,7 +234,8 @@ impl Limiter {
             .queue()
             .map(|q| Queue::new(usize::try_from(q.max_queued).unwrap_or(usize::MAX)));
         let limit = u64::from(config.initial_limit());
-        metrics::limit_changed(&name, limit);
+        let reporter = metrics::Reporter::new();
+        reporter.limit_changed(&name, limit);
         Self {
             inner: Arc::new(Inner {
                 gate: Gate::new(limit, shares),
@@ -243,6 +245,7 @@ impl Limiter {
                 estimator: Mutex::new(estimator),
                 epoch: Instant::now(),
                 counts: Counts::default(),
+                reporter,
                 name,
                 config,
             }),
@@ -343,7 +346,7 @@ impl Limiter {
     /// The rejection, with about one call's latency as the hint to retry.
     fn shed(&self) -> LimitExceeded {
         self.inner.counts.shed.fetch_add(1, Ordering::Relaxed);
-        metrics::shed(&self.inner.name);
+        self.inner.reporter.shed(&self.inner.name);
         let rtt = self.inner.window.last_rtt.load(Ordering::Relaxed);
         let retry_after = (rtt > 0).then(|| Duration::from_nanos(rtt));
         LimitExceeded::new(self.inner.name.clone(), retry_after)
@@ -446,7 +449,9 @@ impl Limiter {
         self.inner.counts.updates.fetch_add(1, Ordering::Relaxed);
         if before != after {
             self.inner.gate.set_limit(u64::from(after));
-            metrics::limit_changed(&self.inner.name, u64::from(after));
+            self.inner
+                .reporter
+                .limit_changed(&self.inner.name, u64::from(after));
             tracing::debug!(
                 limit.name = %self.inner.name,
                 limit.before = before,

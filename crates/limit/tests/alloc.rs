@@ -66,7 +66,28 @@ fn main() {
         assert_eq!((snapshot.admitted, snapshot.shed), (10_001, 0), "{name}");
         assert_eq!(snapshot.inflight, 0, "{name}");
     }
+
+    // A shed is refused without allocating either (with the `metrics`
+    // feature too: its counter is registered once, at the first shed).
+    let limiter = Limiter::from_config("shed", LimitConfig::builder().build().unwrap()).unwrap();
+    let held: Vec<_> = (0..limiter.limit())
+        .map(|_| limiter.try_acquire(None).unwrap())
+        .collect();
+    assert!(limiter.try_acquire(None).is_err()); // warm up
+    let region = Region::new(&GLOBAL);
+    let shed = (0..10_000)
+        .filter(|_| limiter.try_acquire(None).is_err())
+        .count();
+    let change = region.change();
+    assert_eq!(shed, 10_000);
+    assert_eq!(
+        (change.allocations, change.bytes_allocated),
+        (0, 0),
+        "the shed path allocated"
+    );
+    assert_eq!(limiter.snapshot().shed, 10_001);
+    drop(held);
     println!(
-        "limit, admitted path (gradient2; vegas with partitions and a queue; aimd): no allocation per call"
+        "limit, admitted path (gradient2; vegas with partitions and a queue; aimd) and shed path: no allocation per call"
     );
 }
