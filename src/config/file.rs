@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::error::{ConfigErrors, within};
+use crate::limit::LimitConfig;
 use crate::preset::{LayerNames, check_layers};
 use crate::ratelimit::RateLimitConfig;
 use crate::registry::Overrides;
@@ -45,6 +46,9 @@ pub struct Profile {
     pub retry: Option<RetryConfig>,
     /// `[profiles.<name>.breaker]`.
     pub breaker: Option<BreakerConfig>,
+    /// `[profiles.<name>.limit]`: an adaptive concurrency limit, just
+    /// inside the breaker and outside the bulkhead.
+    pub limit: Option<LimitConfig>,
     /// `[profiles.<name>.bulkhead]`.
     pub bulkhead: Option<BulkheadConfig>,
     /// `[profiles.<name>.attempt_timeout]`: the limit of each attempt,
@@ -157,7 +161,7 @@ pub enum FallbackOn {
 
 /// The sections a profile (and `defaults`) may have, in stack order.
 pub(crate) const LAYERS: &str =
-    "rate_limit, timeout, retry, breaker, bulkhead, attempt_timeout, fallback";
+    "rate_limit, timeout, retry, breaker, limit, bulkhead, attempt_timeout, fallback";
 
 /// The file as written, before inheritance: every section a bag of fields,
 /// so that every wrong field is found by name and reported, not just the
@@ -181,6 +185,7 @@ struct RawSections {
     timeout: Option<Overrides>,
     retry: Option<Overrides>,
     breaker: Option<Overrides>,
+    limit: Option<Overrides>,
     bulkhead: Option<Overrides>,
     attempt_timeout: Option<Overrides>,
     fallback: Option<Overrides>,
@@ -203,6 +208,7 @@ struct Bases {
     timeout: TimeoutConfig,
     retry: RetryConfig,
     breaker: BreakerConfig,
+    limit: LimitConfig,
     bulkhead: BulkheadConfig,
     attempt_timeout: TimeoutConfig,
     fallback: FallbackConfig,
@@ -485,6 +491,7 @@ fn resolve_defaults(errors: &mut ConfigErrors, raw: &RawSections) -> Bases {
         timeout: base!(timeout, TimeoutConfig::default(), TimeoutConfig::validate),
         retry: base!(retry, RetryConfig::default(), RetryConfig::validate),
         breaker: base!(breaker, BreakerConfig::default(), BreakerConfig::validate),
+        limit: base!(limit, LimitConfig::default(), LimitConfig::validate),
         bulkhead: base!(
             bulkhead,
             BulkheadConfig::default(),
@@ -640,6 +647,7 @@ fn resolve_profile(
         timeout: layer!(timeout, TimeoutConfig::validate),
         retry: layer!(retry, RetryConfig::validate),
         breaker: layer!(breaker, BreakerConfig::validate),
+        limit: layer!(limit, LimitConfig::validate),
         bulkhead: layer!(bulkhead, BulkheadConfig::validate),
         attempt_timeout: layer!(attempt_timeout, TimeoutConfig::validate),
         fallback: layer!(fallback, FallbackConfig::validate),

@@ -38,10 +38,14 @@
 //!
 //! - **Sections** of a profile, in stack order (outermost first):
 //!   `rate_limit`, `timeout` (of the whole call, retries included),
-//!   `retry` (upstreams only), `breaker`, `bulkhead`, `attempt_timeout`
-//!   (inside the breaker), `fallback` (outermost of all). On a route,
-//!   which has no retry, the `timeout` is inside the breaker instead
-//!   (rate limit → breaker → timeout → bulkhead), so that a handler that
+//!   `retry` (upstreams only), `breaker`, `limit` (an adaptive
+//!   concurrency limit, the registry's limiter named after the route or
+//!   upstream: inside the breaker and outside the bulkhead, so that it
+//!   sees timeouts and 5xx as drops; on a `per_host` upstream one for all
+//!   its hosts), `bulkhead`, `attempt_timeout` (inside the breaker),
+//!   `fallback` (outermost of all). On a route, which has no retry, the
+//!   `timeout` is inside the breaker instead (rate limit → breaker →
+//!   limit → timeout → bulkhead), so that a handler that
 //!   hangs counts as a failure; on an upstream a profile with a breaker
 //!   and a timeout needs an `attempt_timeout`, which the breaker sees, or
 //!   it is refused. Each takes the fields of its layer's
@@ -49,6 +53,7 @@
 //!   [`TimeoutConfig`](crate::timeout::TimeoutConfig),
 //!   [`RetryConfig`](crate::retry::RetryConfig),
 //!   [`BreakerConfig`](crate::breaker::BreakerConfig),
+//!   [`LimitConfig`](crate::limit::LimitConfig),
 //!   [`BulkheadConfig`](crate::bulkhead::BulkheadConfig),
 //!   [`FallbackConfig`]); durations are written `"250ms"`, `"1m30s"`. A
 //!   `rate_limit` may also say what it is keyed by ([`RateLimitKey`]:

@@ -19,6 +19,7 @@ use crate::client::PerAuthorityLayer;
 use crate::error::ConfigErrors;
 use crate::fallback::{Failure, FallbackCounters, FallbackLayer, OnFailure, OnRejection};
 use crate::http::ErrorMappingLayer;
+use crate::limit::LimitLayer;
 use crate::ratelimit::key::{BoundedKey, ClientIp, Header, Route};
 use crate::ratelimit::{KeyExtractor, KeyedRateLimiter, RateLimitLayer, RateLimiter};
 #[cfg(feature = "redis")]
@@ -140,8 +141,8 @@ impl Routes {
 
     /// The layer of the route named `route`, for an axum route (or any HTTP
     /// server service), outermost first: error mapping → fallback → route
-    /// statistics → rate limit → circuit breaker → timeout → bulkhead →
-    /// attempt timeout, each present when its section is in the route's
+    /// statistics → rate limit → circuit breaker → concurrency limit →
+    /// timeout → bulkhead → attempt timeout, each present when its section is in the route's
     /// profile but the statistics, always there. The
     /// timeout is inside the breaker (as Resilience4j puts its
     /// `TimeLimiter`), so that a handler that hangs is a failure the
@@ -215,7 +216,8 @@ impl Routes {
 
     /// The layer of the upstream named `upstream`, for an HTTP client,
     /// outermost first: fallback → route statistics → rate limit → timeout
-    /// → retry → circuit breaker → bulkhead → attempt timeout, each present
+    /// → retry → circuit breaker → concurrency limit → bulkhead → attempt
+    /// timeout, each present
     /// when its section is in the upstream's profile but the statistics,
     /// always there. The timeout bounds the whole call,
     /// retries included, so it cancels an attempt before the breaker sees
@@ -367,8 +369,8 @@ impl Routes {
     /// cannot be applied to a live breaker and is an error), the rate
     /// limits (what a limiter admitted still counts against the new limit)
     /// and the ratio and floor of retry budgets (a budget keeps its
-    /// balance; a new `ttl` is an error). A live bulkhead cannot be
-    /// reconfigured (an error, as in the registry).
+    /// balance; a new `ttl` is an error). A live bulkhead or concurrency
+    /// limiter cannot be reconfigured (an error, as in the registry).
     /// The breakers and bulkheads of a `per_host` upstream are keyed
     /// instances of the upstream's name: a reload reaches every host's.
     /// What applies only to stacks built afterwards, listed in
@@ -419,6 +421,7 @@ impl Routes {
                         retry_policy(&old.retry) != retry_policy(&new.retry),
                     ),
                     ("breaker", old.breaker.is_some() != new.breaker.is_some()),
+                    ("limit", old.limit.is_some() != new.limit.is_some()),
                     ("bulkhead", old.bulkhead.is_some() != new.bulkhead.is_some()),
                     (
                         "attempt_timeout",
@@ -450,6 +453,7 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
     // upstream's): found once, checked for every binding.
     let breakers = registry.breakers().list();
     let bulkheads = registry.bulkheads().list();
+    let limiters = registry.limiters();
     for (name, path, profile) in config.bound() {
         if let Some(new) = &profile.breaker {
             let mut live = breakers
@@ -472,6 +476,14 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 errors.push(ConfigError::new(
                     format!("{path}.bulkhead"),
                     format!("cannot change on the live bulkhead '{name}'"),
+                ));
+            }
+        }
+        if let (Some(new), Some(live)) = (&profile.limit, limiters.find(name, None)) {
+            if live.config() != new {
+                errors.push(ConfigError::new(
+                    format!("{path}.limit"),
+                    format!("cannot change on the live concurrency limiter '{name}'"),
                 ));
             }
         }
@@ -505,6 +517,13 @@ fn apply(registry: &Registry, config: &ConfigFile) -> Result<usize, ConfigErrors
                 .bulkheads()
                 .update_config(name, overrides)
                 .map_err(|e| ConfigError::new(format!("{path}.bulkhead"), e.to_string()))?;
+        }
+        if let Some(limit) = &profile.limit {
+            let overrides = Overrides::from_config(limit).map_err(|e| e.within(&path))?;
+            registry
+                .limiters()
+                .update_config(name, overrides)
+                .map_err(|e| ConfigError::new(format!("{path}.limit"), e.to_string()))?;
         }
         if let Some(rate_limit) = profile.rate_limit.as_ref().filter(|_| {
             profile.rate_limit_key.is_none() && profile.rate_limit_scope == RateLimitScope::Local
@@ -698,9 +717,9 @@ impl Parts {
         }
     }
 
-    /// Breaker → (a route's timeout) → bulkhead → attempt timeout, around
-    /// `service`; per host, the breaker and bulkhead of the request's
-    /// authority.
+    /// Breaker → limit → (a route's timeout) → bulkhead → attempt timeout,
+    /// around `service`; per host, the limit around the breaker and
+    /// bulkhead of the request's authority.
     fn inner<ReqB, ResB>(
         &self,
         service: Boxed<Request<ReqB>, Response<ResB>>,
@@ -723,7 +742,7 @@ impl Parts {
             } else {
                 layer
             };
-            return BoxCloneSyncService::new(layer.layer(service));
+            return self.limit(BoxCloneSyncService::new(layer.layer(service)));
         }
         if self.profile.bulkhead.is_some() {
             let bulkhead = self.registry.bulkheads().get(&self.name);
@@ -732,6 +751,7 @@ impl Parts {
         if self.timeout == TimeoutPlace::InsideBreaker {
             service = self.timeout(service);
         }
+        service = self.limit(service);
         if self.profile.breaker.is_some() {
             let breaker = self.registry.breakers().get(&self.name);
             service = BoxCloneSyncService::new(
@@ -741,6 +761,28 @@ impl Parts {
             );
         }
         service
+    }
+
+    /// The registry's concurrency limiter of this name around `service`,
+    /// if the profile has a `limit`: it judges with [`HttpClassifier`], so
+    /// that the handler's 5xx, and the timeouts inside it, back it off.
+    fn limit<ReqB, ResB>(
+        &self,
+        service: Boxed<Request<ReqB>, Response<ResB>>,
+    ) -> Boxed<Request<ReqB>, Response<ResB>>
+    where
+        ReqB: Send + 'static,
+        ResB: Send + 'static,
+    {
+        if self.profile.limit.is_none() {
+            return service;
+        }
+        let limiter = self.registry.limiters().get(&self.name);
+        BoxCloneSyncService::new(
+            LimitLayer::new(limiter)
+                .classifier(HttpClassifier)
+                .layer(service),
+        )
     }
 
     /// The profile's `timeout` around `service`, if it has one.

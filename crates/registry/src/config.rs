@@ -226,6 +226,10 @@ pub struct RegistryConfig {
     /// (and itself laid over 100 calls per second, burst 100).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ratelimiters: BTreeMap<String, Overrides>,
+    /// Adaptive concurrency-limiter configs by name; `default` is
+    /// inherited by the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limiters: BTreeMap<String, Overrides>,
     /// Retry-budget configs by name; `default` is inherited by the others.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub budgets: BTreeMap<String, Overrides>,

@@ -15,7 +15,10 @@
 //! becomes `portcullis_bulkhead_available_concurrent_calls`,
 //! `resilience4j_ratelimiter_available_permissions` becomes
 //! `portcullis_ratelimiter_available_permissions`); retry budgets, which
-//! Resilience4j does not have, are `portcullis_retry_budget_*`. Every
+//! Resilience4j does not have, are `portcullis_retry_budget_*`, and
+//! adaptive concurrency limiters `portcullis_concurrency_limiter_*` (apart
+//! from the `portcullis_limit_*` that `portcullis-limit`'s own `metrics`
+//! feature reports). Every
 //! instance's series has the labels `name` and, for a keyed instance,
 //! `key`. Counters only go up: none is cleared by a reset.
 

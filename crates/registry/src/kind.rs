@@ -1,7 +1,7 @@
 //! What the registry needs from each kind of instance it keeps.
 //!
-//! Each kind (circuit breaker, bulkhead, rate limiter, retry budget, route
-//! statistics) implements [`Instance`] once, in a file of its own, and has
+//! Each kind (circuit breaker, bulkhead, rate limiter, concurrency
+//! limiter, retry budget, route statistics) implements [`Instance`] once, in a file of its own, and has
 //! one line in the `kinds!` list below; the generic store does the rest:
 //! named configs with inheritance, get-or-create, keys, live updates,
 //! snapshots, metric families, the HTTP routes and the hooks that push an
@@ -111,6 +111,8 @@ kinds! {
     Bulkhead(portcullis_bulkhead::Bulkhead) in bulkheads, "bulkhead", "bulkheads", "bulkhead";
     /// A rate limiter (`portcullis_ratelimit::RateLimiter`).
     RateLimiter(portcullis_ratelimit::RateLimiter) in rate_limiters, "ratelimiter", "ratelimiters", "rate limiter";
+    /// An adaptive concurrency limiter (`portcullis_limit::Limiter`).
+    Limiter(portcullis_limit::Limiter) in limiters, "limiter", "limiters", "concurrency limiter";
     /// A retry budget (`portcullis_retry::RetryBudget`).
     Budget(portcullis_retry::RetryBudget) in budgets, "budget", "budgets", "retry budget";
     /// The statistics of a route or upstream ([`RouteStats`](crate::RouteStats)).
@@ -130,6 +132,7 @@ pub struct Source {
 /// [`Breaker`](portcullis_breaker::Breaker),
 /// [`Bulkhead`](portcullis_bulkhead::Bulkhead),
 /// [`RateLimiter`](portcullis_ratelimit::RateLimiter),
+/// [`Limiter`](portcullis_limit::Limiter),
 /// [`RetryBudget`](portcullis_retry::RetryBudget) and
 /// [`RouteStats`](crate::RouteStats).
 ///

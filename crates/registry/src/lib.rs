@@ -59,7 +59,7 @@
 //! - **One set of operations for every kind** ([`Instances`], from
 //!   [`Registry::instances`] or the shorthands [`Registry::breakers`],
 //!   [`Registry::bulkheads`], [`Registry::rate_limiters`],
-//!   [`Registry::budgets`], [`Registry::routes`]):
+//!   [`Registry::limiters`], [`Registry::budgets`], [`Registry::routes`]):
 //!   `registry.breakers().get("payments")`.
 //! - **Get-or-create**: [`Instances::get`] hands every caller the same
 //!   instance; [`Instances::get_keyed`] does so per key, with at most
@@ -113,7 +113,7 @@
 //!
 //! # Kinds
 //!
-//! The registry keeps five kinds, each with its own section in snapshots
+//! The registry keeps six kinds, each with its own section in snapshots
 //! and paths (and, but for route statistics so far, in configs and metric
 //! families), and the same get-or-create, keys and inheritance:
 //!
@@ -122,6 +122,7 @@
 //! | circuit breaker | [`portcullis_breaker::Breaker`] | `[breakers.…]` | `/health/breakers[/{name}]` | `portcullis_circuitbreaker_*` |
 //! | bulkhead | [`portcullis_bulkhead::Bulkhead`] | `[bulkheads.…]` | `/health/bulkheads[/{name}]` | `portcullis_bulkhead_*` |
 //! | rate limiter | [`portcullis_ratelimit::RateLimiter`] | `[ratelimiters.…]` | `/health/ratelimiters[/{name}]` | `portcullis_ratelimiter_*` |
+//! | concurrency limiter | [`portcullis_limit::Limiter`] | `[limiters.…]` | `/health/limiters[/{name}]` | `portcullis_concurrency_limiter_*` |
 //! | retry budget | [`portcullis_retry::RetryBudget`] | `[budgets.…]` | `/health/budgets[/{name}]` | `portcullis_retry_budget_*` |
 //! | route statistics | [`RouteStats`] | (nothing to configure) | `/health/routes[/{name}]` | not yet |
 //!
@@ -137,6 +138,10 @@
 //!   [`RateLimitConfig::default`](portcullis_ratelimit::RateLimitConfig):
 //!   100 calls per second with a burst of 100, as Resilience4j also has a
 //!   default limit; set `[ratelimiters.default]` to choose your own;
+//! - an adaptive **concurrency limiter** cannot be reconfigured yet: an
+//!   update that would change a live one is refused, naming the field
+//!   (`algorithm`, `aimd`, `window`, ...), and the limit it has found is
+//!   kept;
 //! - a **retry budget** keeps its balance and takes a new `ratio` and
 //!   `min_per_second`, but not a new `ttl` (its window): that update is
 //!   refused, naming `budgets.<name>.ttl`, until the budget is removed;
@@ -145,10 +150,11 @@
 //!   what a [`RouteStatsLayer`] records, by outcome and latency, and read
 //!   the fallback and retry counters attached to them (see [`route`]).
 //!
-//! Rate limiters, budgets and route statistics send no events of their
-//! own: the feed says when one is added, removed or changed, and their
-//! rejections and refusals are counted in their figures (`rejected`,
-//! `refused`, `rejections`) rather than announced one by one.
+//! Rate limiters, concurrency limiters, budgets and route statistics send
+//! no events of their own: the feed says when one is added, removed or
+//! changed, and their rejections and refusals are counted in their figures
+//! (`rejected`, `shed`, `refused`, `rejections`) rather than announced one
+//! by one.
 //!
 //! A rate limiter or budget from the registry is the very handle its crate
 //! makes: it costs the same per call as one made directly (no lock, no
@@ -185,6 +191,7 @@ pub mod future;
 mod hub;
 mod instances;
 mod kind;
+mod limit;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod prometheus;

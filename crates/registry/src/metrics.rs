@@ -23,6 +23,8 @@ use crate::registry::Registry;
 /// `portcullis_bulkhead_in_flight{name}`, ...,
 /// `portcullis_ratelimiter_available_permissions{name}`,
 /// `portcullis_ratelimiter_rejected_calls_total{name}`, ...,
+/// `portcullis_concurrency_limiter_limit{name}`,
+/// `portcullis_concurrency_limiter_shed_calls_total{name}`, ...,
 /// `portcullis_retry_budget_available_retries{name}`,
 /// `portcullis_retry_budget_withdrawals_total{name}`, ...).
 ///

@@ -10,6 +10,7 @@ use portcullis_breaker::{Breaker, BreakerConfig, BreakerSnapshot};
 use portcullis_bulkhead::{Bulkhead, BulkheadConfig};
 use portcullis_core::ConfigError;
 use portcullis_core::config::check_range as in_range;
+use portcullis_limit::{LimitConfig, Limiter};
 use portcullis_ratelimit::{RateLimitConfig, RateLimiter};
 use portcullis_retry::{BudgetConfig, RetryBudget};
 
@@ -33,7 +34,8 @@ use crate::store::{AtKeyLimit, Store, Stores};
 /// - **One set of operations for every kind**, written once:
 ///   [`instances`](Self::instances) (or the shorthands
 ///   [`breakers`](Self::breakers), [`bulkheads`](Self::bulkheads),
-///   [`rate_limiters`](Self::rate_limiters), [`budgets`](Self::budgets),
+///   [`rate_limiters`](Self::rate_limiters), [`limiters`](Self::limiters),
+///   [`budgets`](Self::budgets),
 ///   [`routes`](Self::routes))
 ///   gives the [`Instances`] of a kind.
 /// - **Get-or-create.** [`Instances::get`] returns the same handle to
@@ -203,6 +205,12 @@ impl Registry {
         self.instances()
     }
 
+    /// The adaptive concurrency limiters:
+    /// `registry.limiters().get("inventory")`.
+    pub fn limiters(&self) -> Instances<'_, Limiter> {
+        self.instances()
+    }
+
     /// The retry budgets.
     pub fn budgets(&self) -> Instances<'_, RetryBudget> {
         self.instances()
@@ -220,6 +228,7 @@ impl Registry {
             breakers: self.breakers().list(),
             bulkheads: self.bulkheads().list(),
             rate_limiters: self.rate_limiters().list(),
+            limiters: self.limiters().list(),
             budgets: self.budgets().list(),
             routes: self.routes().list(),
         }
@@ -390,6 +399,19 @@ impl RegistryBuilder {
         self.named_config::<RateLimiter>(name, overrides)
     }
 
+    /// The default concurrency-limiter config, which named configs inherit
+    /// from (default: [`LimitConfig::default`], Gradient2 with Netflix's
+    /// defaults).
+    pub fn limiter_default(self, config: LimitConfig) -> Self {
+        self.default_config::<Limiter>(config)
+    }
+
+    /// A named concurrency-limiter config: `overrides` laid over the
+    /// default. The name `default` lays them over the default itself.
+    pub fn limiter_config(self, name: impl Into<String>, overrides: Overrides) -> Self {
+        self.named_config::<Limiter>(name, overrides)
+    }
+
     /// The default retry-budget config, which named configs inherit from
     /// (default: [`BudgetConfig::default`], 20 % of the requests plus 10
     /// retries a second, over 10 s).
@@ -410,6 +432,7 @@ impl RegistryBuilder {
             (InstanceKind::Breaker, &config.breakers),
             (InstanceKind::Bulkhead, &config.bulkheads),
             (InstanceKind::RateLimiter, &config.ratelimiters),
+            (InstanceKind::Limiter, &config.limiters),
             (InstanceKind::Budget, &config.budgets),
         ];
         for (kind, theirs) in sections {

@@ -2,6 +2,7 @@
 
 use portcullis_breaker::BreakerSnapshot;
 use portcullis_bulkhead::BulkheadSnapshot;
+use portcullis_limit::LimitSnapshot;
 use portcullis_ratelimit::RateLimiterSnapshot;
 use portcullis_retry::BudgetSnapshot;
 use serde::Serialize;
@@ -31,6 +32,8 @@ pub struct RegistrySnapshot {
     pub bulkheads: Vec<Keyed<BulkheadSnapshot>>,
     /// Every rate limiter, sorted by name then key.
     pub rate_limiters: Vec<Keyed<RateLimiterSnapshot>>,
+    /// Every adaptive concurrency limiter, sorted by name then key.
+    pub limiters: Vec<Keyed<LimitSnapshot>>,
     /// Every retry budget, sorted by name then key.
     pub budgets: Vec<Keyed<BudgetSnapshot>>,
     /// Every route's statistics, sorted by name then key.

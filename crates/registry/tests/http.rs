@@ -1855,3 +1855,120 @@ async fn metrics_are_openmetrics_when_asked_for() {
     let plain = get(addr, "/metrics").await;
     assert!(!plain.body.contains("# EOF"));
 }
+
+#[tokio::test]
+async fn limiters_are_served_with_their_figures_and_metrics() {
+    let config: portcullis_registry::RegistryConfig = toml::from_str(
+        r#"
+        [limiters.default]
+        algorithm = "aimd"
+        aimd = { initial_limit = 2, min_limit = 1 }
+
+        [limiters.inventory]
+        aimd = { initial_limit = 1, min_limit = 1, backoff_ratio = 0.5 }
+        queue = { max_queued = 4, max_wait = "20ms" }
+        "#,
+    )
+    .unwrap();
+    let registry = Registry::from_config(&config).unwrap();
+    let inventory = registry.limiters().get("inventory");
+    assert_eq!(inventory.config().aimd().backoff_ratio, 0.5, "overridden");
+    assert_eq!(
+        inventory.config().algorithm(),
+        portcullis_limit::AlgorithmKind::Aimd,
+        "inherited from the default"
+    );
+    assert_eq!(inventory.config().queue().unwrap().max_queued, 4);
+    let _held = inventory.try_acquire(None).unwrap();
+    for _ in 0..2 {
+        assert!(inventory.try_acquire(None).is_err());
+    }
+    let search = registry.limiters().get("search");
+    assert_eq!(search.limit(), 2, "the default's initial limit");
+    let addr = serve(RegistryService::new(registry.clone())).await;
+
+    let all = get(addr, "/health/limiters").await;
+    assert_eq!(all.status, 200);
+    let list = all.json()["limiters"].as_array().unwrap().clone();
+    let names: Vec<_> = list.iter().map(|l| l["name"].clone()).collect();
+    assert_eq!(names, ["inventory", "search"]);
+    let one = get(addr, "/health/limiters/inventory").await;
+    assert_eq!(one.status, 200);
+    let figures = one.json();
+    assert_eq!(figures["algorithm"], "aimd");
+    assert_eq!(figures["limit"], 1);
+    assert_eq!(figures["inflight"], 1, "the permit held");
+    assert_eq!(figures["shed"], 2);
+    assert_eq!(figures["key"], serde_json::Value::Null);
+    assert_eq!(figures, list[0]);
+    let missing = get(addr, "/health/limiters/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["error"],
+        "no concurrency limiter named 'nope'"
+    );
+
+    let reply = get(addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    let samples = parse_prometheus(&reply.body);
+    let inventory_only = [("name", "inventory")];
+    let search_only = [("name", "search")];
+    for (family, inventory_value, search_value) in [
+        ("portcullis_concurrency_limiter_limit", 1.0, 2.0),
+        ("portcullis_concurrency_limiter_in_flight", 1.0, 0.0),
+        ("portcullis_concurrency_limiter_queued", 0.0, 0.0),
+        (
+            "portcullis_concurrency_limiter_admitted_calls_total",
+            1.0,
+            0.0,
+        ),
+        ("portcullis_concurrency_limiter_shed_calls_total", 2.0, 0.0),
+        (
+            "portcullis_concurrency_limiter_dropped_calls_total",
+            0.0,
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            value(&samples, family, &inventory_only),
+            inventory_value,
+            "{family}"
+        );
+        assert_eq!(
+            value(&samples, family, &search_only),
+            search_value,
+            "{family}"
+        );
+    }
+    assert!(
+        reply
+            .body
+            .contains("# TYPE portcullis_concurrency_limiter_shed_calls_total counter\n")
+    );
+    assert!(
+        reply
+            .body
+            .contains("# TYPE portcullis_concurrency_limiter_limit gauge\n")
+    );
+}
+
+#[test]
+fn a_bad_limiter_config_names_its_path_and_overrides_are_laid_over_the_default() {
+    let config: portcullis_registry::RegistryConfig = toml::from_str(
+        r#"
+        [limiters.inventory]
+        aimd = { backoff_ratio = 1.5 }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        Registry::from_config(&config).unwrap_err().to_string(),
+        "limiters.inventory.aimd.backoff_ratio: must be in [0.5, 1), got 1.5"
+    );
+    let registry = Registry::builder()
+        .limiter_config("inventory", Overrides::new().set("min_samples", 5))
+        .build()
+        .unwrap();
+    let inventory = registry.limiters().get("inventory");
+    assert_eq!(inventory.config().min_samples(), 5);
+}
