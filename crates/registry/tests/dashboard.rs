@@ -317,6 +317,8 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
         .rate_limiters()
         .get_keyed("clients", "10.0.0.1")
         .unwrap();
+    let work = registry.limiters().get("work");
+    let _in_flight = work.try_acquire(None).unwrap();
     let budget = registry.budgets().get("orders");
     for _ in 0..5 {
         budget.deposit();
@@ -425,6 +427,19 @@ async fn the_dashboard_shows_a_tripped_breaker_open_live_in_a_real_browser() {
     );
     assert!(
         dom.contains("api: rate limiter added"),
+        "the log says the kind:\n{dom}"
+    );
+    let concurrency = rows_with("data-at-limit");
+    assert_eq!(concurrency.len(), 1, "one concurrency limiter:\n{dom}");
+    assert_eq!(concurrency[0]["data-name"], "work");
+    assert_eq!(concurrency[0]["data-at-limit"], "false");
+    assert!(
+        dom.contains(">1 / 20<"),
+        "one call in flight under Gradient2's initial limit:\n{dom}"
+    );
+    assert!(dom.contains(">gradient2<"), "the algorithm:\n{dom}");
+    assert!(
+        dom.contains("work: concurrency limiter added"),
         "the log says the kind:\n{dom}"
     );
     let budgets = rows_with("data-spent");
@@ -565,6 +580,7 @@ async fn the_dashboard_says_loading_until_it_has_an_answer_and_empty_only_when_e
         "no-breakers",
         "no-bulkheads",
         "no-ratelimiters",
+        "no-concurrency-limiters",
         "no-budgets",
     ] {
         assert!(by_id(&html, "p", empty).contains_key("hidden"), "{empty}");
@@ -604,6 +620,7 @@ async fn the_dashboard_says_loading_until_it_has_an_answer_and_empty_only_when_e
         "no-breakers",
         "no-bulkheads",
         "no-ratelimiters",
+        "no-concurrency-limiters",
         "no-budgets",
     ] {
         assert!(
